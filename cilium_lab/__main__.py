@@ -1,0 +1,3 @@
+from cilium_lab.cli import main
+
+main()

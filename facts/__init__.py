@@ -1,0 +1,1 @@
+"""Custom pyinfra facts: read the state the migration declares."""

@@ -1,0 +1,25 @@
+# Data every host shares. Nothing here is in code: change it here, or override it per group or host.
+
+# The guide logs in as ubuntu and uses sudo on the nodes.
+ssh_user = "ubuntu"
+_sudo = True
+
+# Units the guide installs in /etc/systemd/system/.
+kube_proxy_unit = "kube-proxy.service"
+kubelet_unit = "kubelet.service"
+
+# CNI configuration: the directory kubelet reads, and where the old files go (never deleted).
+cni_conf_dir = "/etc/cni/net.d"
+cni_backup_dir = "/var/backups/cilium-lab/cni"
+
+# br_netfilter: the module the guide loads, and where edited persistence files are backed up first.
+br_netfilter_module = "br_netfilter"
+modules_backup_dir = "/var/backups/cilium-lab/modules-load.d"
+
+# Cilium's chart values as the chapter sets them; the nodes read k8sServiceHost/Port too.
+cilium_values = {
+    "kubeProxyReplacement": True,
+    "k8sServiceHost": "kubernetes",
+    "k8sServicePort": 6443,
+    "cgroup": {"automount": {"enabled": False}, "hostRoot": "/sys/fs/cgroup"},
+}

@@ -1,0 +1,15 @@
+# The workstation: it runs helm and the Kubernetes client, and holds the host routes to the pod CIDRs.
+# Commands here run as the user who runs pyinfra, not through sudo.
+_sudo = False
+
+helm_repo_name = "cilium"
+helm_repo_url = "https://helm.cilium.io/"
+# A repository chart ("cilium/cilium"), a local chart directory, a .tgz or an oci:// reference.
+cilium_chart = "cilium/cilium"
+cilium_chart_version = "1.16.5"
+cilium_release = "cilium"
+cilium_namespace = "kube-system"
+
+# None means helm's and the client's own defaults (KUBECONFIG, then ~/.kube/config; current context).
+kubeconfig = None
+kube_context = None

@@ -1,0 +1,1 @@
+"""Custom pyinfra operations: declare the state of a node after the migration."""
