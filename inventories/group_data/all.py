@@ -12,8 +12,7 @@ kubelet_unit = "kubelet.service"
 cni_conf_dir = "/etc/cni/net.d"
 cni_backup_dir = "/var/backups/cilium-lab/cni"
 
-# br_netfilter: the module the guide loads, and where edited persistence files are backed up first.
-br_netfilter_module = "br_netfilter"
+# br_netfilter persistence files are backed up here before a line is removed from them.
 modules_backup_dir = "/var/backups/cilium-lab/modules-load.d"
 
 # Cilium's chart values as the chapter sets them; the nodes read k8sServiceHost/Port too.

@@ -1,0 +1,40 @@
+"""
+The guide's chapter "Simplifying Network Setup with Cilium", as declared state.
+
+    pyinfra inventories/lab.py deploys/cilium.py          # migrate
+    pyinfra inventories/lab.py deploys/cilium.py --dry    # show what would change
+
+Every value comes from the inventory and its group data. Hosts in the ``local`` group (the
+machine running pyinfra) do the workstation's part; all other hosts are Kubernetes nodes.
+"""
+
+from pyinfra import host
+
+from operations.br_netfilter import br_netfilter_absent
+from operations.cni import cni_configs_absent
+from operations.kube_proxy import kube_proxy_disabled
+
+is_node = "local" not in host.groups
+
+# Removing stuff to be replaced with Cilium
+
+if is_node:
+    kube_proxy_disabled(
+        name="Stop and disable kube-proxy",
+        unit=host.data.kube_proxy_unit,
+    )
+
+    cni_configs_absent(
+        name="Remove the old CNI configurations and restart kubelet",
+        conf_dir=host.data.cni_conf_dir,
+        backup_dir=host.data.cni_backup_dir,
+        restart_unit=host.data.kubelet_unit,
+    )
+
+# Cleaning up
+
+if is_node:
+    br_netfilter_absent(
+        name="Unload br_netfilter and stop loading it at boot",
+        backup_dir=host.data.modules_backup_dir,
+    )

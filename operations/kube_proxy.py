@@ -1,0 +1,45 @@
+"""
+kube-proxy's systemd unit: gone from a node once Cilium replaces it.
+"""
+
+from __future__ import annotations
+
+from pyinfra import host
+from pyinfra.api import QuoteString, StringCommand, operation
+
+from facts.systemd_unit import UnitState
+
+
+@operation()
+def kube_proxy_disabled(unit: str = "kube-proxy.service"):
+    """
+    Stop kube-proxy and keep it from starting at boot.
+
+    + unit: kube-proxy's systemd unit
+
+    A node without the unit has nothing to do; a masked unit already counts as disabled, and a
+    static one cannot be disabled (it has no install section), so both are only stopped.
+
+    **Example:**
+
+    .. code:: python
+
+        kube_proxy_disabled(
+            name="Stop and disable kube-proxy",
+            unit="kube-proxy.service",
+        )
+    """
+
+    state = host.get_fact(UnitState, unit=unit)
+
+    if not state["exists"]:
+        host.noop(f"{unit} is not installed")
+        return
+
+    if state["running"]:
+        yield StringCommand("systemctl", "stop", QuoteString(unit))
+
+    if state["enabled"]:
+        yield StringCommand("systemctl", "disable", QuoteString(unit))
+    elif not state["running"]:
+        host.noop(f"{unit} is stopped and {state['unit_file_state'] or 'disabled'}")

@@ -1,0 +1,92 @@
+"""
+pyinfra-style fixture tests: command output in, fact value out; facts in, commands out.
+
+Fixtures are JSON files, one case a file, as in pyinfra's own test suite:
+
+- ``fixtures/facts/<module>.<FactClass>/<case>.json``:
+  ``{"arg": {...}, "command": "...", "output": [...], "fact": ...}``
+- ``fixtures/operations/<module>.<operation>/<case>.json``:
+  ``{"args": {...}, "facts": {"<module>.<FactClass>": ...}, "commands": [...], "noop": "..."}``
+
+``module`` is a module of our ``facts`` or ``operations`` package.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+from pyinfra.api import StringCommand
+from pyinfra.api.state import StateStage
+from pyinfra.context import ctx_host, ctx_state
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def load_object(package: str, dotted: str):
+    module, _, name = dotted.rpartition(".")
+    return getattr(importlib.import_module(f"{package}.{module}"), name)
+
+
+def fixture_cases(kind: str) -> list[tuple[str, Path]]:
+    """Every (``module.Name``, case file) under ``fixtures/<kind>``, for pytest's parametrize."""
+    return [
+        (case.parent.name, case)
+        for case in sorted((FIXTURES / kind).glob("*/*.json"))
+    ]
+
+
+def load_case(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+class FakeHost:
+    """Just enough of ``pyinfra.api.Host`` for an operation's generator.
+
+    Facts come from a mapping of fact class to value; a fact the case did not provide fails the
+    test, so an operation cannot quietly read more state than its fixture declares.
+    """
+
+    name = "fakehost"
+    print_prefix = "[fakehost] "
+
+    def __init__(self, facts: dict, stage: StateStage = StateStage.Prepare):
+        self.facts = facts
+        self.fact_calls: list[tuple[type, dict]] = []
+        self.noops: list[str] = []
+        self.state = SimpleNamespace(current_stage=stage)
+        self.groups: list[str] = []
+        self.data = SimpleNamespace()
+
+    def get_fact(self, cls, *args, **kwargs):
+        self.fact_calls.append((cls, kwargs))
+        if cls not in self.facts:
+            raise AssertionError(f"operation read fact {cls.__name__}, which the case does not give")
+        return self.facts[cls]
+
+    def noop(self, description: str) -> None:
+        self.noops.append(description)
+
+
+def command_text(command) -> str:
+    if isinstance(command, StringCommand):
+        return command.get_raw_value()
+    return str(command)
+
+
+def run_operation(operation, facts: dict, stage: StateStage = StateStage.Prepare, **kwargs):
+    """Run an operation's generator against given facts; return (commands, fake host)."""
+    host = FakeHost(facts, stage=stage)
+    with ctx_state.use(host.state), ctx_host.use(host):
+        commands = [command_text(command) for command in operation._inner(**kwargs)]
+    return commands, host
+
+
+def run_fact(fact_cls, output: list[str]):
+    """Process given command output the way pyinfra does: no output gives the default."""
+    fact = fact_cls()
+    if not output:
+        return fact.default()
+    return fact.process(output)

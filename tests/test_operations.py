@@ -1,0 +1,22 @@
+"""Every operation fixture: given facts in, exactly the commands (and noop) out."""
+
+import pytest
+
+from pyinfra_fixtures import fixture_cases, load_case, load_object, run_operation
+
+
+@pytest.mark.parametrize(
+    ("name", "case"), fixture_cases("operations"), ids=lambda v: getattr(v, "stem", v)
+)
+def test_operation(name, case):
+    data = load_case(case)
+    operation = load_object("operations", name)
+    facts = {load_object("facts", fact): value for fact, value in data["facts"].items()}
+
+    commands, host = run_operation(operation, facts, **data.get("args", {}))
+
+    assert commands == data["commands"]
+    if "noop" in data:
+        assert host.noops == [data["noop"]]
+    else:
+        assert host.noops == []
