@@ -35,6 +35,11 @@ def br_netfilter_absent(backup_dir: str = "/var/backups/cilium-lab/modules-load.
     """
 
     state = host.get_fact(BrNetfilter)
+    builtin = f"{MODULE} is built into the kernel and cannot be unloaded; it stays active"
+
+    if state["status"] == "builtin" and state["persisted_in"] and _first_pass():
+        # Said aloud when the node changes; on quiet re-runs it is only a noop.
+        logger.warning(f"{host.print_prefix}{builtin}")
 
     if state["persisted_in"]:
         yield StringCommand("mkdir", "-p", QuoteString(backup_dir))
@@ -51,13 +56,21 @@ def br_netfilter_absent(backup_dir: str = "/var/backups/cilium-lab/modules-load.
 
     if state["status"] == "module":
         yield StringCommand("modprobe", "-r", MODULE)
+    elif state["persisted_in"]:
+        return
     elif state["status"] == "builtin":
-        message = f"{MODULE} is built into the kernel and cannot be unloaded; it stays active"
-        # Said aloud when the node changes (once: the generator runs again to execute), and only
-        # as a noop on quiet re-runs.
-        if state["persisted_in"] and host.state.current_stage == StateStage.Prepare:
-            logger.warning(f"{host.print_prefix}{message}")
-        else:
-            host.noop(message)
-    elif not state["persisted_in"]:
+        host.noop(builtin)
+    else:
         host.noop(f"{MODULE} is not loaded and not loaded at boot")
+
+
+def _first_pass() -> bool:
+    """Whether pyinfra runs this operation's generator for the first time in this run.
+
+    Without ``-y`` (and with ``--dry``) it runs once to detect changes, then again to execute;
+    with ``-y`` only to execute.
+    """
+    state = host.state
+    if state.current_stage == StateStage.Prepare:
+        return True
+    return not state.should_check_for_changes()

@@ -56,7 +56,7 @@ class FakeHost:
         self.facts = facts
         self.fact_calls: list[tuple[type, dict]] = []
         self.noops: list[str] = []
-        self.state = SimpleNamespace(current_stage=stage)
+        self.state = SimpleNamespace(current_stage=stage, should_check_for_changes=lambda: True)
         self.groups: list[str] = []
         self.data = SimpleNamespace()
 
