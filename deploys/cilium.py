@@ -8,13 +8,19 @@ Every value comes from the inventory and its group data. Hosts in the ``local`` 
 machine running pyinfra) do the workstation's part; all other hosts are Kubernetes nodes.
 """
 
-from pyinfra import host
+from pyinfra import host, state
+
+from cilium_lab import preflight
 
 from operations.br_netfilter import br_netfilter_absent
 from operations.cni import cni_configs_absent
 from operations.kube_proxy import kube_proxy_disabled
+from operations.kube_proxy_rules import kube_proxy_rules_absent
 
 is_node = "local" not in host.groups
+
+# Before anything: every host can take the migration, or no host is touched.
+preflight.require(state)
 
 # Removing stuff to be replaced with Cilium
 
@@ -23,6 +29,9 @@ if is_node:
         name="Stop and disable kube-proxy",
         unit=host.data.kube_proxy_unit,
     )
+
+    # Cilium's kube-proxy replacement guide: what kube-proxy leaves in iptables goes too.
+    kube_proxy_rules_absent(name="Remove kube-proxy's iptables leftovers")
 
     cni_configs_absent(
         name="Remove the old CNI configurations and restart kubelet",

@@ -22,3 +22,8 @@ cilium_values = {
     "k8sServicePort": 6443,
     "cgroup": {"automount": {"enabled": False}, "hostRoot": "/sys/fs/cgroup"},
 }
+
+# The oldest kernel the pinned Cilium release supports (its system requirements).
+cilium_min_kernel = "5.4"
+# Preflight checks to skip, for those who know better: sudo, systemd, kernel, cgroup, api_name, api_port.
+preflight_skip = []

@@ -1,0 +1,51 @@
+"""
+kube-proxy's leftovers: its KUBE-* iptables chains and IPVS state, gone once it is stopped.
+"""
+
+from __future__ import annotations
+
+from pyinfra import host
+from pyinfra.api import StringCommand, operation
+
+from facts.kube_proxy_rules import CHAIN_PREFIX, IPVS_INTERFACE, KubeProxyRules
+
+
+@operation()
+def kube_proxy_rules_absent():
+    """
+    Remove every rule and chain kube-proxy left in iptables and ip6tables (``KUBE-*``), and
+    its IPVS services and ``kube-ipvs0`` interface when it ran in IPVS mode.
+
+    Each table that holds ``KUBE-*`` lines is saved, stripped of them and restored in one
+    ``iptables-restore``, which swaps the table atomically: other rules stay as they were.
+    Run it after kube-proxy is stopped, or kube-proxy puts them back.
+
+    **Example:**
+
+    .. code:: python
+
+        kube_proxy_rules_absent(name="Remove kube-proxy's iptables leftovers")
+    """
+
+    rules = host.get_fact(KubeProxyRules)
+    changed = False
+
+    for family in ("iptables", "ip6tables"):
+        for table in sorted(rules[family]):
+            changed = True
+            # One table at a time, so that a table without leftovers is never rewritten.
+            yield StringCommand(
+                f'rules="$({family}-save -t {table})" &&',
+                f"printf '%s\\n' \"$rules\" | grep -v -- {CHAIN_PREFIX} | {family}-restore",
+            )
+
+    if rules["ipvs_services"]:
+        changed = True
+        yield StringCommand("ipvsadm", "--clear")
+
+    if rules["ipvs_interface"]:
+        changed = True
+        yield StringCommand("ip", "link", "delete", IPVS_INTERFACE)
+
+    if not changed:
+        host.noop("no kube-proxy rules left")

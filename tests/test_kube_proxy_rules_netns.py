@@ -1,0 +1,80 @@
+"""kube-proxy's iptables leftovers, removed for real inside a network namespace this test creates.
+
+Needs root (for ``ip netns``) and iptables; the machine's own tables are never touched.
+"""
+
+import os
+import shutil
+import subprocess
+import uuid
+
+import pytest
+
+from facts.kube_proxy_rules import KubeProxyRules
+from operations.kube_proxy_rules import kube_proxy_rules_absent
+from pyinfra_fixtures import command_text, run_fact, run_operation
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("iptables-save"),
+    reason="needs root, iproute2 and iptables to create a network namespace",
+)
+
+# What kube-proxy in iptables mode leaves, beside a rule and a chain of someone else's.
+KUBE_PROXY_LIKE = [
+    "iptables -t nat -N KUBE-SERVICES",
+    "iptables -t nat -N KUBE-POSTROUTING",
+    "iptables -t nat -A PREROUTING -m comment --comment 'kubernetes service portals' -j KUBE-SERVICES",
+    "iptables -t nat -A POSTROUTING -j KUBE-POSTROUTING",
+    "iptables -t nat -A KUBE-POSTROUTING -j MASQUERADE",
+    "iptables -N KUBE-FORWARD",
+    "iptables -A FORWARD -j KUBE-FORWARD",
+    "iptables -N OTHER-CHAIN",
+    "iptables -A INPUT -p tcp --dport 22 -j OTHER-CHAIN",
+    "iptables -t nat -A POSTROUTING -s 10.0.0.0/8 -j RETURN",
+]
+
+
+@pytest.fixture
+def netns():
+    name = f"cilab-test-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    yield name
+    subprocess.run(["ip", "netns", "delete", name], check=True)
+
+
+def in_ns(netns, command):
+    return subprocess.run(
+        ["ip", "netns", "exec", netns, "sh", "-c", command], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def read_rules(netns):
+    return run_fact(KubeProxyRules, in_ns(netns, command_text(KubeProxyRules().command())).splitlines())
+
+
+def test_removes_kube_chains_and_keeps_the_rest(netns):
+    for command in KUBE_PROXY_LIKE:
+        in_ns(netns, command)
+    before = in_ns(netns, "iptables-save")
+
+    rules = read_rules(netns)
+    assert rules["iptables"] == {"nat": 5, "filter": 2}
+
+    commands, _ = run_operation(kube_proxy_rules_absent, {KubeProxyRules: rules})
+    for command in commands:
+        in_ns(netns, command)
+
+    after = in_ns(netns, "iptables-save")
+    assert "KUBE-" not in after
+    assert "-A INPUT -p tcp -m tcp --dport 22 -j OTHER-CHAIN" in after
+    assert "-A POSTROUTING -s 10.0.0.0/8 -j RETURN" in after
+    # Exactly the KUBE lines went, nothing else (counters and comments aside).
+    strip = lambda text: [l for l in text.splitlines() if not l.startswith("#")]
+    assert strip(after) == [l for l in strip(before) if "KUBE-" not in l]
+
+    # Converged: the fact sees nothing and the operation yields nothing.
+    rules = read_rules(netns)
+    assert rules["iptables"] == {}
+    commands, host = run_operation(kube_proxy_rules_absent, {KubeProxyRules: rules})
+    assert commands == []
+    assert host.noops == ["no kube-proxy rules left"]
