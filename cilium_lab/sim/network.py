@@ -1,0 +1,90 @@
+"""
+The sim's network: one bridge on this machine, one network namespace per node, a veth between.
+
+Only the bridge carries an address on the host side, and nodes get no default route: nothing a
+node sends can leave this machine.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import subprocess
+from pathlib import Path
+
+from cilium_lab.sim import SimError
+from cilium_lab.sim.config import SimConfig
+
+NETNS_DIR = Path("/run/netns")
+
+
+def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(["ip", *args], capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise SimError(f"ip {' '.join(args)}: {proc.stderr.strip()}")
+    return proc
+
+
+def link_exists(name: str) -> bool:
+    return Path("/sys/class/net", name).exists()
+
+
+def netns_exists(name: str) -> bool:
+    return (NETNS_DIR / name).exists()
+
+
+def check_free(cfg: SimConfig) -> None:
+    """Refuse, before any change, a bridge name or subnet that something else already uses."""
+    ours = json.loads(ip("-j", "addr", "show").stdout or "[]")
+    for link in ours:
+        name = link.get("ifname")
+        if name == cfg.bridge:
+            raise SimError(f"interface {cfg.bridge} already exists; pick another bridge (--bridge or CILIUM_LAB_SIM_BRIDGE)")
+        for addr in link.get("addr_info", []):
+            if addr.get("family") != "inet":
+                continue
+            net = ipaddress.ip_network(f"{addr['local']}/{addr['prefixlen']}", strict=False)
+            if net.overlaps(cfg.network):
+                raise SimError(
+                    f"subnet {cfg.subnet} overlaps {net} on {name}; pick another (--subnet or CILIUM_LAB_SIM_SUBNET)"
+                )
+    for name in cfg.nodes:
+        if netns_exists(cfg.netns(name)) or link_exists(cfg.host_veth(name)):
+            raise SimError(f"network namespace {cfg.netns(name)} or veth {cfg.host_veth(name)} already exists")
+
+
+def bridge_up(cfg: SimConfig) -> None:
+    if not link_exists(cfg.bridge):
+        ip("link", "add", cfg.bridge, "type", "bridge")
+        ip("addr", "add", f"{cfg.bridge_address}/{cfg.network.prefixlen}", "dev", cfg.bridge)
+    ip("link", "set", cfg.bridge, "up")
+
+
+def bridge_down(cfg: SimConfig) -> None:
+    if link_exists(cfg.bridge):
+        ip("link", "del", cfg.bridge)
+
+
+def node_net_up(cfg: SimConfig, name: str) -> str:
+    """Create the node's namespace with its address on host0; return the namespace's path."""
+    ns, veth = cfg.netns(name), cfg.host_veth(name)
+    if not netns_exists(ns):
+        ip("netns", "add", ns)
+    if not link_exists(veth):
+        ip("link", "add", veth, "type", "veth", "peer", "name", "host0", "netns", ns)
+    ip("link", "set", veth, "master", cfg.bridge, "up")
+    ip("-n", ns, "link", "set", "lo", "up")
+    address = f"{cfg.address(name)}/{cfg.network.prefixlen}"
+    if address not in ip("-n", ns, "-o", "addr", "show", "dev", "host0").stdout:
+        ip("-n", ns, "addr", "add", address, "dev", "host0")
+    ip("-n", ns, "link", "set", "host0", "up")
+    return str(NETNS_DIR / ns)
+
+
+def node_net_down(cfg: SimConfig, name: str) -> None:
+    # Deleting the namespace takes the veth pair with it once the node's processes are gone;
+    # the explicit delete covers a namespace something else still holds open.
+    if netns_exists(cfg.netns(name)):
+        ip("netns", "del", cfg.netns(name), check=False)
+    if link_exists(cfg.host_veth(name)):
+        ip("link", "del", cfg.host_veth(name), check=False)
