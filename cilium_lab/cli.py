@@ -3,6 +3,8 @@
 import click
 
 from cilium_lab.cluster.commands import restart_pods_command, status_command, verify_command
+
+from cilium_lab.cluster.commands import restart_pods_command, status_command, verify_command
 from cilium_lab.sim.cli import sim
 
 
@@ -12,6 +14,11 @@ def cli():
 
 
 cli.add_command(sim)
+cli.add_command(verify_command)
+cli.add_command(restart_pods_command)
+cli.add_command(status_command)
+
+
 cli.add_command(verify_command)
 cli.add_command(restart_pods_command)
 cli.add_command(status_command)

@@ -1,0 +1,176 @@
+"""
+The cluster commands of ``cilium-lab``: verify, restart-pods, status. The deploy runs them too.
+
+Exit codes: 0 done or healthy, 1 not healthy (verify), 2 an error the user must fix (one line
+on stderr, nothing changed).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+
+import click
+from kubernetes.client.rest import ApiException
+
+from cilium_lab.cluster import ClusterError, kube, pods, status, verify
+
+
+def cluster_options(function):
+    @click.option("--kubeconfig", type=click.Path(dir_okay=False), default=None,
+                  help="kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).")
+    @click.option("--context", default=None, help="kubeconfig context (default: its current one).")
+    @click.option("--namespace", default="kube-system", show_default=True, help="Cilium's namespace.")
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        return function(*args, **kwargs)
+    return wrapper
+
+
+def clear_errors(function):
+    """A ClusterError becomes its message on stderr and exit status 2, without a traceback."""
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except ClusterError as error:
+            click.echo(f"cilium-lab: {error}", err=True)
+            sys.exit(2)
+        except ApiException as error:
+            message = error.reason
+            try:
+                message = json.loads(error.body).get("message", message)
+            except (TypeError, ValueError, AttributeError):
+                pass
+            click.echo(f"cilium-lab: the API server answered {error.status}: {message}", err=True)
+            sys.exit(2)
+    return wrapper
+
+
+def output_option(function):
+    return click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table",
+                        show_default=True)(function)
+
+
+def _progress(line: str) -> None:
+    click.echo(f"waiting: {line}", err=True)
+
+
+def health_table(health: verify.Health) -> str:
+    rows = [("NODE", "INTERNAL-IP", "NODE", "AGENT", "AGENT-IP", "READY", "MISSING")]
+    for n in health.nodes:
+        rows.append((
+            n.node, n.internal_ip or "-", "Ready" if n.node_ready else "NotReady", n.agent or "-",
+            n.agent_ip or "-", "yes" if n.agent_ready else "no", "; ".join(n.missing) or "-",
+        ))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows]
+    ds, op = health.daemonset, health.operator
+    lines.append("")
+    lines.append(f"DaemonSet cilium: {ds['ready']}/{ds['desired']} ready, {ds['scheduled']} scheduled"
+                 if ds["exists"] else "DaemonSet cilium: missing")
+    lines.append(f"Deployment cilium-operator: {op['available']}/{op['replicas']} available"
+                 if op["exists"] else "Deployment cilium-operator: missing")
+    for problem in health.problems:
+        lines.append(f"problem: {problem}")
+    lines.append("healthy" if health.healthy else "NOT healthy")
+    return "\n".join(lines)
+
+
+@click.command("verify")
+@cluster_options
+@output_option
+@click.option("--timeout", type=float, default=600, show_default=True, help="Seconds to wait.")
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="Wait (watching the API) until healthy or the timeout passes.")
+@clear_errors
+def verify_command(kubeconfig, context, namespace, output, timeout, wait):
+    """Check that Cilium's agents run, ready, on every node with the node's IP, and the operator is available."""
+    cluster = kube.load(kubeconfig, context)
+    if wait:
+        health = verify.wait(cluster, namespace, timeout=timeout, progress=_progress)
+    else:
+        health = verify.snapshot(cluster, namespace)
+    if output == "json":
+        click.echo(json.dumps(health.as_dict(), indent=2))
+    else:
+        click.echo(health_table(health))
+    if not health.healthy and wait:
+        click.echo(f"cilium-lab: Cilium is not healthy after {timeout:g}s on {cluster.server}", err=True)
+    sys.exit(0 if health.healthy else 1)
+
+
+@click.command("restart-pods")
+@cluster_options
+@output_option
+@click.option("--yes", is_flag=True, help="Delete the pods that a controller recreates.")
+@click.option("--pod-cidr", "pod_cidrs", multiple=True,
+              help="A pod CIDR Cilium manages (added to those of the CiliumNode objects).")
+@clear_errors
+def restart_pods_command(kubeconfig, context, namespace, output, yes, pod_cidrs):
+    """List the pods started under the old CNI; with --yes, delete those owned by a controller."""
+    cluster = kube.load(kubeconfig, context)
+    found = pods.find(cluster, pod_cidrs)
+    deleted = pods.delete(cluster, found) if yes else []
+    if output == "json":
+        click.echo(json.dumps({
+            "owned": pods.as_dicts([p for p in found if p.owned]),
+            "unowned": pods.as_dicts([p for p in found if not p.owned]),
+            "deleted": pods.as_dicts(deleted),
+        }, indent=2))
+        return
+    if not found:
+        click.echo("no pods from the old CNI")
+        return
+    for pod in found:
+        if pod.owned:
+            action = "deleted" if pod in deleted else "would delete (use --yes)"
+            click.echo(f"{action}: {pod.namespace}/{pod.name} on {pod.node} ({pod.owner}): {pod.reason}")
+        else:
+            click.echo(f"not deleted, no controller recreates it: {pod.namespace}/{pod.name} on "
+                       f"{pod.node}: {pod.reason}; delete and recreate it yourself")
+
+
+@click.command("status")
+@cluster_options
+@output_option
+@click.option("--check", "checks", multiple=True, type=click.Choice(status.CHECKS),
+              help="What to report (repeatable; default: all).")
+@click.option("--release", "release_name", default="cilium", show_default=True)
+@click.option("--chart", default="cilium/cilium", show_default=True)
+@click.option("--chart-version", default=None)
+@click.option("--values-json", default="{}", help="The values the release should have, as JSON.")
+@click.option("--repo-name", default=None)
+@click.option("--repo-url", default=None)
+@click.option("--pod-cidr", "pod_cidrs", multiple=True)
+@clear_errors
+def status_command(kubeconfig, context, namespace, output, checks, release_name, chart,
+                   chart_version, values_json, repo_name, repo_url, pod_cidrs):
+    """Report the helm repository, the release, Cilium's health and the old CNI's pods (read-only)."""
+    try:
+        values = json.loads(values_json)
+    except ValueError as error:
+        raise ClusterError(f"--values-json is not JSON: {error}") from None
+    checks = checks or status.CHECKS
+    report = {}
+    if "repo" in checks:
+        report["repo"] = status.repo(chart, chart_version, repo_name, repo_url)
+    cluster = None
+    if set(checks) - {"repo"}:
+        cluster = kube.load(kubeconfig, context)
+    if "release" in checks:
+        report["release"] = status.release(cluster, release_name, namespace, chart, chart_version,
+                                           values, repo_name, repo_url, kubeconfig, context)
+    if "health" in checks:
+        report["health"] = status.health(cluster, namespace)
+    if "pods" in checks:
+        report["pods"] = status.old_pods(cluster, pod_cidrs)
+    if output == "json":
+        click.echo(json.dumps(report, indent=2, default=str))
+    else:
+        for key, value in report.items():
+            click.echo(f"{key}: {json.dumps(value, default=str)}")
+
+
+COMMANDS = (verify_command, restart_pods_command, status_command)

@@ -1,0 +1,192 @@
+"""
+The user's ``helm`` binary: find it, read releases and repositories, check a chart and its
+values, and build the install command. Read-only here; the operations yield the changing
+commands (``helm repo add/update``, ``helm upgrade --install``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from cilium_lab.cluster import ClusterError
+
+TIMEOUT = 300  # seconds for one read-only helm command (chart downloads included)
+
+
+def find_helm() -> str:
+    """helm on PATH, else beside this Python (a venv's bin/, where scripts/install_helm.py puts it)."""
+    found = shutil.which("helm") or shutil.which("helm", path=str(Path(sys.executable).parent))
+    if not found:
+        raise ClusterError(
+            "helm is not installed: no `helm` on PATH or in "
+            f"{Path(sys.executable).parent}; install it (https://helm.sh/docs/intro/install/ "
+            "or scripts/install_helm.py)"
+        )
+    return found
+
+
+def chart_kind(chart: str) -> str:
+    """``oci``, ``path`` (a chart directory or .tgz) or ``repo`` (``repo/chart``)."""
+    if chart.startswith("oci://"):
+        return "oci"
+    if chart.startswith((".", "/", "~")) or chart.endswith(".tgz") or Path(chart).exists():
+        return "path"
+    if chart.count("/") == 1:
+        return "repo"
+    raise ClusterError(
+        f"chart {chart!r} is neither repo/chart, a chart directory, a .tgz nor an oci:// reference"
+    )
+
+
+def cluster_args(kubeconfig: str | None, context: str | None) -> list[str]:
+    args = []
+    if kubeconfig:
+        args += ["--kubeconfig", str(Path(kubeconfig).expanduser())]
+    if context:
+        args += ["--kube-context", context]
+    return args
+
+
+def helm_error(result: subprocess.CompletedProcess) -> str:
+    """helm's own message, on one line, without its 'Error: ' prefix."""
+    lines = [line.strip() for line in (result.stderr or result.stdout or "").splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("Error:")]
+    text = " ".join(errors or lines[-2:]) or f"exit status {result.returncode}"
+    text = re.sub(r"^Error:\s*", "", text)
+    return text if len(text) <= 400 else text[:397] + "..."
+
+
+def run(helm: str, args: list[str], input: str | None = None) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(
+            [helm, *args], input=input, capture_output=True, text=True, timeout=TIMEOUT,
+        )
+    except subprocess.TimeoutExpired:
+        raise ClusterError(f"`helm {' '.join(args[:3])}` did not finish in {TIMEOUT}s") from None
+    except OSError as error:
+        raise ClusterError(f"cannot run {helm}: {error.strerror}") from None
+
+
+def release(helm: str, name: str, namespace: str, kubeconfig=None, context=None) -> dict:
+    """The installed release as helm reports it: status, chart, version, revision, values."""
+    state = {"exists": False, "status": None, "chart": None, "version": None, "revision": None,
+             "values": None}
+    cluster = cluster_args(kubeconfig, context)
+    listed = run(helm, ["list", "--namespace", namespace, "--deployed", "--failed", "--pending", "--filter", f"^{re.escape(name)}$",
+                        "--output", "json", *cluster])
+    if listed.returncode != 0:
+        raise ClusterError(f"helm cannot list releases in {namespace}: {helm_error(listed)}")
+    releases = [r for r in json.loads(listed.stdout or "[]") if r.get("name") == name]
+    if not releases:
+        return state
+    found = releases[0]
+    chart, _, version = found.get("chart", "").rpartition("-")
+    state.update(exists=True, status=found.get("status"), chart=chart, version=version,
+                 revision=int(found.get("revision") or 0))
+    values = run(helm, ["get", "values", name, "--namespace", namespace, "--output", "json", *cluster])
+    if values.returncode != 0:
+        raise ClusterError(f"helm cannot read the values of {namespace}/{name}: {helm_error(values)}")
+    state["values"] = json.loads(values.stdout or "null") or {}
+    return state
+
+
+def repositories(helm: str) -> dict[str, str]:
+    """name -> URL of the repositories helm knows."""
+    result = run(helm, ["repo", "list", "--output", "json"])
+    if result.returncode != 0:
+        if "no repositories" in (result.stderr + result.stdout):
+            return {}
+        raise ClusterError(f"helm cannot list its repositories: {helm_error(result)}")
+    return {r["name"]: r["url"] for r in json.loads(result.stdout or "[]")}
+
+
+def repository(helm: str, name: str, url: str, chart: str, version: str | None) -> dict:
+    """Whether the repository is there with this URL, and its cached index has the version."""
+    known = repositories(helm)
+    state = {"name": name, "url": known.get(name), "present": name in known,
+             "url_matches": _same_url(known.get(name), url), "version_cached": False}
+    if state["present"] and state["url_matches"]:
+        args = ["search", "repo", f"^{re.escape(chart)}$", "--regexp", "--output", "json"]
+        if version:
+            args += ["--version", version]
+        result = run(helm, args)
+        if result.returncode == 0:
+            state["version_cached"] = any(
+                r.get("name") == chart and (not version or r.get("version") == version)
+                for r in json.loads(result.stdout or "[]")
+            )
+    return state
+
+
+def _same_url(a: str | None, b: str | None) -> bool:
+    return bool(a) and bool(b) and a.rstrip("/") == b.rstrip("/")
+
+
+def chart_source(helm: str, chart: str, repo_name: str | None, repo_url: str | None) -> list[str]:
+    """How helm finds the chart now: ``repo/chart``, or ``chart --repo URL`` before the repo is added."""
+    if chart_kind(chart) != "repo":
+        return [str(Path(chart).expanduser()) if not chart.startswith("oci://") else chart]
+    name, _, short = chart.partition("/")
+    if name == repo_name and repo_url and not _same_url(repositories(helm).get(name), repo_url):
+        return [short, "--repo", repo_url]
+    return [chart]
+
+
+def chart_version(helm: str, source: list[str], version: str | None) -> str:
+    """The chart's version, checked against the pinned one; errors name the chart."""
+    args = ["show", "chart", *source]
+    if version and chart_kind(source[0]) != "path":
+        args += ["--version", version]
+    result = run(helm, args)
+    if result.returncode != 0:
+        what = f"chart {' '.join(source)}" + (f" version {version}" if version else "")
+        raise ClusterError(f"{what} not found: {helm_error(result)}")
+    found = str((yaml.safe_load(result.stdout) or {}).get("version", ""))
+    if version and found != version:
+        raise ClusterError(
+            f"chart {source[0]} is version {found}, but cilium_chart_version pins {version}; "
+            "change one of them"
+        )
+    return found
+
+
+def check_values(helm: str, source: list[str], version: str | None, values: dict,
+                 release_name: str, namespace: str) -> None:
+    """Render the chart with the values, offline: helm rejects unknown or ill-typed keys here."""
+    args = ["template", release_name, *source, "--namespace", namespace, "--values", "-"]
+    if version and chart_kind(source[0]) != "path":
+        args += ["--version", version]
+    result = run(helm, args, input=json.dumps(values))
+    if result.returncode != 0:
+        raise ClusterError(f"helm rejects the values for chart {source[0]}: {helm_error(result)}")
+
+
+def values_json(values: dict) -> str:
+    return json.dumps(values or {}, sort_keys=True, separators=(",", ":"))
+
+
+def install_command(helm: str, release_name: str, chart: str, version: str | None, namespace: str,
+                    values: dict, kubeconfig=None, context=None, extra_args=()) -> str:
+    """``helm upgrade --install`` with the values on stdin, as one shell command."""
+    args = ["upgrade", "--install", release_name, chart, "--namespace", namespace]
+    if version and chart_kind(chart) != "path":
+        args += ["--version", version]
+    args += ["--values", "-", *cluster_args(kubeconfig, context), *extra_args]
+    return (
+        f"printf '%s' {shlex.quote(values_json(values))} | "
+        + " ".join(shlex.quote(a) for a in [helm, *args])
+    )
+
+
+def self_command(*args: str) -> str:
+    """This package's CLI, with this Python (the venv need not be on PATH)."""
+    return " ".join(shlex.quote(a) for a in [sys.executable, "-m", "cilium_lab", *args])
+

@@ -1,0 +1,133 @@
+"""
+Pods started under the old CNI: they keep their old addresses until they are recreated.
+
+A pod is from the old CNI when it is not on ``hostNetwork``, has an IP, and that IP is outside
+the pod CIDRs Cilium manages on its node, or it started before the Cilium agent on its node
+became ready. Pods owned by a controller come back when deleted; others are only listed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import asdict, dataclass
+
+from kubernetes.client.rest import ApiException
+
+from cilium_lab.cluster import ClusterError
+from cilium_lab.cluster.kube import Cluster
+from cilium_lab.cluster.verify import AGENT_SELECTOR, _condition, _labels_match
+
+# Owners that recreate a deleted pod. A mirror pod's owner (a Node) does not.
+CONTROLLER_KINDS = frozenset(("ReplicaSet", "StatefulSet", "DaemonSet", "Job", "Deployment",
+                              "ReplicationController", "CronJob"))
+
+
+@dataclass
+class OldPod:
+    namespace: str
+    name: str
+    node: str | None
+    ip: str | None
+    owner: str | None  # "Kind/name" of the controller, None when nothing recreates it
+    reason: str
+
+    @property
+    def owned(self) -> bool:
+        return self.owner is not None
+
+
+def _controller(pod) -> str | None:
+    for ref in pod.metadata.owner_references or []:
+        if ref.controller and ref.kind in CONTROLLER_KINDS:
+            return f"{ref.kind}/{ref.name}"
+    return None
+
+
+def cilium_cidrs(cluster: Cluster) -> dict[str, list]:
+    """Pod CIDRs per node from CiliumNode objects; empty when Cilium has not made any."""
+    try:
+        result = cluster.call(
+            cluster.custom.list_cluster_custom_object, "cilium.io", "v2", "ciliumnodes"
+        )
+    except ApiException as error:
+        if error.status == 404:
+            return {}
+        raise ClusterError(f"listing CiliumNodes on {cluster.server} failed: {error.status} {error.reason}") from None
+    cidrs: dict[str, list] = {}
+    for item in result.get("items", []):
+        name = item.get("metadata", {}).get("name")
+        pod_cidrs = ((item.get("spec") or {}).get("ipam") or {}).get("podCIDRs") or []
+        networks = []
+        for cidr in pod_cidrs:
+            try:
+                networks.append(ipaddress.ip_network(cidr, strict=False))
+            except ValueError:
+                continue
+        if name and networks:
+            cidrs[name] = networks
+    return cidrs
+
+
+def _agent_ready_times(pods) -> dict[str, object]:
+    """When the agent on each node became Ready (its Ready condition's transition time)."""
+    times = {}
+    for pod in pods:
+        if not _labels_match(pod, AGENT_SELECTOR) or not pod.spec.node_name:
+            continue
+        for condition in (pod.status and pod.status.conditions) or []:
+            if condition.type == "Ready" and condition.status == "True" and condition.last_transition_time:
+                times[pod.spec.node_name] = condition.last_transition_time
+    return times
+
+
+def classify(pods, cidrs: dict[str, list], extra_cidrs=()) -> list[OldPod]:
+    """The pods from the old CNI among ``pods`` (every namespace's), with why each is one."""
+    ready_at = _agent_ready_times(pods)
+    extra = [ipaddress.ip_network(c, strict=False) for c in extra_cidrs]
+    old: list[OldPod] = []
+    for pod in pods:
+        status = pod.status
+        if pod.spec.host_network or not status or not status.pod_ip:
+            continue
+        if pod.metadata.deletion_timestamp or status.phase in ("Succeeded", "Failed"):
+            continue
+        node = pod.spec.node_name
+        reason = None
+        managed = cidrs.get(node, []) + extra
+        ip = ipaddress.ip_address(status.pod_ip)
+        if managed and not any(ip in network for network in managed):
+            reason = f"IP {ip} is outside Cilium's pod CIDRs {', '.join(map(str, managed))}"
+        elif node in ready_at and status.start_time and status.start_time < ready_at[node]:
+            reason = f"started {status.start_time:%Y-%m-%dT%H:%M:%SZ}, before the agent on {node} was ready"
+        if reason:
+            old.append(OldPod(pod.metadata.namespace, pod.metadata.name, node, str(ip), _controller(pod), reason))
+    return sorted(old, key=lambda p: (p.namespace, p.name))
+
+
+def find(cluster: Cluster, extra_cidrs=()) -> list[OldPod]:
+    pods = cluster.call(cluster.core.list_pod_for_all_namespaces).items
+    return classify(pods, cilium_cidrs(cluster), extra_cidrs)
+
+
+def delete(cluster: Cluster, pods: list[OldPod], echo=None) -> list[OldPod]:
+    """Delete the owned ones; return those deleted. Unowned pods are never deleted."""
+    deleted = []
+    for pod in pods:
+        if not pod.owned:
+            continue
+        try:
+            cluster.call(cluster.core.delete_namespaced_pod, pod.name, pod.namespace)
+        except ApiException as error:
+            if error.status != 404:
+                raise ClusterError(
+                    f"deleting pod {pod.namespace}/{pod.name} on {cluster.server} failed: "
+                    f"{error.status} {error.reason}"
+                ) from None
+        deleted.append(pod)
+        if echo:
+            echo(f"deleted {pod.namespace}/{pod.name} ({pod.owner} recreates it)")
+    return deleted
+
+
+def as_dicts(pods: list[OldPod]) -> list[dict]:
+    return [dict(asdict(p), owned=p.owned) for p in pods]

@@ -1,0 +1,72 @@
+"""
+The cluster's state as JSON, for the deploy's facts (``cilium-lab status --output json``):
+the helm repository, the release, Cilium's health, and the pods from the old CNI.
+Only reads: helm's list/get/search/show/template and the Kubernetes API's get/list.
+"""
+
+from __future__ import annotations
+
+from cilium_lab.cluster import ClusterError, helm, kube, pods, verify
+
+CHECKS = ("repo", "release", "health", "pods")
+
+
+def reach(cluster: kube.Cluster) -> None:
+    """One cheap request, so an unreachable server is named before helm says it its own way."""
+    cluster.call(cluster.core.list_node)
+
+
+def repo(chart: str, version: str | None, repo_name: str | None, repo_url: str | None) -> dict:
+    helm_path = helm.find_helm()
+    kind = helm.chart_kind(chart)
+    state = {"helm": helm_path, "kind": kind, "needed": kind == "repo" and bool(repo_name and repo_url)}
+    if state["needed"]:
+        if chart.split("/")[0] != repo_name:
+            raise ClusterError(
+                f"chart {chart} is not in the repository {repo_name} that helm_repo_name names"
+            )
+        state.update(helm.repository(helm_path, repo_name, repo_url, chart, version))
+    return state
+
+
+def release(cluster: kube.Cluster, name: str, namespace: str, chart: str, version: str | None,
+            values: dict, repo_name=None, repo_url=None, kubeconfig=None, context=None) -> dict:
+    helm_path = helm.find_helm()
+    reach(cluster)
+    installed = helm.release(helm_path, name, namespace, kubeconfig, context)
+    source = helm.chart_source(helm_path, chart, repo_name, repo_url)
+    kind = helm.chart_kind(chart)
+    desired_version = version
+    if kind == "path":
+        desired_version = helm.chart_version(helm_path, source, version)
+
+    changes = []
+    if not installed["exists"]:
+        changes.append(f"install {name} in {namespace}")
+    else:
+        if installed["status"] != "deployed":
+            changes.append(f"release is {installed['status']}")
+        if desired_version and installed["version"] != desired_version:
+            changes.append(f"chart version {installed['version']} -> {desired_version}")
+        if helm.values_json(installed["values"]) != helm.values_json(values):
+            changes.append(f"values {helm.values_json(installed['values'])} -> {helm.values_json(values)}")
+
+    if changes:
+        # Before anything changes: the chart and version exist, and helm takes the values.
+        if kind != "path":
+            helm.chart_version(helm_path, source, version)
+        helm.check_values(helm_path, source, version, values, name, namespace)
+
+    return {"helm": helm_path, "server": cluster.server, "installed": installed,
+            "desired": {"chart": chart, "version": desired_version, "values": values},
+            "matches": not changes, "changes": changes}
+
+
+def health(cluster: kube.Cluster, namespace: str) -> dict:
+    return verify.snapshot(cluster, namespace).as_dict()
+
+
+def old_pods(cluster: kube.Cluster, extra_cidrs=()) -> dict:
+    found = pods.find(cluster, extra_cidrs)
+    return {"owned": pods.as_dicts([p for p in found if p.owned]),
+            "unowned": pods.as_dicts([p for p in found if not p.owned])}

@@ -1,0 +1,166 @@
+"""
+The cluster's side of the migration, read on the ``local`` host (the machine running pyinfra):
+the helm repository, the Cilium release, Cilium's health and the pods from the old CNI.
+
+Each fact's command is this package's own CLI (``python -m cilium_lab status --output json``),
+run with the Python that runs pyinfra, so the venv need not be on PATH. It only reads: helm's
+list/get/search/show/template and the Kubernetes API's get/list. When it cannot read (no helm,
+a bad kubeconfig, an unreachable API server, a chart or version that does not exist, values
+helm rejects) it exits non-zero with one line that says so, and pyinfra stops the host before
+anything changes.
+"""
+
+from __future__ import annotations
+
+import json
+
+from pyinfra.api import FactBase
+
+from cilium_lab.cluster.helm import self_command, values_json
+
+
+def _cluster_args(namespace, kubeconfig, context) -> list[str]:
+    args = ["--namespace", namespace]
+    if kubeconfig:
+        args += ["--kubeconfig", str(kubeconfig)]
+    if context:
+        args += ["--context", context]
+    return args
+
+
+class _StatusFact(FactBase):
+    check = ""
+
+    def process(self, output):
+        return json.loads("\n".join(output))[self.check]
+
+
+class HelmRepository(_StatusFact):
+    """
+    Returns whether helm knows the chart's repository at its URL, with the pinned version in
+    its cached index. ``needed`` is false for a chart directory, a .tgz or an oci:// chart.
+
+    .. code:: python
+
+        {
+            "helm": "/usr/local/bin/helm",
+            "kind": "repo",
+            "needed": True,
+            "name": "cilium",
+            "url": "https://helm.cilium.io/",
+            "present": True,
+            "url_matches": True,
+            "version_cached": True,
+        }
+    """
+
+    check = "repo"
+
+    @staticmethod
+    def default():
+        return {"helm": "helm", "kind": "repo", "needed": True, "present": False,
+                "url_matches": False, "version_cached": False}
+
+    def command(self, chart, version, repo_name, repo_url):
+        args = ["status", "--output", "json", "--check", "repo", "--chart", chart]
+        if version:
+            args += ["--chart-version", version]
+        if repo_name and repo_url:
+            args += ["--repo-name", repo_name, "--repo-url", repo_url]
+        return self_command(*args)
+
+
+class CiliumRelease(_StatusFact):
+    """
+    Returns the Cilium release as helm reports it (status, chart version, values) and whether it
+    matches the wanted chart version and values; ``changes`` says what differs. When something
+    differs, the command has already checked that the chart and version exist and that helm
+    takes the values (``helm show chart``, ``helm template``), so installing can only fail in
+    the cluster.
+
+    .. code:: python
+
+        {
+            "helm": "/usr/local/bin/helm",
+            "server": "https://kubernetes:6443",
+            "installed": {"exists": True, "status": "deployed", "chart": "cilium",
+                          "version": "1.16.5", "revision": 1, "values": {...}},
+            "desired": {"chart": "cilium/cilium", "version": "1.16.5", "values": {...}},
+            "matches": True,
+            "changes": [],
+        }
+    """
+
+    check = "release"
+
+    @staticmethod
+    def default():
+        return {"helm": "helm", "installed": {"exists": False}, "matches": False,
+                "changes": ["no release information"]}
+
+    def command(self, release, namespace, chart, version, values, repo_name=None, repo_url=None,
+                kubeconfig=None, context=None):
+        args = ["status", "--output", "json", "--check", "release", "--release", release,
+                "--chart", chart, "--values-json", values_json(values),
+                *_cluster_args(namespace, kubeconfig, context)]
+        if version:
+            args += ["--chart-version", version]
+        if repo_name and repo_url:
+            args += ["--repo-name", repo_name, "--repo-url", repo_url]
+        return self_command(*args)
+
+
+class CiliumHealth(_StatusFact):
+    """
+    Returns, without waiting, whether Cilium is healthy: the agent DaemonSet ready on every
+    node, every agent on hostNetwork with its node's InternalIP, the operator available, and
+    every node Ready; per node, what is missing.
+
+    .. code:: python
+
+        {
+            "healthy": False,
+            "agents_ready": 5, "nodes_ready": 5,
+            "nodes": [{"node": "worker2", "missing": ["no cilium agent pod scheduled"], ...}],
+            "daemonset": {...}, "operator": {...}, "problems": [...],
+        }
+    """
+
+    check = "health"
+
+    @staticmethod
+    def default():
+        return {"healthy": False, "nodes": [], "problems": ["no health information"]}
+
+    def command(self, namespace, kubeconfig=None, context=None):
+        return self_command("status", "--output", "json", "--check", "health",
+                            *_cluster_args(namespace, kubeconfig, context))
+
+
+class OldCniPods(_StatusFact):
+    """
+    Returns the pods started under the old CNI, split into those a controller recreates
+    (``owned``) and those it would not (``unowned``).
+
+    .. code:: python
+
+        {
+            "owned": [{"namespace": "default", "name": "web-5d9c-x2x", "node": "worker0",
+                       "ip": "10.4.0.7", "owner": "ReplicaSet/web-5d9c", "owned": True,
+                       "reason": "started ..., before the agent on worker0 was ready"}],
+            "unowned": [],
+        }
+    """
+
+    check = "pods"
+
+    @staticmethod
+    def default():
+        return {"owned": [], "unowned": []}
+
+    def command(self, namespace, kubeconfig=None, context=None, pod_cidrs=()):
+        args = ["status", "--output", "json", "--check", "pods",
+                *_cluster_args(namespace, kubeconfig, context)]
+        for cidr in pod_cidrs or ():
+            args += ["--pod-cidr", cidr]
+        return self_command(*args)

@@ -1,0 +1,218 @@
+"""
+The cluster phase, run on the ``local`` host: Cilium's helm repository and release, waiting
+until Cilium is healthy, and recreating the pods from the old CNI.
+
+Each operation reads the cluster through a fact (our CLI printing JSON) and yields a ``helm``
+or ``cilium-lab`` command only when the fact says something must change, so a re-run reports
+no change and makes no new helm revision. pyinfra runs an operation's generator again at
+execution time, so the facts are fresh after the steps before it have run.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from pyinfra import host, logger
+from pyinfra.api import operation
+from pyinfra.api.state import StateStage
+
+from cilium_lab.cluster.helm import install_command, self_command
+from facts.cilium_release import CiliumHealth, CiliumRelease, HelmRepository, OldCniPods
+
+
+def _say(message: str, warn: bool = False) -> None:
+    """Say once (while preparing, which --dry also does) what an operation is going to change."""
+    if host.state.current_stage == StateStage.Prepare:
+        (logger.warning if warn else logger.info)(f"{host.print_prefix}{message}")
+
+
+def _cluster_cli_args(namespace, kubeconfig, context) -> list[str]:
+    args = ["--namespace", namespace]
+    if kubeconfig:
+        args += ["--kubeconfig", str(kubeconfig)]
+    if context:
+        args += ["--context", context]
+    return args
+
+
+@operation()
+def helm_repository(chart: str, version: str | None, repo_name: str, repo_url: str):
+    """
+    Add the chart's helm repository, or update its index, only when needed.
+
+    + chart: ``repo/chart``; a chart directory, .tgz or oci:// reference needs no repository
+    + version: the pinned chart version; the index is updated when it does not list it
+    + repo_name: the repository's name for helm (the part of ``chart`` before the slash)
+    + repo_url: its URL; a repository with another URL is re-added with this one
+
+    **Example:**
+
+    .. code:: python
+
+        helm_repository(
+            name="Add Cilium's helm repository",
+            chart="cilium/cilium",
+            version="1.16.5",
+            repo_name="cilium",
+            repo_url="https://helm.cilium.io/",
+        )
+    """
+
+    state = host.get_fact(HelmRepository, chart=chart, version=version, repo_name=repo_name,
+                          repo_url=repo_url)
+    helm = state["helm"]
+
+    if not state["needed"]:
+        host.noop(f"chart {chart} needs no helm repository")
+        return
+
+    if not state["present"]:
+        yield " ".join(shlex.quote(a) for a in [helm, "repo", "add", repo_name, repo_url])
+    elif not state["url_matches"]:
+        _say(f"helm repository {repo_name} points to {state.get('url')}, not {repo_url}")
+        yield " ".join(shlex.quote(a) for a in [helm, "repo", "add", "--force-update", repo_name, repo_url])
+    elif not state["version_cached"]:
+        _say(f"helm's index of {repo_name} does not list {chart} {version}")
+        yield " ".join(shlex.quote(a) for a in [helm, "repo", "update", repo_name])
+    else:
+        host.noop(f"helm repository {repo_name} lists {chart} {version}")
+
+
+@operation()
+def cilium_release(
+    release: str,
+    namespace: str,
+    chart: str,
+    version: str | None,
+    values: dict,
+    repo_name: str | None = None,
+    repo_url: str | None = None,
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    extra_args: list[str] | tuple = (),
+):
+    """
+    Install or upgrade Cilium's release with the chart version and values given.
+
+    + release: the release's name (``cilium``)
+    + namespace: its namespace (``kube-system``)
+    + chart: ``repo/chart``, a chart directory, a .tgz or an oci:// reference
+    + version: the chart version (for a directory or .tgz: checked against the chart's own)
+    + values: the chart's values, as a mapping; passed to helm as one document on stdin
+    + repo_name, repo_url: the repository, to check a chart before the repository is added
+    + kubeconfig, context: the cluster; None for helm's defaults
+    + extra_args: more ``helm upgrade`` flags, for example ``["--wait"]``
+
+    Nothing runs when helm reports the release deployed with this chart version and exactly
+    these values.
+
+    **Example:**
+
+    .. code:: python
+
+        cilium_release(
+            name="Install Cilium",
+            release="cilium",
+            namespace="kube-system",
+            chart="cilium/cilium",
+            version="1.16.5",
+            values={"kubeProxyReplacement": True, "k8sServiceHost": "kubernetes"},
+        )
+    """
+
+    state = host.get_fact(
+        CiliumRelease, release=release, namespace=namespace, chart=chart, version=version,
+        values=values, repo_name=repo_name, repo_url=repo_url, kubeconfig=kubeconfig,
+        context=context,
+    )
+    installed = state["installed"]
+
+    if state["matches"]:
+        host.noop(
+            f"release {namespace}/{release} is {installed['status']} with chart "
+            f"{installed['chart']} {installed['version']} and the values"
+        )
+        return
+
+    for change in state["changes"]:
+        _say(f"release {namespace}/{release}: {change}")
+    yield install_command(state["helm"], release, chart, version, namespace, values,
+                          kubeconfig, context, list(extra_args))
+
+
+@operation()
+def cilium_healthy(namespace: str, kubeconfig: str | None = None, context: str | None = None,
+                   timeout: float = 600):
+    """
+    Wait until Cilium runs on every node: agents ready with their nodes' IPs, operator available.
+
+    + namespace: Cilium's namespace
+    + kubeconfig, context: the cluster; None for the client's defaults
+    + timeout: seconds to wait; then the command prints, per node, what is missing and fails
+
+    **Example:**
+
+    .. code:: python
+
+        cilium_healthy(
+            name="Wait for the Cilium agents and operator",
+            namespace="kube-system",
+            timeout=600,
+        )
+    """
+
+    health = host.get_fact(CiliumHealth, namespace=namespace, kubeconfig=kubeconfig, context=context)
+
+    if health["healthy"]:
+        host.noop(f"Cilium is healthy on all {len(health['nodes'])} nodes")
+        return
+
+    _say(
+        f"Cilium is not healthy yet: agents ready {health.get('agents_ready', 0)}/"
+        f"{len(health['nodes'])}"
+    )
+    yield self_command("verify", "--wait", "--timeout", f"{timeout:g}",
+                       *_cluster_cli_args(namespace, kubeconfig, context))
+
+
+@operation()
+def old_cni_pods_restarted(namespace: str, kubeconfig: str | None = None,
+                           context: str | None = None, pod_cidrs: list[str] | tuple = ()):
+    """
+    Delete the pods started under the old CNI that a controller recreates, so they come back
+    with Cilium addresses. Pods without a controller are listed, never deleted.
+
+    + namespace: Cilium's namespace (where its agents run)
+    + kubeconfig, context: the cluster; None for the client's defaults
+    + pod_cidrs: pod CIDRs Cilium manages, beside those of the CiliumNode objects
+
+    **Example:**
+
+    .. code:: python
+
+        old_cni_pods_restarted(
+            name="Recreate the pods started under the old CNI",
+            namespace="kube-system",
+        )
+    """
+
+    found = host.get_fact(OldCniPods, namespace=namespace, kubeconfig=kubeconfig, context=context,
+                          pod_cidrs=list(pod_cidrs))
+
+    for pod in found["unowned"]:
+        _say(
+            f"pod {pod['namespace']}/{pod['name']} on {pod['node']} is from the old CNI "
+            f"({pod['reason']}) and no controller recreates it: recreate it yourself",
+            warn=True,
+        )
+
+    if not found["owned"]:
+        host.noop("no pod from the old CNI for a controller to recreate")
+        return
+
+    for pod in found["owned"]:
+        _say(f"delete pod {pod['namespace']}/{pod['name']} ({pod['owner']} recreates it)")
+    args = ["restart-pods", "--yes", *_cluster_cli_args(namespace, kubeconfig, context)]
+    for cidr in pod_cidrs:
+        args += ["--pod-cidr", cidr]
+    yield self_command(*args)
