@@ -3,8 +3,6 @@
 import click
 
 from cilium_lab.cluster.commands import restart_pods_command, status_command, verify_command
-
-from cilium_lab.cluster.commands import restart_pods_command, status_command, verify_command
 from cilium_lab.sim.cli import sim
 
 
@@ -14,11 +12,6 @@ def cli():
 
 
 cli.add_command(sim)
-cli.add_command(verify_command)
-cli.add_command(restart_pods_command)
-cli.add_command(status_command)
-
-
 cli.add_command(verify_command)
 cli.add_command(restart_pods_command)
 cli.add_command(status_command)
