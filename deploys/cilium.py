@@ -13,6 +13,12 @@ from pyinfra import host, state
 from cilium_lab import preflight
 
 from operations.br_netfilter import br_netfilter_absent
+from operations.cilium_release import (
+    cilium_healthy,
+    cilium_release,
+    helm_repository,
+    old_cni_pods_restarted,
+)
 from operations.cni import cni_configs_absent
 from operations.kube_proxy import kube_proxy_disabled
 from operations.kube_proxy_rules import kube_proxy_rules_absent
@@ -38,6 +44,46 @@ if is_node:
         conf_dir=host.data.cni_conf_dir,
         backup_dir=host.data.cni_backup_dir,
         restart_unit=host.data.kubelet_unit,
+    )
+
+# Installing Cilium
+
+if "local" in host.groups:
+    helm_repository(
+        name="Add Cilium's helm repository",
+        chart=host.data.cilium_chart,
+        version=host.data.cilium_chart_version,
+        repo_name=host.data.get("helm_repo_name"),
+        repo_url=host.data.get("helm_repo_url"),
+    )
+
+    cilium_release(
+        name="Install Cilium with helm",
+        release=host.data.cilium_release,
+        namespace=host.data.cilium_namespace,
+        chart=host.data.cilium_chart,
+        version=host.data.cilium_chart_version,
+        values=host.data.cilium_values,
+        repo_name=host.data.get("helm_repo_name"),
+        repo_url=host.data.get("helm_repo_url"),
+        kubeconfig=host.data.get("kubeconfig"),
+        context=host.data.get("kube_context"),
+        extra_args=host.data.get("helm_extra_args", []),
+    )
+
+    cilium_healthy(
+        name="Wait until the cilium and cilium-operator pods are up",
+        namespace=host.data.cilium_namespace,
+        kubeconfig=host.data.get("kubeconfig"),
+        context=host.data.get("kube_context"),
+        timeout=host.data.get("cilium_wait_timeout", 600),
+    )
+
+    old_cni_pods_restarted(
+        name="Restart the pods started with the previous CNI",
+        namespace=host.data.cilium_namespace,
+        kubeconfig=host.data.get("kubeconfig"),
+        context=host.data.get("kube_context"),
     )
 
 # Cleaning up

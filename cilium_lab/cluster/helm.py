@@ -58,8 +58,8 @@ def cluster_args(kubeconfig: str | None, context: str | None) -> list[str]:
 def helm_error(result: subprocess.CompletedProcess) -> str:
     """helm's own message, on one line, without its 'Error: ' prefix."""
     lines = [line.strip() for line in (result.stderr or result.stdout or "").splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("Error:")]
-    text = " ".join(errors or lines[-2:]) or f"exit status {result.returncode}"
+    first = next((i for i, line in enumerate(lines) if line.startswith("Error:")), None)
+    text = " ".join(lines[first:] if first is not None else lines[-2:]) or f"exit status {result.returncode}"
     text = re.sub(r"^Error:\s*", "", text)
     return text if len(text) <= 400 else text[:397] + "..."
 

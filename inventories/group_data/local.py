@@ -13,3 +13,9 @@ cilium_namespace = "kube-system"
 # None means helm's and the client's own defaults (KUBECONFIG, then ~/.kube/config; current context).
 kubeconfig = None
 kube_context = None
+
+# More `helm upgrade --install` flags, e.g. ["--wait"]; the tests' API emulator needs
+# ["--disable-openapi-validation"] (it serves no OpenAPI schema).
+helm_extra_args = []
+# Seconds to wait for Cilium's agents and operator before the deploy fails with a per-node report.
+cilium_wait_timeout = 600

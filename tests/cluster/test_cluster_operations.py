@@ -1,0 +1,68 @@
+"""
+The cluster operations, pyinfra style: facts in, commands out (tests/pyinfra_fixtures.py).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from facts.cilium_release import CiliumHealth, CiliumRelease, HelmRepository, OldCniPods
+from operations.cilium_release import cilium_healthy, cilium_release, helm_repository, old_cni_pods_restarted
+from pyinfra_fixtures import run_operation
+
+VALUES = {"kubeProxyReplacement": True, "k8sServicePort": 6443}
+RELEASE_ARGS = dict(release="cilium", namespace="kube-system", chart="cilium/cilium", version="1.16.5",
+                    values=VALUES, kubeconfig="/k/config", context="lab")
+
+
+def release_fact(matches, changes=()):
+    return {"helm": "/usr/bin/helm", "matches": matches, "changes": list(changes),
+            "installed": {"exists": True, "status": "deployed", "chart": "cilium", "version": "1.16.5"}}
+
+
+def test_release_matching_runs_nothing():
+    commands, host = run_operation(cilium_release, {CiliumRelease: release_fact(True)}, **RELEASE_ARGS)
+    assert commands == []
+    assert host.noops == ["release kube-system/cilium is deployed with chart cilium 1.16.5 and the values"]
+
+
+def test_release_differing_runs_one_upgrade_with_values_on_stdin():
+    commands, _ = run_operation(cilium_release, {CiliumRelease: release_fact(False, ["chart version 1.16.4 -> 1.16.5"])},
+                                **RELEASE_ARGS)
+    assert commands == [
+        "printf '%s' '{\"k8sServicePort\":6443,\"kubeProxyReplacement\":true}' | /usr/bin/helm upgrade "
+        "--install cilium cilium/cilium --namespace kube-system --version 1.16.5 --values - "
+        "--kubeconfig /k/config --kube-context lab"
+    ]
+
+
+def test_repository_added_updated_or_left():
+    base = {"helm": "helm", "kind": "repo", "needed": True, "present": True, "url_matches": True,
+            "version_cached": True}
+    args = dict(chart="cilium/cilium", version="1.16.5", repo_name="cilium", repo_url="https://helm.cilium.io/")
+    assert run_operation(helm_repository, {HelmRepository: base}, **args)[0] == []
+    assert run_operation(helm_repository, {HelmRepository: dict(base, version_cached=False)}, **args)[0] == [
+        "helm repo update cilium"]
+    assert run_operation(helm_repository, {HelmRepository: dict(base, present=False)}, **args)[0] == [
+        "helm repo add cilium https://helm.cilium.io/"]
+    assert run_operation(helm_repository, {HelmRepository: dict(base, url_matches=False)}, **args)[0] == [
+        "helm repo add --force-update cilium https://helm.cilium.io/"]
+    assert run_operation(helm_repository, {HelmRepository: dict(base, needed=False)}, **args)[0] == []
+
+
+def test_healthy_runs_nothing_else_waits():
+    assert run_operation(cilium_healthy, {CiliumHealth: {"healthy": True, "nodes": [{}] * 6}},
+                         namespace="kube-system")[0] == []
+    commands, _ = run_operation(cilium_healthy, {CiliumHealth: {"healthy": False, "nodes": [], "agents_ready": 0}},
+                                namespace="kube-system", timeout=300)
+    assert commands == [f"{sys.executable} -m cilium_lab verify --wait --timeout 300 --namespace kube-system"]
+
+
+def test_old_pods_deleted_only_when_owned_ones_exist():
+    pod = {"namespace": "default", "name": "bare", "node": "worker0", "reason": "r", "owner": None}
+    assert run_operation(old_cni_pods_restarted, {OldCniPods: {"owned": [], "unowned": [pod]}},
+                         namespace="kube-system")[0] == []
+    owned = dict(pod, name="web", owner="ReplicaSet/web")
+    commands, _ = run_operation(old_cni_pods_restarted, {OldCniPods: {"owned": [owned], "unowned": [pod]}},
+                                namespace="kube-system")
+    assert commands == [f"{sys.executable} -m cilium_lab restart-pods --yes --namespace kube-system"]
