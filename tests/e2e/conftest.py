@@ -1,0 +1,49 @@
+"""
+End-to-end: the real pyinfra CLI, over real SSH, against the simulated lab's systemd nodes.
+
+One sim per test session, in a home, bridge and subnet of its own (a user's sim keeps running);
+it is torn down at the end of the session even when tests fail, and teardown fails if anything
+of it is left on the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from e2e_sim import CILIUM_LAB, REPO, Sim, free_subnet, leftovers, why_not_runnable
+
+
+@pytest.fixture(scope="session")
+def sim(tmp_path_factory):
+    reason = why_not_runnable()
+    if reason:
+        pytest.skip(reason)
+    home = tmp_path_factory.mktemp("sim")
+    bridge = f"cilt{os.getpid() % 100000}"
+    env = {
+        **os.environ,
+        "CILIUM_LAB_SIM_HOME": str(home),
+        "CILIUM_LAB_SIM_BRIDGE": bridge,
+        "CILIUM_LAB_SIM_SUBNET": free_subnet(),
+    }
+    sim = Sim(home, env)
+    up = subprocess.run(
+        [str(CILIUM_LAB), "sim", "up", "--nodes", "6", "--inventory", str(sim.inventory)],
+        env=env,
+        cwd=REPO,
+        # The first build (debootstrap) shows its progress in pytest's live output with -s.
+        stdout=None if os.environ.get("CILIUM_LAB_E2E_VERBOSE") else subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    nodes = (sim.cfg.nodes if sim.cfg else [])
+    try:
+        assert up.returncode == 0, f"cilium-lab sim up failed:\n{up.stdout}"
+        yield sim
+    finally:
+        down = subprocess.run([str(CILIUM_LAB), "sim", "down"], env=env, capture_output=True, text=True, cwd=REPO)
+        left = leftovers(home, bridge, nodes)
+        assert down.returncode == 0 and not left, f"sim down: {down.stdout}{down.stderr}; left behind: {left}"

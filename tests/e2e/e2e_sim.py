@@ -1,0 +1,218 @@
+"""
+Helpers for the end-to-end tests: drive the sim and pyinfra's CLI, read node state with nsenter.
+
+Node state is read from inside the nodes, never from the deploy's own reports.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+PYINFRA = BIN / "pyinfra"
+CILIUM_LAB = BIN / "cilium-lab"
+DEPLOY = REPO / "deploys" / "cilium.py"
+GROUP_DATA = REPO / "inventories" / "group_data"
+
+# What the migration may touch, hashed before and after each run.
+TREES = ("/etc/cni/net.d", "/etc/modules-load.d", "/etc/modules", "/etc/systemd/system", "/var/backups")
+UNITS = ("kube-proxy.service", "kubelet.service", "containerd.service")
+CNI_DIR = "/etc/cni/net.d"
+CNI_BACKUP = "/var/backups/cilium-lab/cni"
+MODULES_BACKUP = "/var/backups/cilium-lab/modules-load.d"
+CNI_SUFFIXES = (".conf", ".conflist", ".json")
+
+
+def why_not_runnable() -> str | None:
+    if not sys.platform.startswith("linux"):
+        return f"e2e needs Linux (systemd-nspawn); this is {sys.platform}"
+    if os.geteuid() != 0:
+        return "e2e needs root (the sim mounts overlays, creates a bridge, boots containers); run as root, as .ci/run does"
+    missing = [t for t in ("systemd-nspawn", "debootstrap", "ip", "nsenter", "ssh-keygen") if not shutil.which(t)]
+    if missing:
+        return f"e2e needs {', '.join(missing)}: apt-get install systemd-container debootstrap iproute2 openssh-client"
+    if not PYINFRA.exists() or not CILIUM_LAB.exists():
+        return f"pyinfra or cilium-lab not installed in {BIN} (pip install -e '.[test]')"
+    if not DEPLOY.exists():
+        return f"no deploy at {DEPLOY}"
+    return None
+
+
+def free_subnet() -> str:
+    """A /24 in 10.252.0.0/16 that no interface of this machine uses (a user's sim has 10.251.0.0/24)."""
+    used = []
+    for link in json.loads(subprocess.run(["ip", "-j", "addr"], capture_output=True, text=True, check=True).stdout):
+        for addr in link.get("addr_info", []):
+            if addr.get("family") == "inet":
+                used.append(ipaddress.ip_network(f"{addr['local']}/{addr['prefixlen']}", strict=False))
+    for candidate in ipaddress.ip_network("10.252.0.0/16").subnets(new_prefix=24):
+        if not any(candidate.overlaps(net) for net in used):
+            return str(candidate)
+    raise RuntimeError("no free /24 in 10.252.0.0/16 for the e2e sim")
+
+
+@dataclass
+class Run:
+    """One pyinfra run: its exit status, its JSON report (stdout) and its log (stderr)."""
+
+    returncode: int
+    report: dict | None
+    log: str
+
+    def plan(self) -> dict[str, set[str]]:
+        """Operation name -> hosts pyinfra says it will change (what --dry reports)."""
+        return {op["name"]: set(op["hosts_with_change"]) for op in self.report["plan"]}
+
+    def changed(self) -> dict[str, set[str]]:
+        """Operation name -> hosts on which it changed something (pyinfra's results)."""
+        return {op["name"]: set(op["success"]) for op in self.report["results"]["operations"]}
+
+    def unchanged(self) -> dict[str, set[str]]:
+        return {op["name"]: set(op["no_change"]) for op in self.report["results"]["operations"]}
+
+    def errors(self) -> dict[str, set[str]]:
+        return {op["name"]: set(op["error"]) for op in self.report["results"]["operations"]}
+
+    def hosts_changed(self) -> set[str]:
+        return set().union(*self.changed().values()) if self.report["results"] else set()
+
+    def hosts_planned(self) -> set[str]:
+        return set().union(*self.plan().values())
+
+
+class Sim:
+    """The session's sim, driven through the CLI; node state read with nsenter."""
+
+    def __init__(self, home: Path, env: dict[str, str]):
+        self.home = home
+        self.env = env
+        self.inventory = home / "inventory.py"
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        proc = subprocess.run([str(CILIUM_LAB), "sim", *args], env=self.env, capture_output=True, text=True, cwd=REPO)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"cilium-lab sim {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    @property
+    def cfg(self):
+        from cilium_lab.sim.config import SimConfig
+
+        return SimConfig.load(self.home)
+
+    @property
+    def nodes(self) -> list[str]:
+        return self.cfg.nodes
+
+    def sh(self, node: str, script: str, check: bool = True) -> str:
+        from cilium_lab.sim.nodes import leader_pid
+
+        leader = leader_pid(self.cfg, node)
+        assert leader, f"node {node} is not running"
+        proc = subprocess.run(["nsenter", "-t", str(leader), "-a", "sh", "-c", script], capture_output=True, text=True)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{node}: {script!r} failed ({proc.returncode}): {proc.stderr}")
+        return proc.stdout
+
+    def pyinfra_command(self, *args: str) -> list[str]:
+        return [str(PYINFRA), "--json", *args, "--group-data", str(GROUP_DATA), str(self.inventory), str(DEPLOY)]
+
+    def pyinfra(self, *args: str) -> Run:
+        proc = subprocess.run(self.pyinfra_command(*args), capture_output=True, text=True, cwd=REPO, timeout=300)
+        return Run(proc.returncode, _json_or_none(proc.stdout), proc.stderr)
+
+    def pyinfra_interrupted(self, trigger: str) -> Run:
+        """A real run, sent SIGINT (Ctrl-C) as soon as its log shows ``trigger``."""
+        proc = subprocess.Popen(
+            self.pyinfra_command("-y"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO
+        )
+        log = []
+        for line in proc.stderr:
+            log.append(line)
+            if trigger in line:
+                proc.send_signal(signal.SIGINT)
+                break
+        out, err = proc.communicate(timeout=120)
+        return Run(proc.returncode, _json_or_none(out), "".join(log) + err)
+
+    # What the nodes look like, from inside.
+
+    def snapshot(self, node: str) -> dict:
+        files = {}
+        listing = self.sh(
+            node,
+            f"find {' '.join(TREES)} -printf '%y %m %p\\t%l\\n' 2>/dev/null; "
+            f"find {' '.join(TREES)} -type f -exec sha256sum {{}} + 2>/dev/null; true",
+        )
+        for line in listing.splitlines():
+            if "\t" in line:
+                kind_mode, _, link = line.partition("\t")
+                kind, mode, path = kind_mode.split(" ", 2)
+                files[path] = {"type": kind, "mode": mode, "link": link}
+            elif line.strip():
+                digest, path = line.split("  ", 1)
+                files[path]["sha256"] = digest
+        texts = {
+            path: self.cat(node, path)
+            for path, entry in files.items()
+            if entry["type"] == "f" and (path.startswith(("/etc/modules", CNI_DIR)))
+        }
+        return {"files": files, "texts": texts, "units": self.units(node), "iptables": self.iptables(node)}
+
+    def snapshot_all(self) -> dict[str, dict]:
+        return {node: self.snapshot(node) for node in self.nodes}
+
+    def units(self, node: str) -> dict[str, dict[str, str]]:
+        units = {}
+        for unit in UNITS:
+            out = self.sh(node, f"systemctl show -p ActiveState,UnitFileState,InvocationID {unit}")
+            units[unit] = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+        return units
+
+    def iptables(self, node: str) -> list[str]:
+        # Without the generation comments (they carry a time) and packet counters.
+        out = self.sh(node, "iptables-save -t nat; iptables-save -t filter")
+        return [line.split(" [", 1)[0] for line in out.splitlines() if not line.startswith("#")]
+
+    def cat(self, node: str, path: str) -> str:
+        return self.sh(node, f"cat '{path}'")
+
+
+def _json_or_none(text: str) -> dict | None:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return None
+
+
+def leftovers(home: Path, bridge: str, nodes: list[str]) -> list[str]:
+    """Whatever a sim left on this machine after `down`."""
+    found = []
+    mounts = Path("/proc/mounts").read_text()
+    found += [f"mount {line.split()[1]}" for line in mounts.splitlines() if str(home) in line]
+    found += [f"interface {name}" for name in os.listdir("/sys/class/net") if re.fullmatch(rf"{bridge}(v\d+)?", name)]
+    netns = Path("/run/netns")
+    if netns.is_dir():
+        found += [f"netns {name}" for name in os.listdir(netns) if name.startswith(f"{bridge}-")]
+    for line in mounts.splitlines():
+        fields = line.split()
+        if fields[2] in ("cgroup", "cgroup2"):
+            parent = Path(fields[1]) / "cilium-lab"
+            found += [f"cgroup {p}" for p in parent.glob(f"{bridge}-*")] if parent.is_dir() else []
+    for node in nodes:
+        pid_file = home / "nodes" / node / "nspawn.pid"
+        if pid_file.exists():
+            found.append(f"pid file {pid_file}")
+    procs = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    found += [f"process {line}" for line in procs.splitlines() if "systemd-nspawn" in line and str(home) in line]
+    return found

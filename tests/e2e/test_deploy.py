@@ -1,0 +1,352 @@
+"""
+The deploy on the simulated lab, as a user runs it: pyinfra's CLI over SSH.
+
+The scenarios build on each other in one sim (it boots once a session), in this order: a dry run,
+the first run, a second run, drift on one node, a node down, interrupted runs. Every expectation
+is read from inside the nodes and compared with what pyinfra reported.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+
+import pytest
+
+from e2e_sim import CNI_BACKUP, CNI_DIR, CNI_SUFFIXES, MODULES_BACKUP
+
+pytestmark = pytest.mark.e2e
+
+KUBE_PROXY, KUBELET, CONTAINERD = "kube-proxy.service", "kubelet.service", "containerd.service"
+# The deploy's operations, by the names it gives them, as pyinfra reports them.
+OP_KUBE_PROXY = "Stop and disable kube-proxy"
+OP_CNI = "Remove the old CNI configurations and restart kubelet"
+OP_BR_NETFILTER = "Unload br_netfilter and stop loading it at boot"
+MODULE_LINE = re.compile(r"^\s*br_netfilter\s*$")
+
+
+# Reading snapshots (see e2e_sim.Sim.snapshot).
+
+
+def cni_configs(snap: dict) -> dict[str, str]:
+    """CNI configurations in the CNI directory: name -> sha256."""
+    return {
+        posixpath.basename(path): entry["sha256"]
+        for path, entry in snap["files"].items()
+        if posixpath.dirname(path) == CNI_DIR and entry["type"] == "f" and path.endswith(CNI_SUFFIXES)
+    }
+
+
+def other_cni_dir_files(snap: dict) -> dict[str, dict]:
+    return {
+        path: entry
+        for path, entry in snap["files"].items()
+        if path.startswith(CNI_DIR + "/") and not (entry["type"] == "f" and path.endswith(CNI_SUFFIXES))
+    }
+
+
+def backups(snap: dict, directory: str) -> dict[str, set[str]]:
+    """Backed-up files by original name (``x.conf`` and ``x.conf.~2~`` both count as ``x.conf``)."""
+    found: dict[str, set[str]] = {}
+    for path, entry in snap["files"].items():
+        if posixpath.dirname(path) == directory and entry["type"] == "f":
+            name = re.sub(r"\.~\d+~$", "", posixpath.basename(path))
+            found.setdefault(name, set()).add(entry["sha256"])
+    return found
+
+
+def module_files(snap: dict) -> dict[str, str]:
+    return {
+        path: text
+        for path, text in snap["texts"].items()
+        if path == "/etc/modules" or (path.startswith("/etc/modules-load.d/") and path.endswith(".conf"))
+    }
+
+
+def without_module(text: str) -> list[str]:
+    return [line for line in text.splitlines() if not MODULE_LINE.match(line)]
+
+
+def unit(snap: dict, name: str) -> dict[str, str]:
+    return snap["units"][name]
+
+
+def convergence_problems(before: dict, after: dict) -> list[str]:
+    """Everything that is not as the chapter leaves a node, given the node's state before the run."""
+    problems = []
+    kube_proxy = unit(after, KUBE_PROXY)
+    if kube_proxy["ActiveState"] not in ("inactive", "failed") or kube_proxy["UnitFileState"] != "disabled":
+        problems.append(f"kube-proxy is {kube_proxy['ActiveState']} and {kube_proxy['UnitFileState']}")
+    for name in (KUBELET, CONTAINERD):
+        if unit(after, name)["ActiveState"] != "active":
+            problems.append(f"{name} is {unit(after, name)['ActiveState']}")
+    if unit(after, CONTAINERD)["InvocationID"] != unit(before, CONTAINERD)["InvocationID"]:
+        problems.append("containerd was restarted")
+    moved = cni_configs(before)
+    kubelet_restarted = unit(after, KUBELET)["InvocationID"] != unit(before, KUBELET)["InvocationID"]
+    if moved and not kubelet_restarted:
+        problems.append(f"kubelet was not restarted after {sorted(moved)} left {CNI_DIR}")
+    if not moved and kubelet_restarted:
+        problems.append("kubelet was restarted though no CNI configuration moved")
+    if cni_configs(after):
+        problems.append(f"CNI configurations left in {CNI_DIR}: {sorted(cni_configs(after))}")
+    problems += lost_cni_files(before, after)
+    if other_cni_dir_files(after) != other_cni_dir_files(before):
+        problems.append(f"non-CNI files in {CNI_DIR} changed: {other_cni_dir_files(before)} -> {other_cni_dir_files(after)}")
+    for path, text in module_files(before).items():
+        now = after["texts"].get(path)
+        if now is None:
+            problems.append(f"{path} was deleted")
+        elif now.splitlines() != without_module(text):
+            problems.append(f"{path} is {now!r}, expected {without_module(text)!r} (only br_netfilter lines removed)")
+    problems += lost_module_files(before, after)
+    kube_rules = [line for line in after["iptables"] if "KUBE-" in line]
+    if kube_rules:
+        problems.append(f"kube-proxy's iptables rules are left: {kube_rules[:3]}...")
+    return problems
+
+
+def lost_cni_files(before: dict, after: dict) -> list[str]:
+    """Each CNI configuration of ``before`` must be, byte for byte, in place or in the backup directory."""
+    saved = backups(after, CNI_BACKUP)
+    now = cni_configs(after)
+    return [
+        f"{name} lost: neither in {CNI_DIR} nor in {CNI_BACKUP} with its content"
+        for name, digest in cni_configs(before).items()
+        if now.get(name) != digest and digest not in saved.get(name, set())
+    ]
+
+
+def lost_module_files(before: dict, after: dict) -> list[str]:
+    """A module file that changed must have its earlier content in the backup directory."""
+    saved = backups(after, MODULES_BACKUP)
+    problems = []
+    for path, text in module_files(before).items():
+        if after["texts"].get(path) == text:
+            continue
+        if before["files"][path]["sha256"] not in saved.get(posixpath.basename(path), set()):
+            problems.append(f"{path} changed but its earlier content is not in {MODULES_BACKUP}")
+    return problems
+
+
+# Drift, made the way a user would make it.
+
+
+def drift(sim, node: str) -> None:
+    """kube-proxy back on, the bridge configuration restored from the backup, br_netfilter persisted again."""
+    sim.sh(node, f"systemctl enable --now {KUBE_PROXY} 2>/dev/null")
+    sim.sh(node, f"cp -p {CNI_BACKUP}/10-bridge.conf {CNI_DIR}/10-bridge.conf")
+    sim.sh(node, "echo br_netfilter >> /etc/modules-load.d/cloud-init.conf")
+    # kube-proxy's stand-in puts its chains back before idling: wait for them.
+    sim.sh(node, "for i in $(seq 50); do iptables-save -t nat | grep -q KUBE-POSTROUTING && exit 0; sleep 0.1; done; exit 1")
+
+
+# The scenarios, each run once and then looked at by the tests below.
+
+
+@pytest.fixture(scope="module")
+def pristine(sim):
+    return sim.snapshot_all()
+
+
+@pytest.fixture(scope="module")
+def dry(sim, pristine):
+    run = sim.pyinfra("--dry")
+    return run, sim.snapshot_all()
+
+
+@pytest.fixture(scope="module")
+def first(sim, dry):
+    before = sim.snapshot_all()
+    run = sim.pyinfra("-y")
+    return before, run, sim.snapshot_all()
+
+
+@pytest.fixture(scope="module")
+def second(sim, first):
+    run = sim.pyinfra("-y")
+    return run, sim.snapshot_all()
+
+
+@pytest.fixture(scope="module")
+def drifted(sim, second):
+    node = "worker1"
+    drift(sim, node)
+    before = sim.snapshot_all()
+    dry_run = sim.pyinfra("--dry")
+    after_dry = sim.snapshot_all()
+    run = sim.pyinfra("-y")
+    return node, before, dry_run, after_dry, run, sim.snapshot_all()
+
+
+@pytest.fixture(scope="module")
+def node_down(sim, drifted):
+    down = "worker0"
+    for node in sim.nodes:
+        drift(sim, node)
+    before = sim.snapshot_all()
+    sim.cli("stop", down)
+    run = sim.pyinfra("-y")
+    others = {node: sim.snapshot(node) for node in sim.nodes if node != down}
+    sim.cli("start", down)
+    restarted = sim.snapshot(down)
+    rerun = sim.pyinfra("-y")
+    return down, before, run, others, restarted, rerun, sim.snapshot_all()
+
+
+@pytest.fixture(scope="module", params=[OP_KUBE_PROXY, OP_CNI, OP_BR_NETFILTER])
+def interrupted(sim, node_down, request):
+    for node in sim.nodes:
+        drift(sim, node)
+    before = sim.snapshot_all()
+    run = sim.pyinfra_interrupted(f"--> Starting operation: {request.param}")
+    mid = sim.snapshot_all()
+    rerun = sim.pyinfra("-y")
+    return request.param, before, run, mid, rerun, sim.snapshot_all()
+
+
+# 3. A dry run changes nothing and announces exactly what the run does.
+
+
+def test_dry_run_leaves_every_node_byte_identical(pristine, dry):
+    run, after = dry
+    assert run.returncode == 0, run.log
+    for node, snap in pristine.items():
+        assert after[node] == snap, f"--dry changed {node}"
+
+
+def test_dry_run_lists_the_changes_the_run_makes(dry, first):
+    dry_run, _ = dry
+    _, run, _ = first
+    assert dry_run.plan() == run.changed()
+    assert all(dry_run.plan().values())
+
+
+# 1. The first run converges every node and says so.
+
+
+def test_first_run_converges_every_node(sim, pristine, first):
+    before, run, after = first
+    assert run.returncode == 0, run.log
+    assert before == pristine
+    problems = {node: convergence_problems(before[node], after[node]) for node in sim.nodes}
+    assert not any(problems.values()), problems
+
+
+def test_first_run_reports_its_changes_on_every_node(sim, first):
+    _, run, _ = first
+    assert run.hosts_changed() == set(sim.nodes)
+    for op in (OP_KUBE_PROXY, OP_CNI, OP_BR_NETFILTER):
+        assert run.changed()[op] == set(sim.nodes), op
+    assert run.report["results"]["totals"]["error"] == 0
+
+
+def test_guide_files_are_kept_byte_for_byte(sim, pristine, first):
+    """The sim's nodes start with the guide's two CNI files and br_netfilter persisted; all of it is backed up."""
+    _, _, after = first
+    for node in sim.nodes:
+        assert set(cni_configs(pristine[node])) == {"10-bridge.conf", "99-loopback.conf"}
+        assert any("br_netfilter" in text for text in module_files(pristine[node]).values())
+        assert not lost_cni_files(pristine[node], after[node]), node
+        assert not lost_module_files(pristine[node], after[node]), node
+
+
+def test_other_files_and_module_lines_survive(sim, pristine, first):
+    _, _, after = first
+    varied = [node for node in sim.nodes if other_cni_dir_files(pristine[node])]
+    with_overlay = [node for node in sim.nodes if any("overlay" in t for t in module_files(pristine[node]).values())]
+    # The sim's variants exist, or this test would prove nothing.
+    assert varied and with_overlay
+    for node in varied:
+        assert other_cni_dir_files(after[node]) == other_cni_dir_files(pristine[node]), node
+    for node in with_overlay:
+        for path, text in module_files(pristine[node]).items():
+            kept = [line for line in text.splitlines() if "overlay" in line or line.startswith("#")]
+            assert all(line in after[node]["texts"][path].splitlines() for line in kept), (node, path)
+
+
+# 2. A second run changes nothing.
+
+
+def test_second_run_reports_no_change_anywhere(sim, first, second):
+    _, _, after_first = first
+    run, after = second
+    assert run.returncode == 0, run.log
+    assert run.hosts_changed() == set()
+    for op, hosts in run.unchanged().items():
+        assert hosts == set(sim.nodes), op
+    assert after == after_first
+
+
+# 4. Drift on one node: found by --dry on that node only, and fixed there only.
+
+
+def test_drift_is_reported_for_that_node_only(sim, drifted):
+    node, before, dry_run, after_dry, _, _ = drifted
+    assert dry_run.returncode == 0, dry_run.log
+    assert dry_run.hosts_planned() == {node}
+    assert {op for op, hosts in dry_run.plan().items() if hosts} >= {OP_KUBE_PROXY, OP_CNI, OP_BR_NETFILTER}
+    assert after_dry == before
+
+
+def test_drift_is_fixed_on_that_node_only(sim, drifted):
+    node, before, dry_run, _, run, after = drifted
+    assert run.returncode == 0, run.log
+    assert run.hosts_changed() == {node}
+    assert run.changed() == dry_run.plan()
+    assert not convergence_problems(before[node], after[node])
+    for other in sim.nodes:
+        if other != node:
+            assert after[other] == before[other], other
+    # The restored file went to the backup again without replacing the first backup.
+    names = [p for p in after[node]["files"] if p.startswith(f"{CNI_BACKUP}/10-bridge.conf")]
+    assert len(names) == 2, names
+
+
+# 5. A node down: named in a clear error, the others converge; once back, a re-run converges it.
+
+
+def test_node_down_is_named_and_the_run_fails(node_down):
+    down, _, run, _, _, _, _ = node_down
+    assert run.returncode != 0
+    errors = [line for line in run.log.splitlines() if f"[{down}]" in line]
+    assert any(re.search(r"Could not connect|No route|timed out|refused", line) for line in errors), run.log
+
+
+def test_node_down_the_others_converge(node_down):
+    down, before, run, others, _, _, _ = node_down
+    problems = {node: convergence_problems(before[node], snap) for node, snap in others.items()}
+    assert not any(problems.values()), problems
+    assert run.hosts_changed() == set(others)
+
+
+def test_node_down_converges_after_it_is_back(sim, node_down):
+    down, before, _, _, restarted, rerun, final = node_down
+    # Down, it was left alone: its drift is still there after it booted again.
+    assert restarted["files"] == before[down]["files"]
+    assert unit(restarted, KUBE_PROXY)["UnitFileState"] == "enabled"
+    assert rerun.returncode == 0, rerun.log
+    assert rerun.hosts_changed() == {down}
+    assert not convergence_problems(restarted, final[down])
+
+
+# 6. Ctrl-C in the middle of a run loses nothing, and a re-run converges.
+
+
+def test_interrupted_run_loses_nothing(sim, interrupted):
+    op, before, run, mid, _, _ = interrupted
+    problems = {node: lost_cni_files(before[node], mid[node]) + lost_module_files(before[node], mid[node]) for node in sim.nodes}
+    assert not any(problems.values()), (op, problems)
+
+
+def test_interrupted_run_stopped_before_its_end(interrupted):
+    """Or the scenario would prove nothing. (pyinfra exits 0 on Ctrl-C: its report is the tell.)"""
+    op, _, run, _, _, _ = interrupted
+    assert run.report is None and "--> Results:" not in run.log, f"the run interrupted at {op!r} finished:\n{run.log}"
+
+
+def test_rerun_after_interruption_converges(sim, interrupted):
+    op, before, _, _, rerun, final = interrupted
+    assert rerun.returncode == 0, rerun.log
+    problems = {node: convergence_problems(before[node], final[node]) for node in sim.nodes}
+    assert not any(problems.values()), (op, problems)
