@@ -38,11 +38,15 @@ _children: dict[int, subprocess.Popen] = {}
 # Checks before any change.
 
 
-def preflight(need_debootstrap: bool = False) -> None:
+def check_platform() -> None:
     if not sys.platform.startswith("linux"):
         raise SimError(f"the sim needs Linux (systemd-nspawn, network namespaces); this is {sys.platform}")
     if os.geteuid() != 0:
         raise SimError("the sim needs root (it mounts overlays, creates a bridge and boots containers); run it with sudo")
+
+
+def preflight(need_debootstrap: bool = False) -> None:
+    check_platform()
     tools = ["systemd-nspawn", "ip", "nsenter", "ssh-keygen", "mount", "umount"]
     if need_debootstrap:
         tools.append("debootstrap")
@@ -66,6 +70,7 @@ def locked(sim_home: Path):
 
 
 def load() -> SimConfig:
+    check_platform()
     cfg = SimConfig.load()
     if cfg is None:
         raise SimError(f"the sim is not up (no state in {home()}); run: cilium-lab sim up")
@@ -477,6 +482,7 @@ def up(
 ) -> SimConfig:
     from cilium_lab.sim.inventory import default_inventory_path, write_inventory
 
+    check_platform()
     sim_home = home()
     existing = SimConfig.load(sim_home)
     if existing is not None:
@@ -531,6 +537,7 @@ def up(
 
 def down(echo=click.echo) -> bool:
     """Remove every trace of the sim: containers, mounts, veths, namespaces, bridge, node state."""
+    check_platform()
     sim_home = home()
     cfg = SimConfig.load(sim_home)
     if cfg is None:
