@@ -1,6 +1,9 @@
 """
 Preflight: every host is checked before the deploy changes any of them.
 
+Nodes are asked for what :class:`NodePreflight` reads; the ``local`` host (the workstation) for
+helm, the kubeconfig, the API server, the chart and the values, through the cluster facts.
+
 The deploy file calls :func:`require` for each host while pyinfra prepares the run (so ``--dry``
 runs it too). The first call checks the whole inventory at once and every later call reuses the
 verdict: when any host fails, each problem is printed with its host and the run stops before
@@ -18,8 +21,9 @@ import weakref
 import gevent
 from gevent.lock import Semaphore
 from pyinfra import logger
-from pyinfra.api.exceptions import DeployError
+from pyinfra.api.exceptions import DeployError, PyinfraError
 
+from facts.cilium_release import CiliumRelease, HelmRepository
 from facts.preflight import NodePreflight
 
 # Every check a node can fail, by the name used to skip it.
@@ -111,11 +115,47 @@ def _check_node(host) -> list[str]:
     )
 
 
+def _check_local(host) -> list[str]:
+    """helm, the kubeconfig, the API server, the chart, its version and the values.
+
+    The cluster facts only read; each exits non-zero with one line (which pyinfra prints) when
+    it cannot. Asked here, they stop the run before the nodes change even with ``-y``, which
+    skips change detection and so would first read them after the node steps had run.
+    """
+    data = host.data
+    chart = dict(
+        chart=data.cilium_chart,
+        version=data.cilium_chart_version,
+        repo_name=data.get("helm_repo_name"),
+        repo_url=data.get("helm_repo_url"),
+    )
+    try:
+        host.get_fact(HelmRepository, **chart)
+        host.get_fact(
+            CiliumRelease,
+            release=data.cilium_release,
+            namespace=data.cilium_namespace,
+            values=data.cilium_values,
+            kubeconfig=data.get("kubeconfig"),
+            context=data.get("kube_context"),
+            **chart,
+        )
+    except PyinfraError:
+        # pyinfra gives up when the last active host fails; the verdict below says why.
+        pass
+    if host in host.state.failed_hosts:
+        return ["the cluster checks failed (the line above says why): fix it before migrating"]
+    return []
+
+
 def _check_inventory(state) -> dict[str, list[str]]:
-    nodes = [h for h in state.inventory.get_active_hosts() if "local" not in h.groups]
-    # Every node at once; a greenlet group of its own, so that pyinfra's pool, busy loading the
+    hosts = state.inventory.get_active_hosts()
+    # Every host at once; a greenlet group of its own, so that pyinfra's pool, busy loading the
     # deploy file for each host, cannot starve it.
-    jobs = {host.name: gevent.spawn(_check_node, host) for host in nodes}
+    jobs = {
+        host.name: gevent.spawn(_check_local if "local" in host.groups else _check_node, host)
+        for host in hosts
+    }
     gevent.joinall(list(jobs.values()))
     verdict = {}
     for name, job in jobs.items():
@@ -138,5 +178,5 @@ def require(state) -> None:
     if failed:
         raise DeployError(
             f"preflight failed on {', '.join(sorted(failed))}; nothing was changed on any host. "
-            "Fix what is listed above, or skip a check with --data preflight_skip=NAME."
+            "Fix what is listed above (a node check can be skipped with --data preflight_skip=NAME)."
         )
