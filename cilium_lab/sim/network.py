@@ -71,7 +71,11 @@ def node_net_up(cfg: SimConfig, name: str) -> str:
     if not netns_exists(ns):
         ip("netns", "add", ns)
     if not link_exists(veth):
-        ip("link", "add", veth, "type", "veth", "peer", "name", "host0", "netns", ns)
+        # A fixed MAC per address: a node that comes back keeps the one this machine's neighbour
+        # cache has for it, or SSH to it would stall until that entry times out.
+        mac = "02:c1:" + ":".join(f"{octet:02x}" for octet in cfg.address(name).packed)
+        ip("link", "add", veth, "type", "veth", "peer", "name", "host0", "address", mac, "netns", ns)
+    ip("neigh", "flush", "to", str(cfg.address(name)), "dev", cfg.bridge, check=False)
     ip("link", "set", veth, "master", cfg.bridge, "up")
     ip("-n", ns, "link", "set", "lo", "up")
     address = f"{cfg.address(name)}/{cfg.network.prefixlen}"

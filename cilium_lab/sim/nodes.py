@@ -442,18 +442,24 @@ def ssh_login(cfg: SimConfig, name: str, timeout: float = 5) -> str | None:
 def wait_ready(cfg: SimConfig, names: list[str], timeout: float, echo=click.echo) -> None:
     """Wait until each node has finished booting and answers SSH, printing progress."""
     started = time.monotonic()
-    pending = list(names)
+    pending = {name: "starting" for name in names}
     last_report = 0.0
     while pending:
         for name in list(pending):
             if nspawn_pid(cfg, name) is None:
                 raise SimError(f"node {name} exited while booting; see {cfg.node_dir(name) / 'console.log'}")
-            if _booted(cfg, name) in BOOTED and _sshd_banner(str(cfg.address(name))):
-                pending.remove(name)
+            system = _booted(cfg, name)
+            if system not in BOOTED:
+                pending[name] = f"systemd {system}"
+            elif not _sshd_banner(str(cfg.address(name))):
+                pending[name] = "sshd not answering"
+            else:
+                del pending[name]
         elapsed = time.monotonic() - started
         if pending and (elapsed - last_report >= 2 or not last_report):
             last_report = elapsed or 0.01
-            echo(f"  [{elapsed:3.0f}s] {len(names) - len(pending)}/{len(names)} nodes booted; waiting for {', '.join(pending)}")
+            waiting = ", ".join(f"{name} ({why})" for name, why in pending.items())
+            echo(f"  [{elapsed:3.0f}s] {len(names) - len(pending)}/{len(names)} nodes booted; waiting for {waiting}")
         if pending and elapsed > timeout:
             raise SimError(
                 f"timed out after {timeout:.0f}s waiting for {', '.join(pending)} to boot; "
