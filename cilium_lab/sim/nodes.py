@@ -233,6 +233,20 @@ def write_known_hosts(cfg: SimConfig) -> None:
     cfg.known_hosts.write_text("\n".join(lines) + "\n")
 
 
+# Each node's systemd holds several inotify instances, all charged to root: the kernel's default
+# of 128 runs out at about 18 nodes on the machine. Raised only when lower (kind asks the same).
+INOTIFY_LIMITS = {"fs/inotify/max_user_instances": 1024, "fs/inotify/max_user_watches": 524288}
+
+
+def raise_inotify_limits(echo=click.echo) -> None:
+    for key, wanted in INOTIFY_LIMITS.items():
+        path = Path("/proc/sys") / key
+        current = int(path.read_text())
+        if current < wanted:
+            path.write_text(f"{wanted}\n")
+            echo(f"raised {key.replace('/', '.')} from {current} to {wanted} (systemd in every node needs some)")
+
+
 # Cgroups. nspawn --keep-unit runs a node in the cgroup it is started in, and each node's systemd
 # takes that cgroup as its root: nodes sharing one would tear down each other's units.
 
@@ -505,6 +519,7 @@ def up(
             else:
                 echo(f"the sim is up; starting stopped nodes: {', '.join(stopped)}")
                 network.bridge_up(existing)
+                raise_inotify_limits(echo)
                 for name in stopped:
                     start_node(existing, name)
                 wait_ready(existing, stopped, timeout, echo)
@@ -531,6 +546,7 @@ def up(
         cfg.save()
         _ensure_keypair(cfg.ssh_key, "cilium-lab-sim")
         network.bridge_up(cfg)
+        raise_inotify_limits(echo)
         echo(f"booting {count} nodes on {cfg.bridge} ({cfg.subnet}) in {cfg.home}")
         for name in cfg.nodes:
             start_node(cfg, name)
@@ -580,6 +596,7 @@ def start(names: list[str], timeout: float = 180, echo=click.echo) -> None:
         cfg.index(name)
     with locked(cfg.path):
         network.bridge_up(cfg)
+        raise_inotify_limits(echo)
         for name in names:
             start_node(cfg, name)
         wait_ready(cfg, names, timeout, echo)
