@@ -350,3 +350,27 @@ def test_rerun_after_interruption_converges(sim, interrupted):
     assert rerun.returncode == 0, rerun.log
     problems = {node: convergence_problems(before[node], final[node]) for node in sim.nodes}
     assert not any(problems.values()), (op, problems)
+
+
+@pytest.fixture(scope="module")
+def killed_after_move(sim, node_down):
+    """A run killed between moving the CNI files and restarting kubelet, made deterministic by hand."""
+    node = "control1"
+    drift(sim, node)
+    before = sim.snapshot(node)
+    sim.sh(node, f"mkdir -p {CNI_BACKUP} && for f in {CNI_DIR}/*.conf; do mv --backup=numbered \"$f\" {CNI_BACKUP}/; done")
+    rerun = sim.pyinfra("-y")
+    return node, before, rerun, sim.snapshot(node)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known deploy gap, reported to the lead: cni_configs_absent restarts kubelet only when it moves a "
+    "file, so a run killed after the move and before the restart never restarts kubelet",
+)
+def test_rerun_restarts_kubelet_after_a_run_killed_before_the_restart(killed_after_move):
+    node, before, rerun, after = killed_after_move
+    assert rerun.returncode == 0, rerun.log
+    assert unit(after, KUBELET)["InvocationID"] != unit(before, KUBELET)["InvocationID"], (
+        f"{node}: the CNI configurations left {CNI_DIR} but kubelet was never restarted"
+    )
