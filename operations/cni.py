@@ -9,7 +9,13 @@ import posixpath
 from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
 
+from pyinfra.facts.files import File
+
 from facts.cni import CniConfigs
+
+# Left in the backup directory from before the first move until kubelet has restarted, so that
+# a run killed in between still restarts kubelet the next time.
+RESTART_PENDING = ".kubelet-restart-pending"
 
 
 @operation()
@@ -29,7 +35,8 @@ def cni_configs_absent(
     Files that are not CNI configurations (``*.conf``, ``*.conflist``, ``*.json``) stay where
     they are. A backup of the same name is never overwritten: ``mv --backup=numbered`` keeps the
     earlier one as ``NAME.~1~``, so a config restored by hand and removed again loses nothing.
-    kubelet is restarted only when a file was moved.
+    kubelet is restarted only when a file was moved, or when a run that moved one was stopped
+    before it restarted kubelet (a marker in the backup directory says so).
 
     **Example:**
 
@@ -45,12 +52,21 @@ def cni_configs_absent(
 
     configs = host.get_fact(CniConfigs, directory=conf_dir)
     old = sorted(name for name, config in configs.items() if not config["cilium"])
+    marker = posixpath.join(backup_dir, RESTART_PENDING)
 
-    if not old:
+    # The marker is only read when there is nothing to move: a move restarts kubelet anyway.
+    restart_pending = bool(restart_unit) and (
+        bool(old) or host.get_fact(File, path=marker) is not None
+    )
+
+    if not old and not restart_pending:
         host.noop(f"no CNI configuration other than Cilium's in {conf_dir}")
         return
 
-    yield StringCommand("mkdir", "-p", QuoteString(backup_dir))
+    if old:
+        yield StringCommand("mkdir", "-p", QuoteString(backup_dir))
+    if old and restart_unit:
+        yield StringCommand("touch", QuoteString(marker))
     for name in old:
         yield StringCommand(
             "mv",
@@ -59,5 +75,6 @@ def cni_configs_absent(
             QuoteString(posixpath.join(backup_dir, name)),
         )
 
-    if restart_unit:
+    if restart_pending:
         yield StringCommand("systemctl", "restart", QuoteString(restart_unit))
+        yield StringCommand("rm", "-f", QuoteString(marker))

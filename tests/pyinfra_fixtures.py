@@ -8,7 +8,7 @@ Fixtures are JSON files, one case a file, as in pyinfra's own test suite:
 - ``fixtures/operations/<module>.<operation>/<case>.json``:
   ``{"args": {...}, "facts": {"<module>.<FactClass>": ...}, "commands": [...], "noop": "..."}``
 
-``module`` is a module of our ``facts`` or ``operations`` package.
+``module`` is a module of our ``facts`` or ``operations`` package, or a full ``pyinfra.…`` path.
 """
 
 from __future__ import annotations
@@ -26,8 +26,11 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def load_object(package: str, dotted: str):
+    """``cni.CniConfigs`` from our ``package``; ``pyinfra.facts.files.File`` as written."""
     module, _, name = dotted.rpartition(".")
-    return getattr(importlib.import_module(f"{package}.{module}"), name)
+    if not module.startswith("pyinfra."):
+        module = f"{package}.{module}"
+    return getattr(importlib.import_module(module), name)
 
 
 def fixture_cases(kind: str) -> list[tuple[str, Path]]:
