@@ -5,7 +5,7 @@ VENV ?= .venv
 #   make migrate INVENTORY=inventories/lab.py
 INVENTORY ?=
 
-.PHONY: venv test migrate
+.PHONY: venv test migrate sim-deps
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,10 +22,17 @@ venv: $(VENV)/.installed
 test: venv $(VENV)/bin/helm
 	$(VENV)/bin/pytest -ra
 
-migrate: venv
+# What the simulated lab needs from Debian, installed only when missing (as root).
+sim-deps:
+	@command -v systemd-nspawn >/dev/null && command -v debootstrap >/dev/null || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends systemd-container debootstrap iproute2 iptables openssh-client; }
+
 ifeq ($(INVENTORY),)
+migrate: venv sim-deps
 	$(VENV)/bin/cilium-lab sim up
 	$(VENV)/bin/pyinfra -y inventories/sim.py deploys/cilium.py
 else
+migrate: venv
 	$(VENV)/bin/pyinfra $(INVENTORY) deploys/cilium.py
 endif
