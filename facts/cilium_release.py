@@ -16,16 +16,7 @@ import json
 
 from pyinfra.api import FactBase
 
-from cilium_lab.cluster.helm import self_command, values_json
-
-
-def _cluster_args(namespace, kubeconfig, context) -> list[str]:
-    args = ["--namespace", namespace]
-    if kubeconfig:
-        args += ["--kubeconfig", str(kubeconfig)]
-    if context:
-        args += ["--context", context]
-    return args
+from cilium_lab.cluster.helm import cluster_args, self_command, values_json
 
 
 class _StatusFact(FactBase):
@@ -102,7 +93,7 @@ class CiliumRelease(_StatusFact):
                 kubeconfig=None, context=None):
         args = ["status", "--output", "json", "--check", "release", "--release", release,
                 "--chart", chart, "--values-json", values_json(values),
-                *_cluster_args(namespace, kubeconfig, context)]
+                *cluster_args(namespace, kubeconfig, context)]
         if version:
             args += ["--chart-version", version]
         if repo_name and repo_url:
@@ -134,7 +125,7 @@ class CiliumHealth(_StatusFact):
 
     def command(self, namespace, kubeconfig=None, context=None):
         return self_command("status", "--output", "json", "--check", "health",
-                            *_cluster_args(namespace, kubeconfig, context))
+                            *cluster_args(namespace, kubeconfig, context))
 
 
 class OldCniPods(_StatusFact):
@@ -160,7 +151,7 @@ class OldCniPods(_StatusFact):
 
     def command(self, namespace, kubeconfig=None, context=None, pod_cidrs=()):
         args = ["status", "--output", "json", "--check", "pods",
-                *_cluster_args(namespace, kubeconfig, context)]
+                *cluster_args(namespace, kubeconfig, context)]
         for cidr in pod_cidrs or ():
             args += ["--pod-cidr", cidr]
         return self_command(*args)

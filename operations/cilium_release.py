@@ -16,7 +16,7 @@ from pyinfra import host, logger
 from pyinfra.api import operation
 from pyinfra.api.state import StateStage
 
-from cilium_lab.cluster.helm import install_command, self_command
+from cilium_lab.cluster.helm import cluster_args, install_command, self_command
 from facts.cilium_release import CiliumHealth, CiliumRelease, HelmRepository, OldCniPods
 
 
@@ -24,15 +24,6 @@ def _say(message: str, warn: bool = False) -> None:
     """Say once (while preparing, which --dry also does) what an operation is going to change."""
     if host.state.current_stage == StateStage.Prepare:
         (logger.warning if warn else logger.info)(f"{host.print_prefix}{message}")
-
-
-def _cluster_cli_args(namespace, kubeconfig, context) -> list[str]:
-    args = ["--namespace", namespace]
-    if kubeconfig:
-        args += ["--kubeconfig", str(kubeconfig)]
-    if context:
-        args += ["--context", context]
-    return args
 
 
 @operation()
@@ -172,7 +163,7 @@ def cilium_healthy(namespace: str, kubeconfig: str | None = None, context: str |
         f"{len(health['nodes'])}"
     )
     yield self_command("verify", "--wait", "--timeout", f"{timeout:g}",
-                       *_cluster_cli_args(namespace, kubeconfig, context))
+                       *cluster_args(namespace, kubeconfig, context))
 
 
 @operation()
@@ -212,7 +203,7 @@ def old_cni_pods_restarted(namespace: str, kubeconfig: str | None = None,
 
     for pod in found["owned"]:
         _say(f"delete pod {pod['namespace']}/{pod['name']} ({pod['owner']} recreates it)")
-    args = ["restart-pods", "--yes", *_cluster_cli_args(namespace, kubeconfig, context)]
+    args = ["restart-pods", "--yes", *cluster_args(namespace, kubeconfig, context)]
     for cidr in pod_cidrs:
         args += ["--pod-cidr", cidr]
     yield self_command(*args)

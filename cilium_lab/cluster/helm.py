@@ -190,3 +190,12 @@ def self_command(*args: str) -> str:
     """This package's CLI, with this Python (the venv need not be on PATH)."""
     return " ".join(shlex.quote(a) for a in [sys.executable, "-m", "cilium_lab", *args])
 
+
+def cluster_args(namespace, kubeconfig=None, context=None) -> list[str]:
+    """The options that point this package's CLI at a cluster, for ``self_command``."""
+    args = ["--namespace", namespace]
+    if kubeconfig:
+        args += ["--kubeconfig", str(kubeconfig)]
+    if context:
+        args += ["--context", context]
+    return args
