@@ -16,7 +16,7 @@ import json
 
 from pyinfra.api import FactBase
 
-from cilium_lab.cluster.helm import cluster_args, self_command, values_json
+from cilium_lab.cluster.helm import cli_cluster_args, self_command, values_json
 
 
 class _StatusFact(FactBase):
@@ -93,7 +93,7 @@ class CiliumRelease(_StatusFact):
                 kubeconfig=None, context=None):
         args = ["status", "--output", "json", "--check", "release", "--release", release,
                 "--chart", chart, "--values-json", values_json(values),
-                *cluster_args(namespace, kubeconfig, context)]
+                *cli_cluster_args(namespace, kubeconfig, context)]
         if version:
             args += ["--chart-version", version]
         if repo_name and repo_url:
@@ -125,7 +125,7 @@ class CiliumHealth(_StatusFact):
 
     def command(self, namespace, kubeconfig=None, context=None):
         return self_command("status", "--output", "json", "--check", "health",
-                            *cluster_args(namespace, kubeconfig, context))
+                            *cli_cluster_args(namespace, kubeconfig, context))
 
 
 class OldCniPods(_StatusFact):
@@ -151,7 +151,7 @@ class OldCniPods(_StatusFact):
 
     def command(self, namespace, kubeconfig=None, context=None, pod_cidrs=()):
         args = ["status", "--output", "json", "--check", "pods",
-                *cluster_args(namespace, kubeconfig, context)]
+                *cli_cluster_args(namespace, kubeconfig, context)]
         for cidr in pod_cidrs or ():
             args += ["--pod-cidr", cidr]
         return self_command(*args)

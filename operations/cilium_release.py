@@ -16,7 +16,7 @@ from pyinfra import host, logger
 from pyinfra.api import operation
 from pyinfra.api.state import StateStage
 
-from cilium_lab.cluster.helm import cluster_args, install_command, self_command
+from cilium_lab.cluster.helm import cli_cluster_args, install_command, self_command
 from facts.cilium_release import CiliumHealth, CiliumRelease, HelmRepository, OldCniPods
 
 
@@ -163,7 +163,7 @@ def cilium_healthy(namespace: str, kubeconfig: str | None = None, context: str |
         f"{len(health['nodes'])}"
     )
     yield self_command("verify", "--wait", "--timeout", f"{timeout:g}",
-                       *cluster_args(namespace, kubeconfig, context))
+                       *cli_cluster_args(namespace, kubeconfig, context))
 
 
 @operation()
@@ -203,7 +203,7 @@ def old_cni_pods_restarted(namespace: str, kubeconfig: str | None = None,
 
     for pod in found["owned"]:
         _say(f"delete pod {pod['namespace']}/{pod['name']} ({pod['owner']} recreates it)")
-    args = ["restart-pods", "--yes", *cluster_args(namespace, kubeconfig, context)]
+    args = ["restart-pods", "--yes", *cli_cluster_args(namespace, kubeconfig, context)]
     for cidr in pod_cidrs:
         args += ["--pod-cidr", cidr]
     yield self_command(*args)

@@ -191,7 +191,7 @@ def self_command(*args: str) -> str:
     return " ".join(shlex.quote(a) for a in [sys.executable, "-m", "cilium_lab", *args])
 
 
-def cluster_args(namespace, kubeconfig=None, context=None) -> list[str]:
+def cli_cluster_args(namespace, kubeconfig=None, context=None) -> list[str]:
     """The options that point this package's CLI at a cluster, for ``self_command``."""
     args = ["--namespace", namespace]
     if kubeconfig:
