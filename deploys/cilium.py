@@ -3,6 +3,7 @@ The guide's chapter "Simplifying Network Setup with Cilium", as declared state.
 
     pyinfra inventories/lab.py deploys/cilium.py          # migrate
     pyinfra inventories/lab.py deploys/cilium.py --dry    # show what would change
+    pyinfra inventories/lab.py deploys/rollback.py        # the way back (see there)
 
 Every value comes from the inventory and its group data. Hosts in the ``local`` group (the
 machine running pyinfra) do the workstation's part; all other hosts are Kubernetes nodes.
@@ -11,6 +12,7 @@ machine running pyinfra) do the workstation's part; all other hosts are Kubernet
 from pyinfra import host, state
 
 from cilium_lab import preflight
+from cilium_lab.routes import pod_routes
 
 from operations.br_netfilter import br_netfilter_absent
 from operations.cilium_release import (
@@ -22,6 +24,7 @@ from operations.cilium_release import (
 from operations.cni import cni_configs_absent
 from operations.kube_proxy import kube_proxy_disabled
 from operations.kube_proxy_rules import kube_proxy_rules_absent
+from operations.routes import pod_cidr_routes_absent
 
 is_node = "local" not in host.groups
 
@@ -86,7 +89,14 @@ if "local" in host.groups:
         context=host.data.get("kube_context"),
     )
 
-# Cleaning up
+# Cleaning up: Cilium's overlay carries pod traffic now
+
+if "local" in host.groups and (routes := pod_routes(state.inventory)):
+    pod_cidr_routes_absent(
+        name="Delete the host routes to the pod CIDRs",
+        routes=routes,
+        _sudo=host.data.get("host_routes_sudo", True),
+    )
 
 if is_node:
     br_netfilter_absent(

@@ -16,7 +16,4 @@ def test_operation(name, case):
     commands, host = run_operation(operation, facts, **data.get("args", {}))
 
     assert commands == data["commands"]
-    if "noop" in data:
-        assert host.noops == [data["noop"]]
-    else:
-        assert host.noops == []
+    assert host.noops == data.get("noops", [data["noop"]] if "noop" in data else [])
