@@ -15,6 +15,7 @@ or a comma-separated string on the command line: ``--data preflight_skip=kernel,
 
 from __future__ import annotations
 
+import functools
 import re
 import weakref
 
@@ -23,7 +24,7 @@ from gevent.lock import Semaphore
 from pyinfra import logger
 from pyinfra.api.exceptions import DeployError, PyinfraError
 
-from facts.cilium_release import CiliumRelease, HelmRepository
+from facts.cilium_release import CiliumRelease, HelmRepository, InstalledRelease
 from facts.preflight import NodePreflight
 
 # Every check a node can fail, by the name used to skip it.
@@ -93,7 +94,7 @@ def node_problems(state: dict, *, min_kernel: str, service_host: str, service_po
     return [message for name, (ok, message) in checks.items() if not ok and name not in skip]
 
 
-def _check_node(host) -> list[str]:
+def _check_node(host, checks=NODE_CHECKS) -> list[str]:
     data = host.data
     values = data.cilium_values
     service_host, service_port = values["k8sServiceHost"], values["k8sServicePort"]
@@ -111,8 +112,19 @@ def _check_node(host) -> list[str]:
         service_port=service_port,
         cgroup_root=cgroup_root,
         user=data.get("ssh_user"),
-        skip=skipped_checks(data),
+        skip=skipped_checks(data) | (set(NODE_CHECKS) - set(checks)),
     )
+
+
+def _cluster_facts_readable(host, read) -> list[str]:
+    try:
+        read()
+    except PyinfraError:
+        # pyinfra gives up when the last active host fails; the verdict below says why.
+        pass
+    if host in host.state.failed_hosts:
+        return ["the cluster checks failed (the line above says why): fix it before going on"]
+    return []
 
 
 def _check_local(host) -> list[str]:
@@ -129,7 +141,8 @@ def _check_local(host) -> list[str]:
         repo_name=data.get("helm_repo_name"),
         repo_url=data.get("helm_repo_url"),
     )
-    try:
+
+    def read():
         host.get_fact(HelmRepository, **chart)
         host.get_fact(
             CiliumRelease,
@@ -140,20 +153,28 @@ def _check_local(host) -> list[str]:
             context=data.get("kube_context"),
             **chart,
         )
-    except PyinfraError:
-        # pyinfra gives up when the last active host fails; the verdict below says why.
-        pass
-    if host in host.state.failed_hosts:
-        return ["the cluster checks failed (the line above says why): fix it before migrating"]
-    return []
+
+    return _cluster_facts_readable(host, read)
 
 
-def _check_inventory(state) -> dict[str, list[str]]:
+def _check_local_for_rollback(host) -> list[str]:
+    """helm, the kubeconfig and the API server: what reading and removing the release needs."""
+    data = host.data
+    return _cluster_facts_readable(host, lambda: host.get_fact(
+        InstalledRelease,
+        release=data.cilium_release,
+        namespace=data.cilium_namespace,
+        kubeconfig=data.get("kubeconfig"),
+        context=data.get("kube_context"),
+    ))
+
+
+def _check_inventory(state, check_node, check_local) -> dict[str, list[str]]:
     hosts = state.inventory.get_active_hosts()
     # Every host at once; a greenlet group of its own, so that pyinfra's pool, busy loading the
     # deploy file for each host, cannot starve it.
     jobs = {
-        host.name: gevent.spawn(_check_local if "local" in host.groups else _check_node, host)
+        host.name: gevent.spawn(check_local if "local" in host.groups else check_node, host)
         for host in hosts
     }
     gevent.joinall(list(jobs.values()))
@@ -166,11 +187,19 @@ def _check_inventory(state) -> dict[str, list[str]]:
     return verdict
 
 
-def require(state) -> None:
-    """Stop the run, before any change, unless every host passes its checks."""
+def require(state, rollback: bool = False) -> None:
+    """Stop the run, before any change, unless every host passes its checks.
+
+    The rollback needs less: sudo and systemd on the nodes; helm, the kubeconfig and the API
+    server on ``local``.
+    """
+    if rollback:
+        checks = (functools.partial(_check_node, checks=("sudo", "systemd")), _check_local_for_rollback)
+    else:
+        checks = (_check_node, _check_local)
     with _lock:
         if state not in _verdicts:
-            _verdicts[state] = _check_inventory(state)
+            _verdicts[state] = _check_inventory(state, *checks)
             for name, problems in sorted(_verdicts[state].items()):
                 for problem in problems:
                     logger.error(f"[{name}] preflight: {problem}")

@@ -4,6 +4,9 @@ Whether ``br_netfilter`` is in the kernel, how, and where it is made persistent.
 
 from __future__ import annotations
 
+import posixpath
+import shlex
+
 from pyinfra.api import FactBase
 
 MODULE = "br_netfilter"
@@ -66,3 +69,58 @@ class BrNetfilter(FactBase):
         if active and state["status"] != "module":
             state["status"] = "builtin"
         return state
+
+
+def original_path(backup_name: str) -> str:
+    """Where a file in the backup directory came from: ``modules`` is ``/etc/modules``."""
+    return "/etc/modules" if backup_name == "modules" else f"/etc/modules-load.d/{backup_name}"
+
+
+class BrNetfilterBackups(FactBase):
+    """
+    Returns, for each persistence file backed up before its ``br_netfilter`` line was removed,
+    how the file is now, by the file's own path:
+
+    - ``stripped``: exactly the backup without the module's lines (nothing else changed since);
+    - ``edited``: changed since in other ways too;
+    - ``persisted``: it loads the module again;
+    - ``missing``: it is gone.
+
+    + backup_dir: the directory ``br_netfilter_absent`` copied the files to
+
+    Backups without the module's line, and numbered older ones (``NAME.~1~``), are left out.
+
+    .. code:: python
+
+        {
+            "/etc/modules-load.d/cloud-init.conf": {
+                "backup": "/var/backups/cilium-lab/modules-load.d/cloud-init.conf",
+                "state": "stripped",
+            },
+        }
+    """
+
+    default = dict
+
+    def command(self, backup_dir: str):
+        return (
+            f"d={shlex.quote(backup_dir)}; "
+            '[ -d "$d" ] || exit 0; '
+            'for b in "$d"/*.conf "$d"/modules; do '
+            '[ -f "$b" ] || continue; '
+            f"grep -qs '{PERSISTENCE_LINE_REGEX}' \"$b\" || continue; "
+            'n=${b##*/}; if [ "$n" = modules ]; then o=/etc/modules; else o="/etc/modules-load.d/$n"; fi; '
+            'if [ ! -e "$o" ]; then s=missing; '
+            f"elif grep -qs '{PERSISTENCE_LINE_REGEX}' \"$o\"; then s=persisted; "
+            f"elif sed '/{PERSISTENCE_LINE_REGEX}/d' \"$b\" | cmp -s - \"$o\"; then s=stripped; "
+            "else s=edited; fi; "
+            'echo "$s $b"; '
+            "done"
+        )
+
+    def process(self, output):
+        backups = {}
+        for line in output:
+            state, backup = line.rstrip("\n").split(" ", 1)
+            backups[original_path(posixpath.basename(backup))] = {"backup": backup, "state": state}
+        return backups

@@ -101,6 +101,32 @@ class CiliumRelease(_StatusFact):
         return self_command(*args)
 
 
+class InstalledRelease(_StatusFact):
+    """
+    Returns a helm release as helm reports it, without looking at any chart: what removing the
+    release needs to know.
+
+    .. code:: python
+
+        {
+            "helm": "/usr/local/bin/helm",
+            "server": "https://kubernetes:6443",
+            "installed": {"exists": True, "status": "deployed", "chart": "cilium",
+                          "version": "1.16.5", "revision": 1, "values": {...}},
+        }
+    """
+
+    check = "installed"
+
+    @staticmethod
+    def default():
+        return {"helm": "helm", "installed": {"exists": False}}
+
+    def command(self, release, namespace, kubeconfig=None, context=None):
+        return self_command("status", "--output", "json", "--check", "installed", "--release", release,
+                            *cli_cluster_args(namespace, kubeconfig, context))
+
+
 class CiliumHealth(_StatusFact):
     """
     Returns, without waiting, whether Cilium is healthy: the agent DaemonSet ready on every

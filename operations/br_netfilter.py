@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import posixpath
 
-from pyinfra import host, logger
+from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
-from pyinfra.api.state import StateStage
 
-from facts.br_netfilter import MODULE, PERSISTENCE_LINE_REGEX, BrNetfilter
+from cilium_lab.say import say
+
+from facts.br_netfilter import MODULE, PERSISTENCE_LINE_REGEX, BrNetfilter, BrNetfilterBackups
 
 
 @operation()
@@ -37,9 +38,9 @@ def br_netfilter_absent(backup_dir: str = "/var/backups/cilium-lab/modules-load.
     state = host.get_fact(BrNetfilter)
     builtin = f"{MODULE} is built into the kernel and cannot be unloaded; it stays active"
 
-    if state["status"] == "builtin" and state["persisted_in"] and _first_pass():
+    if state["status"] == "builtin" and state["persisted_in"]:
         # Said aloud when the node changes; on quiet re-runs it is only a noop.
-        logger.warning(f"{host.print_prefix}{builtin}")
+        say(builtin, warn=True)
 
     if state["persisted_in"]:
         yield StringCommand("mkdir", "-p", QuoteString(backup_dir))
@@ -64,13 +65,54 @@ def br_netfilter_absent(backup_dir: str = "/var/backups/cilium-lab/modules-load.
         host.noop(f"{MODULE} is not loaded and not loaded at boot")
 
 
-def _first_pass() -> bool:
-    """Whether pyinfra runs this operation's generator for the first time in this run.
-
-    Without ``-y`` (and with ``--dry``) it runs once to detect changes, then again to execute;
-    with ``-y`` only to execute.
+@operation()
+def br_netfilter_persisted(
+    backup_dir: str = "/var/backups/cilium-lab/modules-load.d",
+    persist_file: str = "/etc/modules-load.d/br_netfilter.conf",
+):
     """
-    state = host.state
-    if state.current_stage == StateStage.Prepare:
-        return True
-    return not state.should_check_for_changes()
+    Load ``br_netfilter`` at boot again, and now where the kernel has modules: the way back.
+
+    + backup_dir: where :func:`br_netfilter_absent` copied each persistence file
+    + persist_file: the file to add the module to when no file and no backup loads it
+
+    A file that is exactly its backup without the module's lines (or that is gone) gets the
+    backup back, byte for byte, with its mode and owner. A file changed since in other ways keeps
+    those changes and gets the module's line appended; its backup stays.
+
+    **Example:**
+
+    .. code:: python
+
+        br_netfilter_persisted(
+            name="Load br_netfilter at boot again",
+            backup_dir="/var/backups/cilium-lab/modules-load.d",
+        )
+    """
+
+    state = host.get_fact(BrNetfilter)
+    backups = host.get_fact(BrNetfilterBackups, backup_dir=backup_dir)
+    persisted = bool(state["persisted_in"])
+    changed = False
+
+    for path, backup in sorted(backups.items()):
+        if backup["state"] in ("stripped", "missing"):
+            yield StringCommand("mv", "-f", QuoteString(backup["backup"]), QuoteString(path))
+        elif backup["state"] == "edited":
+            say(f"{path} changed since its backup: {MODULE} is added to it, the backup stays", warn=True)
+            yield StringCommand("echo", MODULE, ">>", QuoteString(path))
+        else:
+            continue
+        persisted = changed = True
+
+    if not persisted:
+        changed = True
+        yield StringCommand("echo", MODULE, ">>", QuoteString(persist_file))
+
+    if state["status"] == "absent" and state["module_support"]:
+        changed = True
+        yield StringCommand("modprobe", MODULE)
+
+    if not changed:
+        now = {"module": "loaded", "builtin": "built into the kernel"}.get(state["status"], "not loaded")
+        host.noop(f"{MODULE} is loaded at boot by {', '.join(state['persisted_in'])}, and {now} now")

@@ -12,18 +12,18 @@ from __future__ import annotations
 
 import shlex
 
-from pyinfra import host, logger
+from pyinfra import host
 from pyinfra.api import operation
-from pyinfra.api.state import StateStage
 
-from cilium_lab.cluster.helm import cli_cluster_args, install_command, self_command
-from facts.cilium_release import CiliumHealth, CiliumRelease, HelmRepository, OldCniPods
-
-
-def _say(message: str, warn: bool = False) -> None:
-    """Say once (while preparing, which --dry also does) what an operation is going to change."""
-    if host.state.current_stage == StateStage.Prepare:
-        (logger.warning if warn else logger.info)(f"{host.print_prefix}{message}")
+from cilium_lab.cluster.helm import cli_cluster_args, cluster_args, install_command, self_command
+from cilium_lab.say import say
+from facts.cilium_release import (
+    CiliumHealth,
+    CiliumRelease,
+    HelmRepository,
+    InstalledRelease,
+    OldCniPods,
+)
 
 
 @operation()
@@ -60,10 +60,10 @@ def helm_repository(chart: str, version: str | None, repo_name: str, repo_url: s
     if not state["present"]:
         yield " ".join(shlex.quote(a) for a in [helm, "repo", "add", repo_name, repo_url])
     elif not state["url_matches"]:
-        _say(f"helm repository {repo_name} points to {state.get('url')}, not {repo_url}")
+        say(f"helm repository {repo_name} points to {state.get('url')}, not {repo_url}")
         yield " ".join(shlex.quote(a) for a in [helm, "repo", "add", "--force-update", repo_name, repo_url])
     elif not state["version_cached"]:
-        _say(f"helm's index of {repo_name} does not list {chart} {version}")
+        say(f"helm's index of {repo_name} does not list {chart} {version}")
         yield " ".join(shlex.quote(a) for a in [helm, "repo", "update", repo_name])
     else:
         host.noop(f"helm repository {repo_name} lists {chart} {version}")
@@ -126,7 +126,7 @@ def cilium_release(
         return
 
     for change in state["changes"]:
-        _say(f"release {namespace}/{release}: {change}")
+        say(f"release {namespace}/{release}: {change}")
     yield install_command(state["helm"], release, chart, version, namespace, values,
                           kubeconfig, context, list(extra_args))
 
@@ -158,7 +158,7 @@ def cilium_healthy(namespace: str, kubeconfig: str | None = None, context: str |
         host.noop(f"Cilium is healthy on all {len(health['nodes'])} nodes")
         return
 
-    _say(
+    say(
         f"Cilium is not healthy yet: agents ready {health.get('agents_ready', 0)}/"
         f"{len(health['nodes'])}"
     )
@@ -191,7 +191,7 @@ def old_cni_pods_restarted(namespace: str, kubeconfig: str | None = None,
                           pod_cidrs=list(pod_cidrs))
 
     for pod in found["unowned"]:
-        _say(
+        say(
             f"pod {pod['namespace']}/{pod['name']} on {pod['node']} is from the old CNI "
             f"({pod['reason']}) and no controller recreates it: recreate it yourself",
             warn=True,
@@ -202,8 +202,46 @@ def old_cni_pods_restarted(namespace: str, kubeconfig: str | None = None,
         return
 
     for pod in found["owned"]:
-        _say(f"delete pod {pod['namespace']}/{pod['name']} ({pod['owner']} recreates it)")
+        say(f"delete pod {pod['namespace']}/{pod['name']} ({pod['owner']} recreates it)")
     args = ["restart-pods", "--yes", *cli_cluster_args(namespace, kubeconfig, context)]
     for cidr in pod_cidrs:
         args += ["--pod-cidr", cidr]
     yield self_command(*args)
+
+
+@operation()
+def cilium_release_absent(release: str, namespace: str, kubeconfig: str | None = None,
+                          context: str | None = None, extra_args: list[str] | tuple = ()):
+    """
+    Uninstall Cilium's release, when helm has it.
+
+    + release: the release's name (``cilium``)
+    + namespace: its namespace (``kube-system``)
+    + kubeconfig, context: the cluster; None for helm's defaults
+    + extra_args: more ``helm uninstall`` flags, for example ``["--wait"]`` so that the agents are
+      gone before the nodes get their old CNI configurations back
+
+    **Example:**
+
+    .. code:: python
+
+        cilium_release_absent(
+            name="Uninstall Cilium",
+            release="cilium",
+            namespace="kube-system",
+            extra_args=["--wait"],
+        )
+    """
+
+    state = host.get_fact(InstalledRelease, release=release, namespace=namespace,
+                          kubeconfig=kubeconfig, context=context)
+
+    if not state["installed"]["exists"]:
+        host.noop(f"no release {namespace}/{release}")
+        return
+
+    say(f"uninstall release {namespace}/{release} (chart {state['installed']['chart']} "
+         f"{state['installed']['version']})")
+    args = [state["helm"], "uninstall", release, "--namespace", namespace,
+            *cluster_args(kubeconfig, context), *extra_args]
+    yield " ".join(shlex.quote(a) for a in args)

@@ -11,6 +11,7 @@ from pyinfra.api import QuoteString, StringCommand, operation
 
 from pyinfra.facts.files import File
 
+from cilium_lab.say import say
 from facts.cni import CniConfigs
 
 # Left in the backup directory from before the first move until kubelet has restarted, so that
@@ -52,29 +53,87 @@ def cni_configs_absent(
 
     configs = host.get_fact(CniConfigs, directory=conf_dir)
     old = sorted(name for name, config in configs.items() if not config["cilium"])
-    marker = posixpath.join(backup_dir, RESTART_PENDING)
 
-    # The marker is only read when there is nothing to move: a move restarts kubelet anyway.
-    restart_pending = bool(restart_unit) and (
-        bool(old) or host.get_fact(File, path=marker) is not None
-    )
-
-    if not old and not restart_pending:
+    if not old and not _restart_pending(backup_dir, restart_unit):
         host.noop(f"no CNI configuration other than Cilium's in {conf_dir}")
         return
 
-    if old:
-        yield StringCommand("mkdir", "-p", QuoteString(backup_dir))
-    if old and restart_unit:
-        yield StringCommand("touch", QuoteString(marker))
-    for name in old:
-        yield StringCommand(
-            "mv",
-            "--backup=numbered",
-            QuoteString(posixpath.join(conf_dir, name)),
-            QuoteString(posixpath.join(backup_dir, name)),
-        )
+    yield from _moves_then_restart(
+        [(posixpath.join(conf_dir, name), posixpath.join(backup_dir, name)) for name in old],
+        backup_dir,
+        restart_unit,
+    )
 
-    if restart_pending:
+
+@operation()
+def cni_configs_restored(
+    conf_dir: str = "/etc/cni/net.d",
+    backup_dir: str = "/var/backups/cilium-lab/cni",
+    restart_unit: str | None = "kubelet.service",
+):
+    """
+    Put the CNI configurations that :func:`cni_configs_absent` moved away back in the CNI
+    directory, move Cilium's own out of kubelet's way, then restart kubelet: the way back.
+
+    + conf_dir: the directory kubelet reads CNI configurations from
+    + backup_dir: where :func:`cni_configs_absent` moved them
+    + restart_unit: the unit to restart when a configuration moved (None: none)
+
+    A configuration already in the CNI directory stays as it is, even when its backup differs
+    (the operation says so): it was put there after the migration. Cilium's configuration goes
+    to the backup directory, like the others went: with it in place, kubelet would keep using
+    Cilium. Earlier backups of the same name (``NAME.~1~``) stay where they are.
+
+    **Example:**
+
+    .. code:: python
+
+        cni_configs_restored(
+            name="Restore the old CNI configurations",
+            conf_dir="/etc/cni/net.d",
+            backup_dir="/var/backups/cilium-lab/cni",
+            restart_unit="kubelet.service",
+        )
+    """
+
+    configs = host.get_fact(CniConfigs, directory=conf_dir)
+    saved = host.get_fact(CniConfigs, directory=backup_dir)
+    cilium = sorted(name for name, config in configs.items() if config["cilium"])
+    # Cilium's configurations in the backup directory were moved there by an earlier rollback.
+    restore = sorted(name for name, config in saved.items() if not config["cilium"] and name not in configs)
+
+    for name in sorted(set(saved) & set(configs)):
+        if not saved[name]["cilium"] and saved[name]["sha256"] != configs[name]["sha256"]:
+            say(f"{name} in {conf_dir} differs from its backup in {backup_dir}: left as it is", warn=True)
+
+    if not cilium and not restore and not _restart_pending(backup_dir, restart_unit):
+        host.noop(f"every backed-up CNI configuration is in {conf_dir}, and none of Cilium's")
+        return
+
+    moves = [(posixpath.join(conf_dir, name), posixpath.join(backup_dir, name)) for name in cilium]
+    moves += [(posixpath.join(backup_dir, name), posixpath.join(conf_dir, name)) for name in restore]
+    yield from _moves_then_restart(moves, backup_dir, restart_unit)
+
+
+def _restart_pending(backup_dir: str, restart_unit: str | None) -> bool:
+    """Whether a run moved configurations and was stopped before it restarted kubelet.
+
+    Read only when there is nothing to move (a move restarts kubelet anyway), so that a
+    converged node pays for it and a changing one does not.
+    """
+    marker = posixpath.join(backup_dir, RESTART_PENDING)
+    return bool(restart_unit) and host.get_fact(File, path=marker) is not None
+
+
+def _moves_then_restart(moves: list[tuple[str, str]], backup_dir: str, restart_unit: str | None):
+    marker = posixpath.join(backup_dir, RESTART_PENDING)
+    if moves:
+        yield StringCommand("mkdir", "-p", QuoteString(backup_dir))
+    if moves and restart_unit:
+        yield StringCommand("touch", QuoteString(marker))
+    for source, target in moves:
+        # Never over an existing file: an earlier one of the same name becomes NAME.~1~.
+        yield StringCommand("mv", "--backup=numbered", QuoteString(source), QuoteString(target))
+    if restart_unit:
         yield StringCommand("systemctl", "restart", QuoteString(restart_unit))
         yield StringCommand("rm", "-f", QuoteString(marker))

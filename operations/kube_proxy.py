@@ -43,3 +43,43 @@ def kube_proxy_disabled(unit: str = "kube-proxy.service"):
         yield StringCommand("systemctl", "disable", QuoteString(unit))
     elif not state["running"]:
         host.noop(f"{unit} is stopped and {state['unit_file_state'] or 'disabled'}")
+
+
+@operation()
+def kube_proxy_enabled(unit: str = "kube-proxy.service"):
+    """
+    Start kube-proxy and have it start at boot again: the way back from Cilium's kube-proxy
+    replacement.
+
+    + unit: kube-proxy's systemd unit
+
+    A masked unit is unmasked first (nothing else could start it); a static one is only
+    started. A node without the unit has nothing to start, and the operation says so.
+
+    **Example:**
+
+    .. code:: python
+
+        kube_proxy_enabled(
+            name="Enable and start kube-proxy",
+            unit="kube-proxy.service",
+        )
+    """
+
+    state = host.get_fact(UnitState, unit=unit)
+
+    if not state["exists"]:
+        host.noop(f"{unit} is not installed: nothing to start")
+        return
+
+    masked = state["load_state"] == "masked" or state["unit_file_state"].startswith("masked")
+    if masked:
+        yield StringCommand("systemctl", "unmask", QuoteString(unit))
+
+    if masked or state["unit_file_state"] == "disabled":
+        yield StringCommand("systemctl", "enable", QuoteString(unit))
+
+    if not state["running"]:
+        yield StringCommand("systemctl", "start", QuoteString(unit))
+    elif not masked and state["unit_file_state"] != "disabled":
+        host.noop(f"{unit} is running and {state['unit_file_state'] or 'enabled'}")

@@ -162,6 +162,8 @@ def status_command(kubeconfig, context, namespace, output, checks, release_name,
     if "release" in checks:
         report["release"] = status.release(cluster, release_name, namespace, chart, chart_version,
                                            values, repo_name, repo_url, kubeconfig, context)
+    if "installed" in checks:
+        report["installed"] = status.installed(cluster, release_name, namespace, kubeconfig, context)
     if "health" in checks:
         report["health"] = status.health(cluster, namespace)
     if "pods" in checks:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from cilium_lab.cluster import ClusterError, helm, kube, pods, verify
 
-CHECKS = ("repo", "release", "health", "pods")
+CHECKS = ("repo", "release", "installed", "health", "pods")
 
 
 def reach(cluster: kube.Cluster) -> None:
@@ -60,6 +60,14 @@ def release(cluster: kube.Cluster, name: str, namespace: str, chart: str, versio
     return {"helm": helm_path, "server": cluster.server, "installed": installed,
             "desired": {"chart": chart, "version": desired_version, "values": values},
             "matches": not changes, "changes": changes}
+
+
+def installed(cluster: kube.Cluster, name: str, namespace: str, kubeconfig=None, context=None) -> dict:
+    """The release as helm reports it, without the chart: what removing it needs to know."""
+    helm_path = helm.find_helm()
+    reach(cluster)
+    return {"helm": helm_path, "server": cluster.server,
+            "installed": helm.release(helm_path, name, namespace, kubeconfig, context)}
 
 
 def health(cluster: kube.Cluster, namespace: str) -> dict:

@@ -14,6 +14,8 @@ cni_backup_dir = "/var/backups/cilium-lab/cni"
 
 # br_netfilter persistence files are backed up here before a line is removed from them.
 modules_backup_dir = "/var/backups/cilium-lab/modules-load.d"
+# Where the rollback persists br_netfilter when no file and no backup of one did.
+modules_persist_file = "/etc/modules-load.d/br_netfilter.conf"
 
 # Cilium's chart values as the chapter sets them; the nodes read k8sServiceHost/Port too.
 cilium_values = {

@@ -19,3 +19,11 @@ kube_context = None
 helm_extra_args = []
 # Seconds to wait for Cilium's agents and operator before the deploy fails with a per-node report.
 cilium_wait_timeout = 600
+
+# Extra `helm uninstall` flags for deploys/rollback.py: wait until Cilium's agents are gone before
+# the nodes get their old CNI configurations back (a running agent would rename them).
+helm_uninstall_args = ["--wait"]
+
+# The routes to the pod CIDRs (each node's pod_cidr via its pod_route_via, default ssh_hostname)
+# change through sudo: set it False when pyinfra already runs as root.
+host_routes_sudo = True

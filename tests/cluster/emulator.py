@@ -144,7 +144,7 @@ def _object_meta(data: bytes) -> dict:
 
 
 def decode_k8s_protobuf(body: bytes) -> dict:
-    """A v1 Secret or ConfigMap sent as Kubernetes protobuf, as the JSON the API would take."""
+    """A v1 Secret, ConfigMap or DeleteOptions sent as Kubernetes protobuf, as the JSON the API would take."""
     if not body.startswith(b"k8s\x00"):
         raise ValueError("not a Kubernetes protobuf envelope")
     type_meta, raw = {}, b""
@@ -155,6 +155,14 @@ def decode_k8s_protobuf(body: bytes) -> dict:
             raw = value
     kind = type_meta.get(2, "")
     obj = {"apiVersion": type_meta.get(1, "v1"), "kind": kind}
+    if kind == "DeleteOptions":
+        # helm uninstall sends these with each delete; the emulator deletes at once whatever they say.
+        for number, _, value in _fields(raw):
+            if number == 1:
+                obj["gracePeriodSeconds"] = value
+            elif number == 4:
+                obj["propagationPolicy"] = value.decode()
+        return obj
     for number, _, value in _fields(raw):
         if number == 1:
             obj["metadata"] = _object_meta(value)

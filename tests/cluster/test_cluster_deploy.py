@@ -100,3 +100,48 @@ def test_installs_once_then_changes_nothing(tmp_path, api, cluster, kubelet, hel
                             text=True, check=True)
     assert json.loads(values.stdout) == {"kubeProxyReplacement": True, "k8sServiceHost": "kubernetes",
                                          "k8sServicePort": 6443}
+
+
+def test_rollback_uninstalls_once_then_changes_nothing(tmp_path, api, cluster, kubelet, helm_env):
+    """deploys/rollback.py's local step: the release goes, and a second rollback runs no helm
+    command. Without ``--wait``: helm's watcher waits on the emulator (which stands in for the API
+    server) for good."""
+    for name, ip in LAB_NODES:
+        kubelet.node(name, ip)
+    inventory = write_inventory(tmp_path, api, helm_uninstall_args=[])
+    install = subprocess.run(
+        ["helm", "upgrade", "--install", "cilium", str(CHART), "--namespace", "kube-system",
+         "--kubeconfig", str(api.kubeconfig), "--disable-openapi-validation"],
+        env=helm_env, capture_output=True, text=True, timeout=120,
+    )
+    assert install.returncode == 0, install.stderr
+    assert release_secrets(cluster) == ["sh.helm.release.v1.cilium.v1"]
+
+    dry = rollback(helm_env, inventory, "--dry")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "uninstall release kube-system/cilium" in dry.stderr
+    assert release_secrets(cluster) == ["sh.helm.release.v1.cilium.v1"]
+
+    first = rollback(helm_env, inventory, "-y")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert release_secrets(cluster) == []
+    assert "cilium" not in {d.metadata.name for d in cluster.apps.list_namespaced_daemon_set("kube-system").items}
+
+    second = rollback(helm_env, inventory, "-y")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "[@local] No changes" in second.stdout + second.stderr
+
+
+def test_rollback_without_helm_changes_nothing(tmp_path, api, cluster, kubelet, helm_env):
+    inventory = write_inventory(tmp_path, api)
+    env = dict(helm_env, PATH="/nonexistent")
+    run = rollback(env, inventory, "-y")
+    assert run.returncode != 0
+    assert "preflight failed on @local" in run.stdout + run.stderr
+
+
+def rollback(env, inventory, *args):
+    return subprocess.run(
+        [sys.executable, "-m", "pyinfra", *args, str(inventory), "deploys/rollback.py"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=180,
+    )

@@ -6,8 +6,14 @@ from __future__ import annotations
 
 import sys
 
-from facts.cilium_release import CiliumHealth, CiliumRelease, HelmRepository, OldCniPods
-from operations.cilium_release import cilium_healthy, cilium_release, helm_repository, old_cni_pods_restarted
+from facts.cilium_release import CiliumHealth, CiliumRelease, HelmRepository, InstalledRelease, OldCniPods
+from operations.cilium_release import (
+    cilium_healthy,
+    cilium_release,
+    cilium_release_absent,
+    helm_repository,
+    old_cni_pods_restarted,
+)
 from pyinfra_fixtures import run_operation
 
 VALUES = {"kubeProxyReplacement": True, "k8sServicePort": 6443}
@@ -66,3 +72,17 @@ def test_old_pods_deleted_only_when_owned_ones_exist():
     commands, _ = run_operation(old_cni_pods_restarted, {OldCniPods: {"owned": [owned], "unowned": [pod]}},
                                 namespace="kube-system")
     assert commands == [f"{sys.executable} -m cilium_lab restart-pods --yes --namespace kube-system"]
+
+
+def test_release_removed_only_when_helm_has_it():
+    args = dict(release="cilium", namespace="kube-system", kubeconfig="/k/config", context="lab",
+                extra_args=["--wait"])
+    commands, host = run_operation(cilium_release_absent, {InstalledRelease: {"helm": "/usr/bin/helm",
+                                                                              "installed": {"exists": False}}}, **args)
+    assert commands == []
+    assert host.noops == ["no release kube-system/cilium"]
+    installed = {"exists": True, "status": "deployed", "chart": "cilium", "version": "1.16.5"}
+    commands, _ = run_operation(cilium_release_absent, {InstalledRelease: {"helm": "/usr/bin/helm",
+                                                                          "installed": installed}}, **args)
+    assert commands == ["/usr/bin/helm uninstall cilium --namespace kube-system --kubeconfig /k/config "
+                        "--kube-context lab --wait"]

@@ -42,6 +42,8 @@ def sim(tmp_path_factory):
     nodes = (sim.cfg.nodes if sim.cfg else [])
     try:
         assert up.returncode == 0, f"cilium-lab sim up failed:\n{up.stdout}"
+        # The nodes as the guide leaves them, before any test touched them.
+        sim.pristine = sim.snapshot_all()
         yield sim
     finally:
         down = subprocess.run([str(CILIUM_LAB), "sim", "down"], env=env, capture_output=True, text=True, cwd=REPO)

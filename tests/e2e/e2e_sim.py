@@ -22,6 +22,7 @@ BIN = Path(sys.executable).parent
 PYINFRA = BIN / "pyinfra"
 CILIUM_LAB = BIN / "cilium-lab"
 DEPLOY = REPO / "deploys" / "cilium.py"
+ROLLBACK = REPO / "deploys" / "rollback.py"
 GROUP_DATA = REPO / "inventories" / "group_data"
 
 # What the migration may touch, hashed before and after each run.
@@ -97,6 +98,8 @@ class Sim:
         self.home = home
         self.env = env
         self.inventory = home / "inventory.py"
+        # Every node as the sim booted it, taken once before any test runs (see conftest).
+        self.pristine: dict[str, dict] = {}
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         proc = subprocess.run([str(CILIUM_LAB), "sim", *args], env=self.env, capture_output=True, text=True, cwd=REPO)
@@ -124,11 +127,11 @@ class Sim:
             raise AssertionError(f"{node}: {script!r} failed ({proc.returncode}): {proc.stderr}")
         return proc.stdout
 
-    def pyinfra_command(self, *args: str) -> list[str]:
-        return [str(PYINFRA), "--json", *args, "--group-data", str(GROUP_DATA), str(self.inventory), str(DEPLOY)]
+    def pyinfra_command(self, *args: str, deploy: Path = DEPLOY) -> list[str]:
+        return [str(PYINFRA), "--json", *args, "--group-data", str(GROUP_DATA), str(self.inventory), str(deploy)]
 
-    def pyinfra(self, *args: str) -> Run:
-        proc = subprocess.run(self.pyinfra_command(*args), capture_output=True, text=True, cwd=REPO, timeout=300)
+    def pyinfra(self, *args: str, deploy: Path = DEPLOY) -> Run:
+        proc = subprocess.run(self.pyinfra_command(*args, deploy=deploy), capture_output=True, text=True, cwd=REPO, timeout=300)
         return Run(proc.returncode, _json_or_none(proc.stdout), proc.stderr)
 
     def pyinfra_interrupted(self, trigger: str) -> Run:

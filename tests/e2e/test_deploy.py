@@ -148,7 +148,7 @@ def drift(sim, node: str) -> None:
 
 @pytest.fixture(scope="module")
 def pristine(sim):
-    return sim.snapshot_all()
+    return sim.pristine
 
 
 @pytest.fixture(scope="module")

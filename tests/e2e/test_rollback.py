@@ -1,0 +1,85 @@
+"""
+deploys/rollback.py on the simulated lab: migrate, then roll back, and every node is as the sim
+booted it, file for file, with its units and its iptables rules; a second rollback changes
+nothing. Runs after the deploy's scenarios, from whatever state they left the nodes in.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from e2e_sim import ROLLBACK
+
+pytestmark = pytest.mark.e2e
+
+OURS = "/var/backups/cilium-lab"
+OP_BR_NETFILTER = "Load br_netfilter at boot again"
+OP_CNI = "Restore the old CNI configurations and restart kubelet"
+OP_KUBE_PROXY = "Enable and start kube-proxy"
+
+
+def comparable(snap: dict) -> dict:
+    """A node's state without what a round trip may rightly change: our backup directory (it
+    keeps any numbered older backups), and when units were last started."""
+    return {
+        "files": {path: entry for path, entry in snap["files"].items() if not path.startswith(OURS)},
+        "texts": snap["texts"],
+        "units": {name: {k: v for k, v in unit.items() if k != "InvocationID"} for name, unit in snap["units"].items()},
+        "iptables": snap["iptables"],
+    }
+
+
+def backed_up_files(snap: dict) -> list[str]:
+    """Files left in our backup directories other than numbered older copies (NAME.~N~)."""
+    return sorted(
+        path for path, entry in snap["files"].items()
+        if path.startswith(OURS + "/") and entry["type"] == "f" and not path.endswith("~")
+    )
+
+
+@pytest.fixture(scope="module")
+def round_trip(sim):
+    migrate = sim.pyinfra("-y")
+    migrated = sim.snapshot_all()
+    dry = sim.pyinfra("--dry", deploy=ROLLBACK)
+    after_dry = sim.snapshot_all()
+    rollback = sim.pyinfra("-y", deploy=ROLLBACK)
+    rolled_back = sim.snapshot_all()
+    again = sim.pyinfra("-y", deploy=ROLLBACK)
+    return migrate, migrated, dry, after_dry, rollback, rolled_back, again, sim.snapshot_all()
+
+
+def test_rollback_restores_every_node_as_it_was(sim, round_trip):
+    migrate, migrated, _, _, rollback, rolled_back, _, _ = round_trip
+    assert migrate.returncode == 0, migrate.log
+    assert rollback.returncode == 0, rollback.log
+    # The migration did change every node, or the round trip would prove nothing.
+    assert all(comparable(migrated[n]) != comparable(sim.pristine[n]) for n in sim.nodes)
+    for node in sim.nodes:
+        assert comparable(rolled_back[node]) == comparable(sim.pristine[node]), node
+        assert any("KUBE-" in line for line in rolled_back[node]["iptables"]), node
+        assert backed_up_files(rolled_back[node]) == [], node
+
+
+def test_rollback_dry_run_changes_nothing_and_lists_what_the_run_does(sim, round_trip):
+    _, migrated, dry, after_dry, rollback, _, _, _ = round_trip
+    assert dry.returncode == 0, dry.log
+    assert after_dry == migrated
+    assert dry.plan() == rollback.changed()
+    for op in (OP_BR_NETFILTER, OP_CNI, OP_KUBE_PROXY):
+        assert rollback.changed()[op] == set(sim.nodes), op
+
+
+def test_second_rollback_changes_nothing(sim, round_trip):
+    _, _, _, _, _, rolled_back, again, final = round_trip
+    assert again.returncode == 0, again.log
+    assert again.hosts_changed() == set()
+    assert final == rolled_back
+
+
+def test_migrate_after_rollback_converges_again(sim, round_trip):
+    run = sim.pyinfra("-y")
+    assert run.returncode == 0, run.log
+    assert run.hosts_changed() == set(sim.nodes)
+    rerun = sim.pyinfra("-y")
+    assert rerun.hosts_changed() == set()
