@@ -26,6 +26,19 @@ from facts.cilium_release import (
 )
 
 
+# Said when the cluster phase fails: by then the node phase has taken the old network away.
+HALF_MIGRATED = (
+    "cilium-lab: the migration stopped half-way: the nodes run without kube-proxy and their old CNI "
+    "configurations, and Cilium is not {what}. Fix what is said above and run the deploy again, "
+    "or go back with deploys/rollback.py."
+)
+
+
+def _or_half_migrated(command: str, what: str) -> str:
+    message = HALF_MIGRATED.format(what=what)
+    return f"{command} || {{ echo {shlex.quote(message)} >&2; exit 1; }}"
+
+
 @operation()
 def helm_repository(chart: str, version: str | None, repo_name: str, repo_url: str):
     """
@@ -127,8 +140,11 @@ def cilium_release(
 
     for change in state["changes"]:
         say(f"release {namespace}/{release}: {change}")
-    yield install_command(state["helm"], release, chart, version, namespace, values,
-                          kubeconfig, context, list(extra_args))
+    yield _or_half_migrated(
+        install_command(state["helm"], release, chart, version, namespace, values, kubeconfig,
+                        context, list(extra_args)),
+        "installed",
+    )
 
 
 @operation()
@@ -162,8 +178,11 @@ def cilium_healthy(namespace: str, kubeconfig: str | None = None, context: str |
         f"Cilium is not healthy yet: agents ready {health.get('agents_ready', 0)}/"
         f"{len(health['nodes'])}"
     )
-    yield self_command("verify", "--wait", "--timeout", f"{timeout:g}",
-                       *cli_cluster_args(namespace, kubeconfig, context))
+    yield _or_half_migrated(
+        self_command("verify", "--wait", "--timeout", f"{timeout:g}",
+                     *cli_cluster_args(namespace, kubeconfig, context)),
+        "healthy",
+    )
 
 
 @operation()

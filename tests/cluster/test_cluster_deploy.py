@@ -145,3 +145,18 @@ def rollback(env, inventory, *args):
         [sys.executable, "-m", "pyinfra", *args, str(inventory), "deploys/rollback.py"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=180,
     )
+
+
+def test_cilium_never_healthy_says_where_the_migration_stopped(tmp_path, api, cluster, kubelet, helm_env):
+    """helm installs, but no agent ever runs (nobody plays the kubelet): the wait times out with a
+    per-node report, the run fails, and it says the nodes are left half-way and what to do."""
+    for name, ip in LAB_NODES:
+        kubelet.node(name, ip)
+    inventory = write_inventory(tmp_path, api, cilium_wait_timeout=3)
+    run = pyinfra(helm_env, inventory, "-y")
+    output = run.stdout + run.stderr
+    assert run.returncode != 0, output
+    assert release_secrets(cluster) == ["sh.helm.release.v1.cilium.v1"]
+    for name, _ in LAB_NODES:
+        assert name in output
+    assert "the migration stopped half-way" in output and "deploys/rollback.py" in output

@@ -38,7 +38,7 @@ def test_release_differing_runs_one_upgrade_with_values_on_stdin():
     assert commands == [
         "printf '%s' '{\"k8sServicePort\":6443,\"kubeProxyReplacement\":true}' | /usr/bin/helm upgrade "
         "--install cilium cilium/cilium --namespace kube-system --version 1.16.5 --values - "
-        "--kubeconfig /k/config --kube-context lab"
+        "--kubeconfig /k/config --kube-context lab" + half_migrated("installed")
     ]
 
 
@@ -61,7 +61,15 @@ def test_healthy_runs_nothing_else_waits():
                          namespace="kube-system")[0] == []
     commands, _ = run_operation(cilium_healthy, {CiliumHealth: {"healthy": False, "nodes": [], "agents_ready": 0}},
                                 namespace="kube-system", timeout=300)
-    assert commands == [f"{sys.executable} -m cilium_lab verify --wait --timeout 300 --namespace kube-system"]
+    assert commands == [f"{sys.executable} -m cilium_lab verify --wait --timeout 300 --namespace kube-system"
+                        + half_migrated("healthy")]
+
+
+def half_migrated(what):
+    """A failure in the cluster phase says where the migration stopped and the two ways on."""
+    return (" || { echo 'cilium-lab: the migration stopped half-way: the nodes run without kube-proxy and "
+            f"their old CNI configurations, and Cilium is not {what}. Fix what is said above and run the "
+            "deploy again, or go back with deploys/rollback.py.' >&2; exit 1; }")
 
 
 def test_old_pods_deleted_only_when_owned_ones_exist():
