@@ -95,16 +95,27 @@ def _alive(pid: int) -> bool:
 
 def nspawn_pid(cfg: SimConfig, name: str) -> int | None:
     """The node's systemd-nspawn process, if it runs (checked against its command line)."""
-    pid_file = cfg.node_dir(name) / "nspawn.pid"
-    try:
-        pid = int(pid_file.read_text())
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except (FileNotFoundError, ValueError, ProcessLookupError):
-        return None
     directory = b"--directory=" + str(cfg.node_dir(name) / "merged").encode()
-    if not cmdline[0].endswith(b"systemd-nspawn") or directory not in cmdline or not _alive(pid):
-        return None
-    return pid
+    try:
+        pid = int((cfg.node_dir(name) / "nspawn.pid").read_text())
+    except (FileNotFoundError, ValueError):
+        pid = None
+    if pid is not None and _is_nspawn_of(pid, directory):
+        return pid
+    # A start interrupted between launching nspawn and writing its pid file leaves a node that
+    # only its command line tells: found here, `down` and `stop` still stop it.
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and _is_nspawn_of(int(entry.name), directory):
+            return int(entry.name)
+    return None
+
+
+def _is_nspawn_of(pid: int, directory: bytes) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return False
+    return cmdline[0].endswith(b"systemd-nspawn") and directory in cmdline and _alive(pid)
 
 
 def leader_pid(cfg: SimConfig, name: str) -> int | None:

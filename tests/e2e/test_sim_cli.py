@@ -124,3 +124,17 @@ def _leader(sim, node):
     from cilium_lab.sim.nodes import leader_pid
 
     return leader_pid(sim.cfg, node)
+
+
+def test_a_node_without_its_pid_file_is_still_found(sim):
+    """As a `sim up` interrupted between starting nspawn and writing its pid file leaves it:
+    status still shows the node running, and stop (and the session's `down`) still stop it."""
+    node = sim.nodes[-1]
+    (sim.home / "nodes" / node / "nspawn.pid").unlink()
+    line = next(line for line in sim.cli("status").stdout.splitlines() if line.startswith(node + " "))
+    assert line.split()[1] == "running", line
+    sim.cli("stop", node)
+    # status exits non-zero while a node is stopped.
+    line = next(line for line in sim.cli("status", check=False).stdout.splitlines() if line.startswith(node + " "))
+    assert line.split()[1] == "stopped", line
+    sim.cli("start", node)
