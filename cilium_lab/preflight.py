@@ -24,6 +24,7 @@ from gevent.lock import Semaphore
 from pyinfra import logger
 from pyinfra.api.exceptions import DeployError, PyinfraError
 
+from cilium_lab import ssh
 from facts.cilium_release import CiliumRelease, HelmRepository, InstalledRelease
 from facts.preflight import NodePreflight
 
@@ -199,6 +200,8 @@ def require(state, rollback: bool = False) -> None:
         checks = (_check_node, _check_local)
     with _lock:
         if state not in _verdicts:
+            # Once per run, before the first remote command.
+            ssh.no_delay(state)
             _verdicts[state] = _check_inventory(state, *checks)
             for name, problems in sorted(_verdicts[state].items()):
                 for problem in problems:

@@ -9,14 +9,8 @@ import posixpath
 from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
 
-from pyinfra.facts.files import File
-
 from cilium_lab.say import say
-from facts.cni import CniConfigs
-
-# Left in the backup directory from before the first move until kubelet has restarted, so that
-# a run killed in between still restarts kubelet the next time.
-RESTART_PENDING = ".kubelet-restart-pending"
+from facts.cni import RESTART_PENDING, CniState
 
 
 @operation()
@@ -51,10 +45,10 @@ def cni_configs_absent(
         )
     """
 
-    configs = host.get_fact(CniConfigs, directory=conf_dir)
-    old = sorted(name for name, config in configs.items() if not config["cilium"])
+    state = host.get_fact(CniState, conf_dir=conf_dir, backup_dir=backup_dir)
+    old = sorted(name for name, config in state["configs"].items() if not config["cilium"])
 
-    if not old and not _restart_pending(backup_dir, restart_unit):
+    if not old and not (restart_unit and state["restart_pending"]):
         host.noop(f"no CNI configuration other than Cilium's in {conf_dir}")
         return
 
@@ -96,8 +90,8 @@ def cni_configs_restored(
         )
     """
 
-    configs = host.get_fact(CniConfigs, directory=conf_dir)
-    saved = host.get_fact(CniConfigs, directory=backup_dir)
+    state = host.get_fact(CniState, conf_dir=conf_dir, backup_dir=backup_dir)
+    configs, saved = state["configs"], state["backups"]
     cilium = sorted(name for name, config in configs.items() if config["cilium"])
     # Cilium's configurations in the backup directory were moved there by an earlier rollback.
     restore = sorted(name for name, config in saved.items() if not config["cilium"] and name not in configs)
@@ -106,23 +100,13 @@ def cni_configs_restored(
         if not saved[name]["cilium"] and saved[name]["sha256"] != configs[name]["sha256"]:
             say(f"{name} in {conf_dir} differs from its backup in {backup_dir}: left as it is", warn=True)
 
-    if not cilium and not restore and not _restart_pending(backup_dir, restart_unit):
+    if not cilium and not restore and not (restart_unit and state["restart_pending"]):
         host.noop(f"every backed-up CNI configuration is in {conf_dir}, and none of Cilium's")
         return
 
     moves = [(posixpath.join(conf_dir, name), posixpath.join(backup_dir, name)) for name in cilium]
     moves += [(posixpath.join(backup_dir, name), posixpath.join(conf_dir, name)) for name in restore]
     yield from _moves_then_restart(moves, backup_dir, restart_unit)
-
-
-def _restart_pending(backup_dir: str, restart_unit: str | None) -> bool:
-    """Whether a run moved configurations and was stopped before it restarted kubelet.
-
-    Read only when there is nothing to move (a move restarts kubelet anyway), so that a
-    converged node pays for it and a changing one does not.
-    """
-    marker = posixpath.join(backup_dir, RESTART_PENDING)
-    return bool(restart_unit) and host.get_fact(File, path=marker) is not None
 
 
 def _moves_then_restart(moves: list[tuple[str, str]], backup_dir: str, restart_unit: str | None):
