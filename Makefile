@@ -5,7 +5,7 @@ VENV ?= .venv
 #   make migrate INVENTORY=inventories/lab.py
 INVENTORY ?=
 
-.PHONY: venv test migrate sim-deps
+.PHONY: venv test migrate sim-deps bench
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,3 +36,7 @@ else
 migrate: venv
 	$(VENV)/bin/pyinfra $(INVENTORY) deploys/cilium.py
 endif
+
+# The benchmark (root): the deploy on simulated labs of 6, 12 and 24 nodes; see benchmarks/run.py.
+bench: venv sim-deps
+	$(VENV)/bin/python benchmarks/run.py
