@@ -34,6 +34,11 @@ def _checked(routes: dict[str, str]) -> dict[str, str]:
     return checked
 
 
+def _say_not_ours(network: str, found: str | None, gateway: str) -> None:
+    say(f"the route to {network} goes via {found or 'an interface'}, not {gateway}: not the guide's, "
+        "left as it is", warn=True)
+
+
 def _route_command(system: str, action: str, network: str, gateway: str) -> StringCommand:
     if system == "Darwin":
         return StringCommand("route", "-n", action, "-net", network, gateway)
@@ -72,11 +77,7 @@ def pod_cidr_routes_absent(routes: dict[str, str]):
         if network not in current["routes"]:
             continue
         if current["routes"][network] != gateway:
-            say(
-                f"the route to {network} goes via {current['routes'][network] or 'an interface'}, "
-                f"not {gateway}: not the guide's, left as it is",
-                warn=True,
-            )
+            _say_not_ours(network, current["routes"][network], gateway)
             continue
         changed = True
         yield _route_command(current["system"], "delete", network, gateway)
@@ -114,11 +115,7 @@ def pod_cidr_routes_present(routes: dict[str, str]):
     for network, gateway in wanted.items():
         if network in current["routes"]:
             if current["routes"][network] != gateway:
-                say(
-                    f"the route to {network} goes via {current['routes'][network] or 'an interface'}, "
-                    f"not {gateway}: left as it is",
-                    warn=True,
-                )
+                _say_not_ours(network, current["routes"][network], gateway)
             continue
         changed = True
         yield _route_command(current["system"], "add", network, gateway)
