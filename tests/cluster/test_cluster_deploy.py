@@ -160,3 +160,29 @@ def test_cilium_never_healthy_says_where_the_migration_stopped(tmp_path, api, cl
     for name, _ in LAB_NODES:
         assert name in output
     assert "the migration stopped half-way" in output and "deploys/rollback.py" in output
+
+
+def test_packaged_chart_installs_once(tmp_path, api, cluster, kubelet, helm_env):
+    """cilium_chart as a .tgz (made by the real `helm package` from the stand-in chart)."""
+    for name, ip in LAB_NODES:
+        kubelet.node(name, ip)
+    package = subprocess.run(["helm", "package", str(CHART), "--destination", str(tmp_path)],
+                             env=helm_env, capture_output=True, text=True, timeout=60)
+    assert package.returncode == 0, package.stderr
+    (tgz,) = tmp_path.glob("*.tgz")
+    inventory = write_inventory(tmp_path, api, cilium_chart=str(tgz))
+
+    stop = threading.Event()
+    thread = threading.Thread(target=play_kubelet_after_install, args=(kubelet, stop))
+    thread.start()
+    try:
+        first = pyinfra(helm_env, inventory, "-y")
+    finally:
+        stop.set()
+        thread.join()
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert release_secrets(cluster) == ["sh.helm.release.v1.cilium.v1"]
+
+    second = pyinfra(helm_env, inventory, "-y")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert release_secrets(cluster) == ["sh.helm.release.v1.cilium.v1"]
