@@ -13,6 +13,22 @@ import ipaddress
 from pyinfra.api.exceptions import DeployError
 
 
+def checked_route(cidr: str, via: str) -> tuple[str, str]:
+    """``(network, gateway)`` in canonical form, or a ValueError that says which value to fix."""
+    try:
+        network = str(ipaddress.IPv4Network(cidr))
+    except ValueError as e:
+        raise ValueError(f"pod_cidr {cidr!r} is not an IPv4 network ({e}): fix it in the inventory") from None
+    try:
+        gateway = str(ipaddress.IPv4Address(via))
+    except ValueError:
+        raise ValueError(
+            f"the route to its pod CIDR would go via {via!r}, which is not an IPv4 address: set "
+            "pod_route_via to the node's address in the inventory"
+        ) from None
+    return network, gateway
+
+
 def pod_routes(inventory) -> dict[str, str]:
     """Pod CIDR -> node address, for every node of the inventory (active or not) with a pod CIDR.
 
@@ -22,19 +38,11 @@ def pod_routes(inventory) -> dict[str, str]:
     for node in inventory:
         if "local" in node.groups or not node.data.get("pod_cidr"):
             continue
-        cidr = node.data.get("pod_cidr")
         via = node.data.get("pod_route_via") or node.data.get("ssh_hostname") or node.name
         try:
-            network = str(ipaddress.IPv4Network(cidr))
+            network, gateway = checked_route(node.data.get("pod_cidr"), via)
         except ValueError as e:
-            raise DeployError(f"[{node.name}] pod_cidr {cidr!r} is not an IPv4 network ({e}): fix it in the inventory")
-        try:
-            gateway = str(ipaddress.IPv4Address(via))
-        except ValueError:
-            raise DeployError(
-                f"[{node.name}] the route to its pod CIDR would go via {via!r}, which is not an IPv4 "
-                "address: set pod_route_via to the node's address in the inventory"
-            )
+            raise DeployError(f"[{node.name}] {e}") from None
         if network in routes:
             raise DeployError(
                 f"[{node.name}] pod_cidr {network} is also another node's: give each node its own"

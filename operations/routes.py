@@ -5,33 +5,21 @@ network, gone once Cilium's overlay carries pod traffic, back on a rollback.
 
 from __future__ import annotations
 
-import ipaddress
-
 from pyinfra import host
 from pyinfra.api import StringCommand, operation
 from pyinfra.api.exceptions import OperationValueError
 
+from cilium_lab.routes import checked_route
 from cilium_lab.say import say
 from facts.routes import HostRoutes
 
 
 def _checked(routes: dict[str, str]) -> dict[str, str]:
     """The routes as ``{network: gateway}`` in canonical form, or one clear error."""
-    checked = {}
-    for cidr, gateway in routes.items():
-        try:
-            network = ipaddress.IPv4Network(cidr)
-        except ValueError as e:
-            raise OperationValueError(f"pod CIDR {cidr!r} is not an IPv4 network ({e}): fix pod_cidr in the inventory")
-        try:
-            address = ipaddress.IPv4Address(gateway)
-        except ValueError:
-            raise OperationValueError(
-                f"the route to {cidr} goes via {gateway!r}, which is not an IPv4 address: set the node's "
-                "pod_route_via (or its ssh_hostname) to its address"
-            )
-        checked[str(network)] = str(address)
-    return checked
+    try:
+        return dict(checked_route(cidr, gateway) for cidr, gateway in routes.items())
+    except ValueError as e:
+        raise OperationValueError(str(e)) from None
 
 
 def _say_not_ours(network: str, found: str | None, gateway: str) -> None:
