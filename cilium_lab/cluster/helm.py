@@ -114,7 +114,8 @@ def repository(helm: str, name: str, url: str, chart: str, version: str | None) 
     state = {"name": name, "url": known.get(name), "present": name in known,
              "url_matches": _same_url(known.get(name), url), "version_cached": False}
     if state["present"] and state["url_matches"]:
-        args = ["search", "repo", f"^{re.escape(chart)}$", "--regexp", "--output", "json"]
+        # A plain search (helm's --regexp also matches the description), filtered to the exact name.
+        args = ["search", "repo", chart, "--output", "json"]
         if version:
             args += ["--version", version]
         result = run(helm, args)
@@ -140,10 +141,16 @@ def chart_source(helm: str, chart: str, repo_name: str | None, repo_url: str | N
     return [chart]
 
 
+def _versioned(source: list[str]) -> bool:
+    """Whether helm takes --version for this source: anything but a local chart (a source of
+    ``chart --repo URL`` names a repository's chart by its short name)."""
+    return not (len(source) == 1 and chart_kind(source[0]) == "path")
+
+
 def chart_version(helm: str, source: list[str], version: str | None) -> str:
     """The chart's version, checked against the pinned one; errors name the chart."""
     args = ["show", "chart", *source]
-    if version and chart_kind(source[0]) != "path":
+    if version and _versioned(source):
         args += ["--version", version]
     result = run(helm, args)
     if result.returncode != 0:
@@ -162,7 +169,7 @@ def check_values(helm: str, source: list[str], version: str | None, values: dict
                  release_name: str, namespace: str) -> None:
     """Render the chart with the values, offline: helm rejects unknown or ill-typed keys here."""
     args = ["template", release_name, *source, "--namespace", namespace, "--values", "-"]
-    if version and chart_kind(source[0]) != "path":
+    if version and _versioned(source):
         args += ["--version", version]
     result = run(helm, args, input=json.dumps(values))
     if result.returncode != 0:
