@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import click
 from kubernetes.client.rest import ApiException
@@ -66,12 +67,8 @@ def health_table(health: verify.Health) -> str:
         ))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows]
-    ds, op = health.daemonset, health.operator
     lines.append("")
-    lines.append(f"DaemonSet cilium: {ds['ready']}/{ds['desired']} ready, {ds['scheduled']} scheduled"
-                 if ds["exists"] else "DaemonSet cilium: missing")
-    lines.append(f"Deployment cilium-operator: {op['available']}/{op['replicas']} available"
-                 if op["exists"] else "Deployment cilium-operator: missing")
+    lines.extend(w.describe() for w in health.workloads)
     for problem in health.problems:
         lines.append(f"problem: {problem}")
     lines.append("healthy" if health.healthy else "NOT healthy")
@@ -96,7 +93,10 @@ def verify_command(kubeconfig, context, namespace, output, timeout, wait):
         click.echo(json.dumps(health.as_dict(), indent=2))
     else:
         click.echo(health_table(health))
-    if not health.healthy and wait:
+    if health.failing:
+        click.echo(f"cilium-lab: Cilium's pods are failing on {cluster.server}; waiting will not help: "
+                   f"{'; '.join(health.failing)}", err=True)
+    elif not health.healthy and wait:
         click.echo(f"cilium-lab: Cilium is not healthy after {timeout:g}s on {cluster.server}", err=True)
     sys.exit(0 if health.healthy else 1)
 
@@ -152,27 +152,27 @@ def status_command(kubeconfig, context, namespace, output, checks, release_name,
         values = json.loads(values_json)
     except ValueError as error:
         raise ClusterError(f"--values-json is not JSON: {error}") from None
-    checks = checks or status.CHECKS
-    report = {}
-    if "repo" in checks:
-        report["repo"] = status.repo(chart, chart_version, repo_name, repo_url)
+    checks = tuple(dict.fromkeys(checks or status.CHECKS))
     cluster = None
     if set(checks) - {"repo"}:
         cluster = kube.load(kubeconfig, context)
-    if "release" in checks:
-        report["release"] = status.release(cluster, release_name, namespace, chart, chart_version,
-                                           values, repo_name, repo_url, kubeconfig, context)
-    if "installed" in checks:
-        report["installed"] = status.installed(cluster, release_name, namespace, kubeconfig, context)
-    if "health" in checks:
-        report["health"] = status.health(cluster, namespace)
-    if "pods" in checks:
-        report["pods"] = status.old_pods(cluster, pod_cidrs)
+        # One cheap request first, so an unreachable server is named before helm says it its own way.
+        status.reach(cluster)
+    readers = {
+        "repo": lambda: status.repo(chart, chart_version, repo_name, repo_url),
+        "release": lambda: status.release(cluster, release_name, namespace, chart, chart_version,
+                                          values, repo_name, repo_url, kubeconfig, context),
+        "installed": lambda: status.installed(cluster, release_name, namespace, kubeconfig, context),
+        "health": lambda: status.health(cluster, namespace),
+        "pods": lambda: status.old_pods(cluster, pod_cidrs),
+    }
+    # Side by side: each waits on helm or the API server, not on this process.
+    with ThreadPoolExecutor(max_workers=len(checks)) as pool:
+        futures = {check: pool.submit(readers[check]) for check in checks}
+    report = {check: future.result() for check, future in futures.items()}
     if output == "json":
         click.echo(json.dumps(report, indent=2, default=str))
     else:
         for key, value in report.items():
             click.echo(f"{key}: {json.dumps(value, default=str)}")
 
-
-COMMANDS = (verify_command, restart_pods_command, status_command)

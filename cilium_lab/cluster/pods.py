@@ -2,8 +2,10 @@
 Pods started under the old CNI: they keep their old addresses until they are recreated.
 
 A pod is from the old CNI when it is not on ``hostNetwork``, has an IP, and that IP is outside
-the pod CIDRs Cilium manages on its node, or it started before the Cilium agent on its node
-became ready. Pods owned by a controller come back when deleted; others are only listed.
+the pod CIDRs Cilium manages on its node, or it started before the (ready) Cilium agent on its
+node started, or no agent is ready on its node yet (so a dry run before the install names the
+pods the install will leave with old addresses). Pods owned by a controller come back when
+deleted; others are only listed.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from kubernetes.client.rest import ApiException
 
 from cilium_lab.cluster import ClusterError
 from cilium_lab.cluster.kube import Cluster
-from cilium_lab.cluster.verify import AGENT_SELECTOR, _condition, _labels_match
+from cilium_lab.cluster.verify import AGENT_SELECTOR, _labels_match
 
 # Owners that recreate a deleted pod. A mirror pod's owner (a Node) does not.
 CONTROLLER_KINDS = frozenset(("ReplicaSet", "StatefulSet", "DaemonSet", "Job", "Deployment",
@@ -68,21 +70,23 @@ def cilium_cidrs(cluster: Cluster) -> dict[str, list]:
     return cidrs
 
 
-def _agent_ready_times(pods) -> dict[str, object]:
-    """When the agent on each node became Ready (its Ready condition's transition time)."""
+def _agent_start_times(pods) -> dict[str, object]:
+    """When the ready agent on each node started. Its start, not its last turn to Ready: an agent
+    that was NotReady a while (its node away) does not make the pods Cilium gave addresses old."""
     times = {}
     for pod in pods:
-        if not _labels_match(pod, AGENT_SELECTOR) or not pod.spec.node_name:
+        if not _labels_match(pod, AGENT_SELECTOR) or not pod.spec.node_name or not pod.status:
             continue
-        for condition in (pod.status and pod.status.conditions) or []:
-            if condition.type == "Ready" and condition.status == "True" and condition.last_transition_time:
-                times[pod.spec.node_name] = condition.last_transition_time
+        ready = any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+        started = pod.status.start_time
+        if ready and started:
+            times[pod.spec.node_name] = started
     return times
 
 
 def classify(pods, cidrs: dict[str, list], extra_cidrs=()) -> list[OldPod]:
     """The pods from the old CNI among ``pods`` (every namespace's), with why each is one."""
-    ready_at = _agent_ready_times(pods)
+    started_at = _agent_start_times(pods)
     extra = [ipaddress.ip_network(c, strict=False) for c in extra_cidrs]
     old: list[OldPod] = []
     for pod in pods:
@@ -97,8 +101,10 @@ def classify(pods, cidrs: dict[str, list], extra_cidrs=()) -> list[OldPod]:
         ip = ipaddress.ip_address(status.pod_ip)
         if managed and not any(ip in network for network in managed):
             reason = f"IP {ip} is outside Cilium's pod CIDRs {', '.join(map(str, managed))}"
-        elif node in ready_at and status.start_time and status.start_time < ready_at[node]:
-            reason = f"started {status.start_time:%Y-%m-%dT%H:%M:%SZ}, before the agent on {node} was ready"
+        elif node in started_at and status.start_time and status.start_time < started_at[node]:
+            reason = f"started {status.start_time:%Y-%m-%dT%H:%M:%SZ}, before the Cilium agent on {node}"
+        elif node not in started_at:
+            reason = f"no Cilium agent is ready on {node} yet: its address is the old CNI's"
         if reason:
             old.append(OldPod(pod.metadata.namespace, pod.metadata.name, node, str(ip), _controller(pod), reason))
     return sorted(old, key=lambda p: (p.namespace, p.name))

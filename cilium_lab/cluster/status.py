@@ -32,7 +32,6 @@ def repo(chart: str, version: str | None, repo_name: str | None, repo_url: str |
 def release(cluster: kube.Cluster, name: str, namespace: str, chart: str, version: str | None,
             values: dict, repo_name=None, repo_url=None, kubeconfig=None, context=None) -> dict:
     helm_path = helm.find_helm()
-    reach(cluster)
     installed = helm.release(helm_path, name, namespace, kubeconfig, context)
     source = helm.chart_source(helm_path, chart, repo_name, repo_url)
     kind = helm.chart_kind(chart)
@@ -65,7 +64,6 @@ def release(cluster: kube.Cluster, name: str, namespace: str, chart: str, versio
 def installed(cluster: kube.Cluster, name: str, namespace: str, kubeconfig=None, context=None) -> dict:
     """The release as helm reports it, without the chart: what removing it needs to know."""
     helm_path = helm.find_helm()
-    reach(cluster)
     return {"helm": helm_path, "server": cluster.server,
             "installed": helm.release(helm_path, name, namespace, kubeconfig, context)}
 

@@ -1,9 +1,12 @@
 """
 Is Cilium up on every node? One snapshot of the API, judged per node; and a wait on watches.
 
-Healthy means: the DaemonSet (``kube-system/cilium``) is scheduled and ready on every node, the
-operator Deployment is available, every agent pod runs on ``hostNetwork`` with its node's
-InternalIP, and every node is Ready.
+Healthy means what ``cilium status --wait`` checks: every workload the release deploys (the
+``cilium`` and ``cilium-envoy`` DaemonSets, the ``cilium-operator`` Deployment, Hubble Relay when
+enabled: whatever carries ``app.kubernetes.io/part-of=cilium``) has caught up with its spec
+(``observedGeneration``) and has as many pods updated and ready as it wants; every agent pod runs
+on ``hostNetwork`` with its node's InternalIP; every node is Ready. A pod of the release that
+failed or is in CrashLoopBackOff makes the wait fail at once rather than time out.
 """
 
 from __future__ import annotations
@@ -17,12 +20,17 @@ import urllib3
 from kubernetes import watch
 from kubernetes.client.rest import ApiException
 
-from cilium_lab.cluster import ClusterError
 from cilium_lab.cluster.kube import Cluster
 
 AGENT_DAEMONSET = "cilium"
 AGENT_SELECTOR = {"k8s-app": "cilium"}
 OPERATOR_DEPLOYMENT = "cilium-operator"
+# What the chart labels every workload and pod of the release with.
+RELEASE_SELECTOR = {"app.kubernetes.io/part-of": "cilium"}
+# Workloads every release has; the others are checked when the release deploys them.
+REQUIRED = (("DaemonSet", AGENT_DAEMONSET), ("Deployment", OPERATOR_DEPLOYMENT))
+# Container states that do not get better by waiting.
+FAILING = ("CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError")
 
 
 @dataclass
@@ -38,12 +46,31 @@ class NodeHealth:
 
 
 @dataclass
+class Workload:
+    kind: str
+    name: str
+    desired: int
+    updated: int
+    ready: int
+    generation: int
+    observed_generation: int
+
+    @property
+    def caught_up(self) -> bool:
+        return self.observed_generation >= self.generation and self.desired == self.updated == self.ready
+
+    def describe(self) -> str:
+        return f"{self.kind} {self.name}: {self.ready}/{self.desired} ready, {self.updated} updated"
+
+
+@dataclass
 class Health:
     healthy: bool
     nodes: list[NodeHealth]
-    daemonset: dict
-    operator: dict
+    workloads: list[Workload]
     problems: list[str]
+    # Pods of the release that failed or crash-loop: waiting does not help.
+    failing: list[str] = field(default_factory=list)
 
     @property
     def agents_ready(self) -> int:
@@ -55,9 +82,11 @@ class Health:
 
     def progress(self) -> str:
         total = len(self.nodes)
-        return (
-            f"agents ready {self.agents_ready}/{total}, nodes ready {self.nodes_ready}/{total}, "
-            f"operator available {self.operator.get('available', 0)}/{self.operator.get('replicas', 0)}"
+        others = ", ".join(
+            f"{w.name} {w.ready}/{w.desired}" for w in self.workloads if w.name != AGENT_DAEMONSET
+        )
+        return f"agents ready {self.agents_ready}/{total}, nodes ready {self.nodes_ready}/{total}" + (
+            f", {others}" if others else ""
         )
 
     def as_dict(self) -> dict:
@@ -91,39 +120,50 @@ def selector_string(selector: dict) -> str:
 
 
 def snapshot(cluster: Cluster, namespace: str = "kube-system") -> Health:
-    """Read nodes, the agent DaemonSet and pods, and the operator; judge them."""
+    """Read the nodes and the release's workloads and pods; judge them."""
+    selector = selector_string(RELEASE_SELECTOR)
     nodes = cluster.call(cluster.core.list_node).items
-    # The selector is for real servers; the filter below also holds where it is ignored.
     pods = [
         pod
-        for pod in cluster.call(
-            cluster.core.list_namespaced_pod, namespace, label_selector=selector_string(AGENT_SELECTOR)
-        ).items
-        if _labels_match(pod, AGENT_SELECTOR) and not pod.metadata.deletion_timestamp
+        for pod in cluster.call(cluster.core.list_namespaced_pod, namespace, label_selector=selector).items
+        if not pod.metadata.deletion_timestamp
     ]
-    daemonset = _read_or_none(cluster, cluster.apps.read_namespaced_daemon_set, AGENT_DAEMONSET, namespace)
-    deployment = _read_or_none(
-        cluster, cluster.apps.read_namespaced_deployment, OPERATOR_DEPLOYMENT, namespace
-    )
-    return judge(nodes, pods, daemonset, deployment, namespace)
+    daemonsets = cluster.call(cluster.apps.list_namespaced_daemon_set, namespace, label_selector=selector).items
+    deployments = cluster.call(cluster.apps.list_namespaced_deployment, namespace, label_selector=selector).items
+    return judge(nodes, pods, daemonsets, deployments, namespace)
 
 
-def _read_or_none(cluster: Cluster, function, name: str, namespace: str):
-    try:
-        return cluster.call(function, name, namespace)
-    except ApiException as error:
-        if error.status == 404:
-            return None
-        raise ClusterError(
-            f"reading {namespace}/{name} from {cluster.server} failed: {error.status} {error.reason}"
-        ) from None
+def workload(kind: str, obj) -> Workload:
+    status = obj.status
+    if kind == "DaemonSet":
+        desired = (status and status.desired_number_scheduled) or 0
+        updated = (status and status.updated_number_scheduled) or 0
+        ready = (status and status.number_ready) or 0
+    else:
+        desired = obj.spec.replicas if obj.spec.replicas is not None else 1
+        updated = (status and status.updated_replicas) or 0
+        ready = (status and status.ready_replicas) or 0
+    return Workload(kind, obj.metadata.name, desired, updated, ready, obj.metadata.generation or 0,
+                    (status and status.observed_generation) or 0)
 
 
-def judge(nodes, pods, daemonset, deployment, namespace: str = "kube-system") -> Health:
+def _failing(pod) -> str | None:
+    status = pod.status
+    if status and status.phase == "Failed":
+        return f"pod {pod.metadata.name} failed ({status.reason or 'no reason given'})"
+    for container in ((status and status.container_statuses) or []) + ((status and status.init_container_statuses) or []):
+        waiting = container.state and container.state.waiting
+        if waiting and waiting.reason in FAILING:
+            return f"pod {pod.metadata.name} container {container.name}: {waiting.reason}"
+    return None
+
+
+def judge(nodes, pods, daemonsets, deployments, namespace: str = "kube-system") -> Health:
     problems: list[str] = []
     agents_by_node: dict[str, list] = {}
     for pod in pods:
-        agents_by_node.setdefault(pod.spec.node_name or "", []).append(pod)
+        if _labels_match(pod, AGENT_SELECTOR):
+            agents_by_node.setdefault(pod.spec.node_name or "", []).append(pod)
 
     report: list[NodeHealth] = []
     for node in sorted(nodes, key=lambda n: n.metadata.name):
@@ -162,43 +202,26 @@ def judge(nodes, pods, daemonset, deployment, namespace: str = "kube-system") ->
     for stray in sorted(set(agents_by_node) - node_names):
         problems.append(f"agent pods on unknown node {stray or '(unscheduled)'}")
 
-    ds = {"exists": daemonset is not None, "desired": 0, "scheduled": 0, "ready": 0}
-    if daemonset is None:
-        problems.append(f"DaemonSet {namespace}/{AGENT_DAEMONSET} does not exist")
-    else:
-        status = daemonset.status
-        ds.update(
-            desired=(status and status.desired_number_scheduled) or 0,
-            scheduled=(status and status.current_number_scheduled) or 0,
-            ready=(status and status.number_ready) or 0,
-        )
-        if ds["desired"] != len(report):
-            problems.append(
-                f"DaemonSet {namespace}/{AGENT_DAEMONSET} wants {ds['desired']} pods for {len(report)} nodes"
-            )
-        if ds["scheduled"] < ds["desired"] or ds["ready"] < ds["desired"]:
-            problems.append(
-                f"DaemonSet {namespace}/{AGENT_DAEMONSET}: {ds['scheduled']} scheduled, "
-                f"{ds['ready']} ready of {ds['desired']}"
-            )
+    found = [workload("DaemonSet", d) for d in daemonsets] + [workload("Deployment", d) for d in deployments]
+    found.sort(key=lambda w: (w.kind, w.name))
+    names = {(w.kind, w.name) for w in found}
+    for kind, name in REQUIRED:
+        if (kind, name) not in names:
+            problems.append(f"{kind} {namespace}/{name} does not exist")
+    for w in found:
+        if w.observed_generation < w.generation:
+            problems.append(f"{w.kind} {namespace}/{w.name}: generation {w.generation} not yet observed by its controller")
+        elif not w.caught_up:
+            problems.append(f"{w.kind} {namespace}/{w.name}: {w.desired} desired, {w.updated} updated, {w.ready} ready")
+        if (w.kind, w.name) == ("DaemonSet", AGENT_DAEMONSET) and w.desired != len(report):
+            problems.append(f"DaemonSet {namespace}/{w.name} wants {w.desired} pods for {len(report)} nodes")
 
-    operator = {"exists": deployment is not None, "replicas": 0, "available": 0}
-    if deployment is None:
-        problems.append(f"Deployment {namespace}/{OPERATOR_DEPLOYMENT} does not exist")
-    else:
-        status = deployment.status
-        operator.update(
-            replicas=deployment.spec.replicas if deployment.spec.replicas is not None else 1,
-            available=(status and status.available_replicas) or 0,
-        )
-        condition = _condition(status and status.conditions, "Available")
-        if operator["available"] < 1 or condition == "False":
-            problems.append(f"Deployment {namespace}/{OPERATOR_DEPLOYMENT} is not available")
-
+    failing = sorted(filter(None, (_failing(pod) for pod in pods)))
+    problems.extend(failing)
     if not report:
         problems.append("the cluster has no nodes")
     healthy = not problems and all(not n.missing for n in report)
-    return Health(healthy=healthy, nodes=report, daemonset=ds, operator=operator, problems=problems)
+    return Health(healthy=healthy, nodes=report, workloads=found, problems=problems, failing=failing)
 
 
 class _Watcher(threading.Thread):
@@ -237,7 +260,7 @@ def wait(
     """Re-judge on every change that the watches see, until healthy or ``timeout`` seconds pass."""
     deadline = clock() + timeout
     health = snapshot(cluster, namespace)
-    if health.healthy or timeout <= 0:
+    if health.healthy or health.failing or timeout <= 0:
         return health
     if progress:
         progress(health.progress())
@@ -266,7 +289,7 @@ def wait(
             while not events.empty():
                 events.get_nowait()
             health = snapshot(cluster, namespace)
-            if health.healthy:
+            if health.healthy or health.failing:
                 return health
             if progress and health.progress() != last:
                 last = health.progress()
