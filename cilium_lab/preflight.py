@@ -25,8 +25,9 @@ from pyinfra import logger
 from pyinfra.api.exceptions import DeployError, PyinfraError
 
 from cilium_lab import ssh
-from facts.cilium_release import CiliumRelease, HelmRepository, InstalledRelease
+from facts.cilium_release import ClusterState, InstalledRelease
 from facts.preflight import NodePreflight
+from operations.cilium_release import remember_cluster_state
 
 # Every check a node can fail, by the name used to skip it.
 NODE_CHECKS = ("sudo", "systemd", "kernel", "cgroup", "api_name", "api_port")
@@ -144,9 +145,8 @@ def _check_local(host) -> list[str]:
     )
 
     def read():
-        host.get_fact(HelmRepository, **chart)
-        host.get_fact(
-            CiliumRelease,
+        snapshot = host.get_fact(
+            ClusterState,
             release=data.cilium_release,
             namespace=data.cilium_namespace,
             values=data.cilium_values,
@@ -154,6 +154,8 @@ def _check_local(host) -> list[str]:
             context=data.get("kube_context"),
             **chart,
         )
+        if snapshot:
+            remember_cluster_state(host.state, host.name, snapshot)
 
     return _cluster_facts_readable(host, read)
 

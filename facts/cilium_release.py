@@ -61,6 +61,41 @@ class HelmRepository(_StatusFact):
         return self_command(*args)
 
 
+class ClusterState(FactBase):
+    """
+    Returns, in one command (one Python started), what the four facts below return: the
+    repository, the release, Cilium's health and the pods from the old CNI, keyed ``repo``,
+    ``release``, ``health`` and ``pods``. The preflight reads it once per run; the cluster
+    operations use it until one of them changes the cluster, so a no-change re-run starts one
+    interpreter for the whole cluster phase.
+
+    .. code:: python
+
+        {"repo": {...}, "release": {...}, "health": {...}, "pods": {...}}
+    """
+
+    @staticmethod
+    def default():
+        return {}
+
+    def command(self, release, namespace, chart, version, values, repo_name=None, repo_url=None,
+                kubeconfig=None, context=None, pod_cidrs=()):
+        args = ["status", "--output", "json", "--release", release, "--chart", chart,
+                "--values-json", values_json(values), *cli_cluster_args(namespace, kubeconfig, context)]
+        for check in ("repo", "release", "health", "pods"):
+            args += ["--check", check]
+        if version:
+            args += ["--chart-version", version]
+        if repo_name and repo_url:
+            args += ["--repo-name", repo_name, "--repo-url", repo_url]
+        for cidr in pod_cidrs or ():
+            args += ["--pod-cidr", cidr]
+        return self_command(*args)
+
+    def process(self, output):
+        return json.loads("\n".join(output))
+
+
 class CiliumRelease(_StatusFact):
     """
     Returns the Cilium release as helm reports it (status, chart version, values) and whether it
@@ -164,7 +199,7 @@ class OldCniPods(_StatusFact):
         {
             "owned": [{"namespace": "default", "name": "web-5d9c-x2x", "node": "worker0",
                        "ip": "10.4.0.7", "owner": "ReplicaSet/web-5d9c", "owned": True,
-                       "reason": "started ..., before the agent on worker0 was ready"}],
+                       "reason": "started ..., before the Cilium agent on worker0"}],
             "unowned": [],
         }
     """

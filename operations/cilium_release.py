@@ -11,6 +11,7 @@ execution time, so the facts are fresh after the steps before it have run.
 from __future__ import annotations
 
 import shlex
+import weakref
 
 from pyinfra import host
 from pyinfra.api import operation
@@ -24,6 +25,34 @@ from facts.cilium_release import (
     InstalledRelease,
     OldCniPods,
 )
+
+
+# The cluster as the preflight read it (the ClusterState fact: one command for the repository, the
+# release, the health and the old CNI's pods), per run and host. The operations use it until one
+# of them changes the cluster; from then on each reads its own fact afresh. The node phase does
+# not make it stale: restarting kubelet or removing kube-proxy changes nothing helm or these
+# checks read.
+_snapshots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def remember_cluster_state(state, host_name: str, snapshot: dict) -> None:
+    _snapshots.setdefault(state, {})[host_name] = snapshot
+
+
+def _known(section: str):
+    """This run's ClusterState section for the current host, while nothing changed the cluster."""
+    try:
+        snapshots = _snapshots.get(host.state) or {}
+    except TypeError:  # a state that is no pyinfra State (the fixture tests' stand-in)
+        return None
+    return snapshots.get(host.name, {}).get(section)
+
+
+def _cluster_changes() -> None:
+    try:
+        _snapshots.pop(host.state, None)
+    except TypeError:
+        pass
 
 
 # Said when the cluster phase fails: by then the node phase has taken the old network away.
@@ -62,14 +91,19 @@ def helm_repository(chart: str, version: str | None, repo_name: str, repo_url: s
         )
     """
 
-    state = host.get_fact(HelmRepository, chart=chart, version=version, repo_name=repo_name,
-                          repo_url=repo_url)
+    state = _known("repo") or host.get_fact(HelmRepository, chart=chart, version=version,
+                                             repo_name=repo_name, repo_url=repo_url)
     helm = state["helm"]
 
     if not state["needed"]:
         host.noop(f"chart {chart} needs no helm repository")
         return
 
+    if state["present"] and state["url_matches"] and state["version_cached"]:
+        host.noop(f"helm repository {repo_name} lists {chart} {version}")
+        return
+
+    _cluster_changes()
     if not state["present"]:
         yield " ".join(shlex.quote(a) for a in [helm, "repo", "add", repo_name, repo_url])
     elif not state["url_matches"]:
@@ -78,8 +112,6 @@ def helm_repository(chart: str, version: str | None, repo_name: str, repo_url: s
     elif not state["version_cached"]:
         say(f"helm's index of {repo_name} does not list {chart} {version}")
         yield " ".join(shlex.quote(a) for a in [helm, "repo", "update", repo_name])
-    else:
-        host.noop(f"helm repository {repo_name} lists {chart} {version}")
 
 
 @operation()
@@ -124,7 +156,7 @@ def cilium_release(
         )
     """
 
-    state = host.get_fact(
+    state = _known("release") or host.get_fact(
         CiliumRelease, release=release, namespace=namespace, chart=chart, version=version,
         values=values, repo_name=repo_name, repo_url=repo_url, kubeconfig=kubeconfig,
         context=context,
@@ -138,6 +170,7 @@ def cilium_release(
         )
         return
 
+    _cluster_changes()
     for change in state["changes"]:
         say(f"release {namespace}/{release}: {change}")
     yield _or_half_migrated(
@@ -168,18 +201,20 @@ def cilium_healthy(namespace: str, kubeconfig: str | None = None, context: str |
         )
     """
 
-    health = host.get_fact(CiliumHealth, namespace=namespace, kubeconfig=kubeconfig, context=context)
+    health = _known("health") or host.get_fact(CiliumHealth, namespace=namespace, kubeconfig=kubeconfig,
+                                               context=context)
 
     if health["healthy"]:
         host.noop(f"Cilium is healthy on all {len(health['nodes'])} nodes")
         return
 
+    _cluster_changes()
     say(
         f"Cilium is not healthy yet: agents ready {health.get('agents_ready', 0)}/"
         f"{len(health['nodes'])}"
     )
     yield _or_half_migrated(
-        self_command("verify", "--wait", "--timeout", f"{timeout:g}",
+        self_command("verify", "--wait", "--timeout", f"{float(timeout):g}",
                      *cli_cluster_args(namespace, kubeconfig, context)),
         "healthy",
     )
@@ -206,8 +241,8 @@ def old_cni_pods_restarted(namespace: str, kubeconfig: str | None = None,
         )
     """
 
-    found = host.get_fact(OldCniPods, namespace=namespace, kubeconfig=kubeconfig, context=context,
-                          pod_cidrs=list(pod_cidrs))
+    found = _known("pods") or host.get_fact(OldCniPods, namespace=namespace, kubeconfig=kubeconfig,
+                                            context=context, pod_cidrs=list(pod_cidrs))
 
     for pod in found["unowned"]:
         say(
@@ -220,6 +255,7 @@ def old_cni_pods_restarted(namespace: str, kubeconfig: str | None = None,
         host.noop("no pod from the old CNI for a controller to recreate")
         return
 
+    _cluster_changes()
     for pod in found["owned"]:
         say(f"delete pod {pod['namespace']}/{pod['name']} ({pod['owner']} recreates it)")
     args = ["restart-pods", "--yes", *cli_cluster_args(namespace, kubeconfig, context)]

@@ -48,6 +48,16 @@ def load_case(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
+class FakeState:
+    """What an operation asks of pyinfra's State (an object, so it can key per-run caches)."""
+
+    def __init__(self, stage: StateStage):
+        self.current_stage = stage
+
+    def should_check_for_changes(self) -> bool:
+        return True
+
+
 class FakeHost:
     """Just enough of ``pyinfra.api.Host`` for an operation's generator.
 
@@ -62,7 +72,7 @@ class FakeHost:
         self.facts = facts
         self.fact_calls: list[tuple[type, dict]] = []
         self.noops: list[str] = []
-        self.state = SimpleNamespace(current_stage=stage, should_check_for_changes=lambda: True)
+        self.state = FakeState(stage)
         self.groups: list[str] = []
         self.data = SimpleNamespace()
 
@@ -89,9 +99,10 @@ def command_text(command) -> str:
     return str(command)
 
 
-def run_operation(operation, facts: dict, stage: StateStage = StateStage.Prepare, **kwargs):
-    """Run an operation's generator against given facts; return (commands, fake host)."""
-    host = FakeHost(facts, stage=stage)
+def run_operation(operation, facts: dict, stage: StateStage = StateStage.Prepare, host=None, **kwargs):
+    """Run an operation's generator against given facts (or on a given fake host, to run several
+    operations in one "run"); return (commands, fake host)."""
+    host = host or FakeHost(facts, stage=stage)
     with ctx_state.use(host.state), ctx_host.use(host):
         commands = [command_text(command) for command in operation._inner(**kwargs)]
     return commands, host

@@ -94,3 +94,26 @@ def test_release_removed_only_when_helm_has_it():
                                                                           "installed": installed}}, **args)
     assert commands == ["/usr/bin/helm uninstall cilium --namespace kube-system --kubeconfig /k/config "
                         "--kube-context lab --wait"]
+
+
+def test_operations_use_the_preflights_snapshot_until_one_changes_the_cluster():
+    """The preflight's one ClusterState read serves the cluster operations of a no-change run;
+    once an operation changes the cluster, the next ones read their own facts afresh."""
+    from operations.cilium_release import remember_cluster_state
+    from pyinfra_fixtures import FakeHost
+
+    repo = {"helm": "helm", "kind": "repo", "needed": True, "present": True, "url_matches": True,
+            "version_cached": True}
+    unhealthy = {"healthy": False, "agents_ready": 0, "nodes": [{}] * 6}
+    host = FakeHost({CiliumHealth: {"healthy": True, "nodes": [{}] * 6}})
+    remember_cluster_state(host.state, host.name, {
+        "repo": repo, "release": release_fact(False, ["install cilium in kube-system"]),
+        "health": unhealthy, "pods": {"owned": [], "unowned": []}})
+
+    assert run_operation(helm_repository, {}, host=host, chart="cilium/cilium", version="1.16.5",
+                         repo_name="cilium", repo_url="https://helm.cilium.io/")[0] == []
+    assert len(run_operation(cilium_release, {}, host=host, **RELEASE_ARGS)[0]) == 1
+    assert host.fact_calls == []  # both from the snapshot
+    # The release changed: the snapshot's "unhealthy" is stale, the fact is read again.
+    assert run_operation(cilium_healthy, {}, host=host, namespace="kube-system")[0] == []
+    assert [cls for cls, _ in host.fact_calls] == [CiliumHealth]
