@@ -4,6 +4,8 @@ VENV ?= .venv
 # Empty: bring up the simulated lab and migrate it. Set it to migrate a real lab:
 #   make migrate INVENTORY=inventories/lab.py
 INVENTORY ?=
+# Cilium's charts, served to the simulated lab as its helm repository (empty: the official one).
+CHARTS ?= $(patsubst %/index.yaml,%,$(wildcard ../shared/charts/index.yaml))
 
 .PHONY: venv test migrate sim-deps bench
 
@@ -29,9 +31,10 @@ sim-deps:
 	    --no-install-recommends systemd-container debootstrap iproute2 iptables openssh-client; }
 
 ifeq ($(INVENTORY),)
-migrate: venv sim-deps
-	$(VENV)/bin/cilium-lab sim up
+migrate: venv sim-deps $(VENV)/bin/helm
+	$(VENV)/bin/cilium-lab sim up $(if $(CHARTS),--charts $(CHARTS))
 	$(VENV)/bin/pyinfra -y inventories/sim.py deploys/cilium.py
+	$(VENV)/bin/cilium-lab verify --no-wait --kubeconfig "$$($(VENV)/bin/cilium-lab sim kubeconfig)"
 else
 migrate: venv
 	$(VENV)/bin/pyinfra $(INVENTORY) deploys/cilium.py

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import ipaddress
 import json
 import os
 import platform
@@ -82,21 +81,6 @@ def log(line: str) -> None:
 
 
 # The machine.
-
-
-def free_subnet() -> str:
-    """A /24 of SUBNET_POOL that no interface of this machine is in (as tests/e2e/e2e_sim.py does)."""
-    links = json.loads(subprocess.run(["ip", "-j", "addr"], capture_output=True, text=True, check=True).stdout)
-    used = [
-        ipaddress.ip_network(f"{addr['local']}/{addr['prefixlen']}", strict=False)
-        for link in links
-        for addr in link.get("addr_info", [])
-        if addr.get("family") == "inet"
-    ]
-    for candidate in ipaddress.ip_network(SUBNET_POOL).subnets(new_prefix=24):
-        if not any(candidate.overlaps(net) for net in used):
-            return str(candidate)
-    raise SystemExit(f"no free /24 in {SUBNET_POOL} for the benchmark's sim")
 
 
 def machine() -> dict:
@@ -446,13 +430,21 @@ def main() -> int:
             parser.error(f"{tool} is missing: run make venv, then this script with .venv/bin/python")
     if (Path("/sys/class/net") / BRIDGE).exists():
         parser.error(f"{BRIDGE} exists: another benchmark is running (or left it behind)")
+    # Imported here, once the venv is known to be there: the package is installed in it.
+    from cilium_lab.sim import SimError
+    from cilium_lab.sim.network import free_subnet
+
+    try:
+        subnet = free_subnet(SUBNET_POOL)
+    except SimError as e:
+        parser.error(str(e))
 
     # SIGTERM takes the same way out as Ctrl-C: through the finally below.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     work = Path(tempfile.mkdtemp(prefix="cilium-lab-bench-"))
     logs = work / "logs"
     logs.mkdir()
-    sim = BenchSim(work / "sim", free_subnet())
+    sim = BenchSim(work / "sim", subnet)
     info = machine()
     rows = []
     status = 0

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from cilium_lab.sim import SimError, nodes
+from cilium_lab.sim import SimError, lab
 
 
 def one_line_errors(f):
@@ -38,31 +38,44 @@ def sim():
 @click.option("--subnet", default=None, help="Node subnet (default 10.251.0.0/24, or $CILIUM_LAB_SIM_SUBNET).")
 @click.option("--inventory", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Where to write the pyinfra inventory (default inventories/sim.py).")
 @click.option("--timeout", type=float, default=180, show_default=True, help="Seconds to wait for the nodes to boot.")
+@click.option("--charts", "charts_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="A helm repository's directory (with index.yaml) to serve on the bridge, e.g. ../shared/charts "
+                   "(default: the official repository the group data names).")
+@click.option("--bin-dir", type=click.Path(path_type=Path), default=None,
+              help="Release binaries to use instead of building them: etcd, kube-apiserver, "
+                   "kube-controller-manager, kube-scheduler, kwok.")
+@click.option("--no-control-plane", is_flag=True, help="Only the nodes: no API server, no kwok, no local group.")
 @one_line_errors
-def up(count, bridge, subnet, inventory, timeout):
-    """Boot the nodes (building the root filesystem the first time) and write the inventory."""
-    nodes.up(count=count, bridge=bridge, subnet=subnet, inventory=inventory, timeout=timeout)
+def up(count, bridge, subnet, inventory, timeout, charts_dir, bin_dir, no_control_plane):
+    """Boot the nodes and the control plane (building what is missing the first time) and write the inventory."""
+    lab.up(count=count, bridge=bridge, subnet=subnet, inventory=inventory, timeout=timeout,
+           control_plane=not no_control_plane, charts_dir=charts_dir, bin_dir=bin_dir)
 
 
 @sim.command()
 @one_line_errors
 def down():
     """Stop every node and remove the sim: containers, mounts, network, node state, inventory."""
-    nodes.down()
+    lab.down()
 
 
 @sim.command()
 @one_line_errors
 def status():
     """Show each node: running or stopped, address, boot state, SSH login."""
-    cfg = nodes.load()
-    rows = nodes.status(cfg)
+    cfg = lab.load()
+    rows = lab.status(cfg)
     click.echo(f"sim in {cfg.home}: bridge {cfg.bridge} ({cfg.subnet}), inventory {cfg.inventory}")
-    click.echo(f"{'NODE':<10} {'STATE':<8} {'ADDRESS':<15} {'SYSTEMD':<10} SSH")
+    nodes = lab.cluster_status(cfg) if cfg.control_plane else {}
+    if cfg.control_plane:
+        answer = "answers" if nodes else "does not answer"
+        click.echo(f"API server {cfg.api_server} {answer}; kubeconfig {cfg.kubeconfig}; charts {cfg.helm_repo_url}")
+    click.echo(f"{'NODE':<10} {'STATE':<8} {'ADDRESS':<15} {'SYSTEMD':<10} {'NODE OBJECT':<12} SSH")
     for row in rows:
         state = "running" if row["running"] else "stopped"
-        click.echo(f"{row['name']:<10} {state:<8} {row['address']:<15} {row['system']:<10} {row['ssh']}")
-    if not all(row["running"] and row["ssh"] == "ok" for row in rows):
+        node = nodes.get(row["name"], "-")
+        click.echo(f"{row['name']:<10} {state:<8} {row['address']:<15} {row['system']:<10} {node:<12} {row['ssh']}")
+    if not all(row["running"] and row["ssh"] == "ok" for row in rows) or (cfg.control_plane and not nodes):
         raise SystemExit(1)
 
 
@@ -72,7 +85,7 @@ def status():
 @one_line_errors
 def start(names, timeout):
     """Start stopped nodes again, with the changes they had."""
-    nodes.start(list(names), timeout=timeout)
+    lab.start(list(names), timeout=timeout)
 
 
 @sim.command()
@@ -80,4 +93,14 @@ def start(names, timeout):
 @one_line_errors
 def stop(names):
     """Power nodes off, keeping their changes (to test a deploy with a node down)."""
-    nodes.stop(list(names))
+    lab.stop(list(names))
+
+
+@sim.command()
+@one_line_errors
+def kubeconfig():
+    """Print the path of the workstation's kubeconfig for the sim's API server."""
+    cfg = lab.load()
+    if not cfg.control_plane:
+        raise SimError("this sim has no control plane (it was brought up with --no-control-plane)")
+    click.echo(str(cfg.kubeconfig))

@@ -7,7 +7,7 @@ import ipaddress
 import json
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from cilium_lab.sim import SimError
@@ -18,7 +18,12 @@ DEFAULT_SUBNET = "10.251.0.0/24"
 # The root filesystem is shared by every sim on the machine (it is only ever a read-only lower
 # layer), so an e2e run with its own home does not pay for a second debootstrap.
 DEFAULT_CACHE = Path("/var/cache/cilium-lab")
-DEFAULT_NODES = 6
+# The control plane's versions. Kubernetes 1.34 is inside the pinned Cilium's tested range
+# (group data: cilium_chart_version); kwok 0.8 is the newest release this machine's Go builds.
+KUBERNETES_VERSION = "v1.34.4"
+ETCD_VERSION = "v3.6.8"
+KWOK_VERSION = "v0.8.0"
+API_PORT = 6443  # LAB.md: the API server listens on 6443
 # Like the guide's 192.168.1.11-16: the bridge takes .1, nodes start at .11.
 FIRST_NODE_HOST = 11
 # Bridge names are kernel interface names (15 chars); each node's host-side veth is the bridge
@@ -68,7 +73,14 @@ class SimConfig:
     nodes: list[str]
     rootfs: str = ""
     inventory: str = ""
-    extra: dict = field(default_factory=dict)
+    # With a control plane: the programs bound into every node (name -> path on this machine),
+    # the chart repository the workstation uses, and the routes `up` added on this machine.
+    control_plane: bool = False
+    programs: dict = field(default_factory=dict)
+    charts_dir: str = ""
+    helm_repo_url: str = ""
+    chart_server_pid: int = 0
+    routes: list = field(default_factory=list)
 
     @property
     def network(self) -> ipaddress.IPv4Network:
@@ -92,6 +104,15 @@ class SimConfig:
 
     def is_control(self, name: str) -> bool:
         return name.startswith("control")
+
+    @property
+    def api_node(self) -> str:
+        """The node that runs etcd and the control plane (the first control node)."""
+        return next((n for n in self.nodes if self.is_control(n)), self.nodes[0])
+
+    @property
+    def api_server(self) -> str:
+        return f"https://{self.address(self.api_node)}:{API_PORT}"
 
     # Kernel-wide names: prefixed by the bridge so that two sims never share one.
     def netns(self, name: str) -> str:
@@ -120,6 +141,15 @@ class SimConfig:
         return self.path / "ssh" / "known_hosts"
 
     @property
+    def pki_dir(self) -> Path:
+        return self.path / "pki"
+
+    @property
+    def kubeconfig(self) -> Path:
+        """The workstation's kubeconfig (an administrator's)."""
+        return self.path / "kubeconfig"
+
+    @property
     def state_file(self) -> Path:
         return self.path / "state.json"
 
@@ -134,7 +164,8 @@ class SimConfig:
         state = (sim_home or home()) / "state.json"
         if not state.exists():
             return None
-        return cls(**json.loads(state.read_text()))
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in json.loads(state.read_text()).items() if k in known})
 
 
 def validate(bridge: str, subnet: str, count: int) -> ipaddress.IPv4Network:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import runpy
 from pathlib import Path
 from pprint import pformat
 
@@ -19,15 +20,22 @@ def default_inventory_path() -> Path:
     return Path("inventories/sim.py")
 
 
+def group_data_value(group: str, key: str):
+    """A value of the repository's group data (inventories/group_data/GROUP.py)."""
+    path = REPO_INVENTORIES / "group_data" / f"{group}.py"
+    return runpy.run_path(str(path)).get(key)
+
+
 def render(cfg: SimConfig) -> str:
     common = {
         "ssh_key": str(cfg.ssh_key),
         "ssh_known_hosts_file": str(cfg.known_hosts),
         # pyinfra's default, accept-new, would trust any key a node presents the first time.
         "ssh_strict_host_key_checking": "yes",
-        # "kubernetes" resolves on the nodes, but the sim runs no API server behind it.
-        "preflight_skip": ["api_port"],
     }
+    if not cfg.control_plane:
+        # "kubernetes" resolves on the nodes, but no API server answers behind it.
+        common["preflight_skip"] = ["api_port"]
 
     def hosts(names: list[str]) -> str:
         rows = [
@@ -38,11 +46,11 @@ def render(cfg: SimConfig) -> str:
 
     control = [n for n in cfg.nodes if cfg.is_control(n)]
     workers = [n for n in cfg.nodes if not cfg.is_control(n)]
-    return f'''"""
+    text = f'''"""
 The simulated lab, written by `cilium-lab sim up` (home: {cfg.home}); `sim down` deletes it.
 
 From the repository root: pyinfra inventories/sim.py deploys/cilium.py
-Shared data comes from inventories/group_data/. No `local` group: the sim has no Kubernetes API.
+Shared data comes from inventories/group_data/.{"" if cfg.control_plane else " No `local` group: this sim has no control plane."}
 """
 
 _node = {pformat(common, indent=4, sort_dicts=False)}
@@ -51,6 +59,19 @@ control = {hosts(control)}
 
 workers = {hosts(workers)}
 '''
+    if cfg.control_plane:
+        local = {
+            "kubeconfig": str(cfg.kubeconfig),
+            # The sim's chart repository (its charts directory served on the bridge), or the official one.
+            "helm_repo_url": cfg.helm_repo_url,
+            # `sim up` runs as root: the routes to the pod CIDRs change without sudo.
+            "host_routes_sudo": False,
+        }
+        text += f"""
+# The workstation: this machine, with the sim's kubeconfig and chart repository.
+local = [("@local", {pformat(local, indent=4, sort_dicts=False)})]
+"""
+    return text
 
 
 def write_inventory(cfg: SimConfig, path: Path) -> None:

@@ -33,21 +33,34 @@ def netns_exists(name: str) -> bool:
     return (NETNS_DIR / name).exists()
 
 
+def used_networks() -> list[tuple[str, ipaddress.IPv4Network]]:
+    """(interface, IPv4 network) for every address of this machine's interfaces."""
+    return [
+        (link.get("ifname"), ipaddress.ip_network(f"{addr['local']}/{addr['prefixlen']}", strict=False))
+        for link in json.loads(ip("-j", "addr", "show").stdout or "[]")
+        for addr in link.get("addr_info", [])
+        if addr.get("family") == "inet"
+    ]
+
+
+def free_subnet(pool: str, prefix: int = 24) -> str:
+    """The first subnet of ``pool`` that no interface of this machine is in, for a sim of its own."""
+    used = [net for _, net in used_networks()]
+    for candidate in ipaddress.ip_network(pool).subnets(new_prefix=prefix):
+        if not any(candidate.overlaps(net) for net in used):
+            return str(candidate)
+    raise SimError(f"no free /{prefix} in {pool} on this machine")
+
+
 def check_free(cfg: SimConfig) -> None:
     """Refuse, before any change, a bridge name or subnet that something else already uses."""
-    ours = json.loads(ip("-j", "addr", "show").stdout or "[]")
-    for link in ours:
-        name = link.get("ifname")
-        if name == cfg.bridge:
-            raise SimError(f"interface {cfg.bridge} already exists; pick another bridge (--bridge or CILIUM_LAB_SIM_BRIDGE)")
-        for addr in link.get("addr_info", []):
-            if addr.get("family") != "inet":
-                continue
-            net = ipaddress.ip_network(f"{addr['local']}/{addr['prefixlen']}", strict=False)
-            if net.overlaps(cfg.network):
-                raise SimError(
-                    f"subnet {cfg.subnet} overlaps {net} on {name}; pick another (--subnet or CILIUM_LAB_SIM_SUBNET)"
-                )
+    if link_exists(cfg.bridge):
+        raise SimError(f"interface {cfg.bridge} already exists; pick another bridge (--bridge or CILIUM_LAB_SIM_BRIDGE)")
+    for name, net in used_networks():
+        if net.overlaps(cfg.network):
+            raise SimError(
+                f"subnet {cfg.subnet} overlaps {net} on {name}; pick another (--subnet or CILIUM_LAB_SIM_SUBNET)"
+            )
     for name in cfg.nodes:
         if netns_exists(cfg.netns(name)) or link_exists(cfg.host_veth(name)):
             raise SimError(f"network namespace {cfg.netns(name)} or veth {cfg.host_veth(name)} already exists")
@@ -92,3 +105,44 @@ def node_net_down(cfg: SimConfig, name: str) -> None:
         ip("netns", "del", cfg.netns(name), check=False)
     if link_exists(cfg.host_veth(name)):
         ip("link", "del", cfg.host_veth(name), check=False)
+
+
+# The workstation's routes to the pod CIDRs, as the guide's host has them (LAB.md).
+
+
+def _route_via(cidr: str) -> str | None:
+    """The gateway of this machine's route to exactly ``cidr`` ("dev" for one without), or None."""
+    routes = json.loads(ip("-j", "-4", "route", "show", "exact", cidr).stdout or "[]")
+    if not routes:
+        return None
+    return routes[0].get("gateway") or "dev"
+
+
+def add_pod_routes(cfg: SimConfig, echo) -> list[list[str]]:
+    """Route each node's pod CIDR via the node, where this machine has no route to it yet.
+
+    Returns the routes added (``[cidr, via]``), the only ones ``remove_pod_routes`` takes away.
+    """
+    added = []
+    local = used_networks()
+    for name in cfg.nodes:
+        cidr, via = cfg.pod_cidr(name), str(cfg.address(name))
+        network = ipaddress.ip_network(cidr)
+        clash = next((f"{net} on {dev}" for dev, net in local if net.overlaps(network)), None)
+        if clash:
+            echo(f"  not routing {cidr} via {name}: this machine has {clash}")
+            continue
+        found = _route_via(cidr)
+        if found is not None:
+            echo(f"  not routing {cidr} via {name}: this machine already routes it ({found}); left as it is")
+            continue
+        ip("route", "add", cidr, "via", via, "dev", cfg.bridge)
+        added.append([cidr, via])
+    return added
+
+
+def remove_pod_routes(cfg: SimConfig, routes: list[list[str]]) -> None:
+    """Delete the routes the sim added that are still there as it added them."""
+    for cidr, via in routes:
+        if _route_via(cidr) == via:
+            ip("route", "del", cidr, "via", via, check=False)

@@ -9,7 +9,6 @@ them (a test can take one node down and bring it back); ``down`` throws them awa
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import shutil
 import signal
@@ -23,8 +22,8 @@ from pathlib import Path
 
 import click
 
-from cilium_lab.sim import SimError, network, rootfs
-from cilium_lab.sim.config import SimConfig, default_bridge, default_subnet, home, node_names, validate
+from cilium_lab.sim import SimError, controlplane, guide, network, rootfs
+from cilium_lab.sim.config import SimConfig
 
 APT_INSTALL = "apt-get install systemd-container debootstrap iproute2 openssh-client"
 STOP_TIMEOUT = 30
@@ -67,14 +66,6 @@ def locked(sim_home: Path):
         except BlockingIOError:
             raise SimError(f"another cilium-lab sim command is working on {sim_home}") from None
         yield
-
-
-def load() -> SimConfig:
-    check_platform()
-    cfg = SimConfig.load()
-    if cfg is None:
-        raise SimError(f"the sim is not up (no state in {home()}); run: cilium-lab sim up")
-    return cfg
 
 
 # Processes.
@@ -131,117 +122,6 @@ def leader_pid(cfg: SimConfig, name: str) -> int | None:
         if int(fields[1]) == pid and fields[0] != "Z":
             return int(stat.parent.name)
     return None
-
-
-def node_exec(cfg: SimConfig, name: str, command: list[str], check: bool = True, **kwargs) -> subprocess.CompletedProcess:
-    """Run a command inside a running node, in all its namespaces, as root."""
-    leader = leader_pid(cfg, name)
-    if leader is None:
-        raise SimError(f"node {name} is not running")
-    proc = subprocess.run(["nsenter", "-t", str(leader), "-a", *command], capture_output=True, text=True, **kwargs)
-    if check and proc.returncode != 0:
-        raise SimError(f"{name}: {' '.join(command)} failed: {proc.stderr.strip() or proc.stdout.strip()}")
-    return proc
-
-
-# Per-node files, written into the overlay before the first boot.
-
-
-def _variant(index: int) -> dict[str, str]:
-    """
-    Files that differ between nodes the way they do on hand-built labs: br_netfilter in the
-    guide's cloud-init file, beside other modules, in a user's own file, and non-CNI files in the
-    CNI directory. The deploy must remove only the br_netfilter lines and CNI configurations.
-    """
-    files = {"/etc/modules-load.d/cloud-init.conf": "br_netfilter\n"}
-    if index % 3 == 1:
-        files["/etc/modules-load.d/cloud-init.conf"] = "overlay\nbr_netfilter\n"
-        files["/etc/modules-load.d/k8s.conf"] = "# containerd and kube-proxy need these\noverlay\nbr_netfilter\n"
-    elif index % 3 == 2:
-        files["/etc/modules-load.d/containerd.conf"] = "overlay\n"
-        files["/etc/cni/net.d/README"] = "CNI configuration for this node: see the guide, chapter 6.\n"
-        files["/etc/cni/net.d/10-bridge.conf.orig"] = "{}\n"
-    return files
-
-
-def _cni_files(pod_cidr: str) -> dict[str, str]:
-    bridge = {
-        "cniVersion": "1.0.0",
-        "name": "bridge",
-        "type": "bridge",
-        "bridge": "cnio0",
-        "isGateway": True,
-        "ipMasq": True,
-        "ipam": {"type": "host-local", "ranges": [[{"subnet": pod_cidr}]], "routes": [{"dst": "0.0.0.0/0"}]},
-    }
-    loopback = {"cniVersion": "1.1.0", "name": "lo", "type": "loopback"}
-    return {
-        "/etc/cni/net.d/10-bridge.conf": json.dumps(bridge, indent=2) + "\n",
-        "/etc/cni/net.d/99-loopback.conf": json.dumps(loopback, indent=2) + "\n",
-    }
-
-
-def _ensure_keypair(path: Path, comment: str) -> None:
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)], check=True
-        )
-
-
-def _provision(cfg: SimConfig, name: str, merged: Path) -> None:
-    index = cfg.index(name)
-    hosts = [
-        "127.0.0.1 localhost",
-        f"127.0.1.1 {name}",
-        "::1 localhost ip6-localhost ip6-loopback",
-        # LAB.md: "kubernetes" is the load balancer's name; in the sim the gateway is this machine.
-        f"{cfg.bridge_address} gateway kubernetes",
-        *(f"{cfg.address(node)} {node}" for node in cfg.nodes),
-    ]
-    files = {
-        "/etc/hostname": f"{name}\n",
-        "/etc/hosts": "\n".join(hosts) + "\n",
-        **_cni_files(cfg.pod_cidr(name)),
-        **_variant(index),
-    }
-    for path, text in files.items():
-        target = merged / path.lstrip("/")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
-
-    # Host key made here, so its public half is in known_hosts before the node ever boots.
-    host_key = cfg.node_dir(name) / "ssh_host_ed25519_key"
-    _ensure_keypair(host_key, f"root@{name}")
-    for suffix, mode in (("", 0o600), (".pub", 0o644)):
-        target = merged / "etc/ssh" / f"ssh_host_ed25519_key{suffix}"
-        shutil.copyfile(f"{host_key}{suffix}", target)
-        target.chmod(mode)
-
-    uid, gid = _ubuntu_ids(merged)
-    ssh_dir = merged / "home/ubuntu/.ssh"
-    ssh_dir.mkdir(mode=0o700, exist_ok=True)
-    keys = ssh_dir / "authorized_keys"
-    shutil.copyfile(f"{cfg.ssh_key}.pub", keys)
-    keys.chmod(0o600)
-    for path in (ssh_dir, keys):
-        os.chown(path, uid, gid)
-
-
-def _ubuntu_ids(root: Path) -> tuple[int, int]:
-    for line in (root / "etc/passwd").read_text().splitlines():
-        fields = line.split(":")
-        if fields[0] == "ubuntu":
-            return int(fields[2]), int(fields[3])
-    raise SimError(f"no ubuntu user in {root}; rebuild the root (delete it)")
-
-
-def write_known_hosts(cfg: SimConfig) -> None:
-    lines = []
-    for name in cfg.nodes:
-        key_type, key = Path(cfg.node_dir(name) / "ssh_host_ed25519_key.pub").read_text().split()[:2]
-        lines.append(f"{cfg.address(name)},{name} {key_type} {key}")
-    cfg.known_hosts.write_text("\n".join(lines) + "\n")
 
 
 # Each node's systemd holds several inotify instances, all charged to root: the kernel's default
@@ -305,7 +185,7 @@ def _remove_cgroups(cfg: SimConfig, name: str) -> None:
 # One node.
 
 
-def _mounted(path: Path) -> bool:
+def mounted(path: Path) -> bool:
     return any(line.split()[1] == str(path) for line in Path("/proc/mounts").read_text().splitlines())
 
 
@@ -320,14 +200,15 @@ def start_node(cfg: SimConfig, name: str) -> None:
     fresh = not upper.exists()
     for d in (upper, work, merged):
         d.mkdir(parents=True, exist_ok=True)
-    if not _mounted(merged):
+    if not mounted(merged):
         subprocess.run(
             ["mount", "-t", "overlay", "overlay", "-o", f"lowerdir={cfg.rootfs},upperdir={upper},workdir={work}", str(merged)],
             check=True,
             capture_output=True,
         )
     if fresh or not (node / "provisioned").exists():
-        _provision(cfg, name, merged)
+        files, links = controlplane.node_files(cfg, name) if cfg.control_plane else ({}, {})
+        guide.provision(cfg, name, merged, files, links)
         (node / "provisioned").touch()
     netns_path = network.node_net_up(cfg, name)
 
@@ -350,6 +231,8 @@ def start_node(cfg: SimConfig, name: str) -> None:
         f"--network-namespace-path={netns_path}",
         "--resolv-conf=off",
         "--timezone=off",
+        # The control plane's programs and kwok, where the guide puts binaries.
+        *(f"--bind-ro={path}:{controlplane.NODE_BIN}/{program}" for program, path in sorted(cfg.programs.items())),
     ]
     _remove_cgroups(cfg, name)
     cgroups = _node_cgroups(cfg, name)
@@ -393,16 +276,16 @@ def _stop_finish(cfg: SimConfig, name: str, pid: int | None, deadline: float) ->
                 time.sleep(0.2)
     merged = cfg.node_dir(name) / "merged"
     for attempt in range(10):
-        if not _mounted(merged):
+        if not mounted(merged):
             break
         if subprocess.run(["umount", str(merged)], capture_output=True).returncode != 0:
             time.sleep(0.5)
-    if _mounted(merged):
+    if mounted(merged):
         subprocess.run(["umount", "--lazy", str(merged)], capture_output=True)
     network.node_net_down(cfg, name)
     _remove_cgroups(cfg, name)
     propagate = Path("/run/systemd/nspawn/propagate") / cfg.machine(name)
-    if propagate.is_dir() and not _mounted(propagate):
+    if propagate.is_dir() and not mounted(propagate):
         shutil.rmtree(propagate, ignore_errors=True)
     (cfg.node_dir(name) / "nspawn.pid").unlink(missing_ok=True)
 
@@ -427,7 +310,7 @@ def _sshd_banner(address: str) -> bool:
         return False
 
 
-def _booted(cfg: SimConfig, name: str) -> str:
+def booted(cfg: SimConfig, name: str) -> str:
     leader = leader_pid(cfg, name)
     if leader is None:
         return "starting"
@@ -473,7 +356,7 @@ def wait_ready(cfg: SimConfig, names: list[str], timeout: float, echo=click.echo
         for name in list(pending):
             if nspawn_pid(cfg, name) is None:
                 raise SimError(f"node {name} exited while booting; see {cfg.node_dir(name) / 'console.log'}")
-            system = _booted(cfg, name)
+            system = booted(cfg, name)
             if system not in BOOTED:
                 pending[name] = f"systemd {system}"
             elif not _sshd_banner(str(cfg.address(name))):
@@ -486,9 +369,10 @@ def wait_ready(cfg: SimConfig, names: list[str], timeout: float, echo=click.echo
             waiting = ", ".join(f"{name} ({why})" for name, why in pending.items())
             echo(f"  [{elapsed:3.0f}s] {len(names) - len(pending)}/{len(names)} nodes booted; waiting for {waiting}")
         if pending and elapsed > timeout:
+            first = next(iter(pending))
             raise SimError(
                 f"timed out after {timeout:.0f}s waiting for {', '.join(pending)} to boot; "
-                f"see {cfg.node_dir(pending[0]) / 'console.log'}"
+                f"see {cfg.node_dir(first) / 'console.log'}"
             )
         if pending:
             time.sleep(0.3)
@@ -498,139 +382,3 @@ def wait_ready(cfg: SimConfig, names: list[str], timeout: float, echo=click.echo
         name, err = failures[0]
         raise SimError(f"node {name} booted but SSH login as ubuntu failed: {err}")
     echo(f"  [{time.monotonic() - started:3.0f}s] {len(names)}/{len(names)} nodes booted, SSH login and sudo work")
-
-
-# The whole sim.
-
-
-def up(
-    count: int | None = None,
-    bridge: str | None = None,
-    subnet: str | None = None,
-    inventory: Path | None = None,
-    timeout: float = 180,
-    echo=click.echo,
-) -> SimConfig:
-    from cilium_lab.sim.inventory import default_inventory_path, write_inventory
-
-    check_platform()
-    sim_home = home()
-    existing = SimConfig.load(sim_home)
-    if existing is not None:
-        preflight()
-        if count is not None and count != len(existing.nodes):
-            raise SimError(f"the sim is up with {len(existing.nodes)} nodes, not {count}; run: cilium-lab sim down")
-        for option, wanted, actual in (("bridge", bridge, existing.bridge), ("subnet", subnet, existing.subnet)):
-            if wanted is not None and wanted != actual:
-                raise SimError(f"the sim is up with {option} {actual}, not {wanted}; run: cilium-lab sim down")
-        with locked(sim_home):
-            stopped = [name for name in existing.nodes if nspawn_pid(existing, name) is None]
-            if not stopped:
-                echo(f"the sim is already up: {len(existing.nodes)} nodes on {existing.bridge} ({existing.subnet})")
-            else:
-                echo(f"the sim is up; starting stopped nodes: {', '.join(stopped)}")
-                network.bridge_up(existing)
-                raise_inotify_limits(echo)
-                for name in stopped:
-                    start_node(existing, name)
-                wait_ready(existing, stopped, timeout, echo)
-            write_inventory(existing, Path(existing.inventory))
-        return existing
-
-    count = 6 if count is None else count
-    bridge = bridge or default_bridge()
-    subnet = subnet or default_subnet()
-    validate(bridge, subnet, count)
-    inventory = Path(inventory or default_inventory_path()).absolute()
-    if not inventory.parent.is_dir():
-        raise SimError(f"cannot write the inventory {inventory}: no directory {inventory.parent}")
-    preflight(need_debootstrap=not rootfs.is_built(rootfs.rootfs_path()))
-    cfg = SimConfig(
-        home=str(sim_home.absolute()), bridge=bridge, subnet=subnet, nodes=node_names(count), inventory=str(inventory)
-    )
-    network.check_free(cfg)
-
-    with locked(sim_home):
-        cfg.rootfs = str(rootfs.ensure_rootfs(echo))
-        started = time.monotonic()
-        # From here on `down` knows what to remove, even if the rest fails.
-        cfg.save()
-        _ensure_keypair(cfg.ssh_key, "cilium-lab-sim")
-        network.bridge_up(cfg)
-        raise_inotify_limits(echo)
-        echo(f"booting {count} nodes on {cfg.bridge} ({cfg.subnet}) in {cfg.home}")
-        for name in cfg.nodes:
-            start_node(cfg, name)
-        write_known_hosts(cfg)
-        wait_ready(cfg, cfg.nodes, timeout, echo)
-        write_inventory(cfg, inventory)
-    echo(f"the sim is up ({time.monotonic() - started:.0f}s); inventory: {inventory}")
-    return cfg
-
-
-def down(echo=click.echo) -> bool:
-    """Remove every trace of the sim: containers, mounts, veths, namespaces, bridge, node state."""
-    check_platform()
-    sim_home = home()
-    cfg = SimConfig.load(sim_home)
-    if cfg is None:
-        echo(f"the sim is not up (no state in {sim_home}); nothing to do")
-        return False
-    preflight()
-    with locked(sim_home):
-        running = [name for name in cfg.nodes if nspawn_pid(cfg, name) is not None]
-        if running:
-            echo(f"stopping {len(running)} nodes")
-        stop_nodes(cfg, cfg.nodes)
-        network.bridge_down(cfg)
-        leftovers = [n for n in cfg.nodes if _mounted(cfg.node_dir(n) / "merged")]
-        if leftovers:
-            raise SimError(f"could not unmount {', '.join(leftovers)}; retry: cilium-lab sim down")
-        shutil.rmtree(cfg.path / "nodes", ignore_errors=True)
-        inventory = Path(cfg.inventory) if cfg.inventory else None
-        if inventory and inventory.exists() and _written_by_sim(inventory, cfg):
-            inventory.unlink()
-        cfg.known_hosts.unlink(missing_ok=True)
-        cfg.state_file.unlink()
-    echo("the sim is down")
-    return True
-
-
-def _written_by_sim(inventory: Path, cfg: SimConfig) -> bool:
-    return f"home: {cfg.home}" in inventory.read_text()
-
-
-def start(names: list[str], timeout: float = 180, echo=click.echo) -> None:
-    cfg = load()
-    preflight()
-    for name in names:
-        cfg.index(name)
-    with locked(cfg.path):
-        network.bridge_up(cfg)
-        raise_inotify_limits(echo)
-        for name in names:
-            start_node(cfg, name)
-        wait_ready(cfg, names, timeout, echo)
-
-
-def stop(names: list[str], echo=click.echo) -> None:
-    cfg = load()
-    preflight()
-    for name in names:
-        cfg.index(name)
-    with locked(cfg.path):
-        stop_nodes(cfg, names)
-    echo(f"stopped {', '.join(names)} (their changes are kept; cilium-lab sim start brings them back)")
-
-
-def status(cfg: SimConfig) -> list[dict]:
-    def one(name: str) -> dict:
-        running = nspawn_pid(cfg, name) is not None
-        info = {"name": name, "address": str(cfg.address(name)), "running": running, "system": "-", "ssh": "-"}
-        if running:
-            info["system"] = _booted(cfg, name)
-            info["ssh"] = ssh_login(cfg, name) or "ok"
-        return info
-
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        return list(pool.map(one, cfg.nodes))

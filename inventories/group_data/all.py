@@ -25,7 +25,8 @@ cilium_values = {
     "cgroup": {"automount": {"enabled": False}, "hostRoot": "/sys/fs/cgroup"},
 }
 
-# The oldest kernel the pinned Cilium release supports (its system requirements).
-cilium_min_kernel = "5.4"
+# The oldest kernel the pinned Cilium release (local.py: cilium_chart_version) supports: Cilium
+# 1.18 and later need Linux 5.10 (their "System Requirements").
+cilium_min_kernel = "5.10"
 # Preflight checks to skip, for those who know better: sudo, systemd, kernel, cgroup, api_name, api_port.
 preflight_skip = []

@@ -6,7 +6,7 @@ helm_repo_name = "cilium"
 helm_repo_url = "https://helm.cilium.io/"
 # A repository chart ("cilium/cilium"), a local chart directory, a .tgz or an oci:// reference.
 cilium_chart = "cilium/cilium"
-cilium_chart_version = "1.16.5"
+cilium_chart_version = "1.19.6"
 cilium_release = "cilium"
 cilium_namespace = "kube-system"
 
@@ -14,8 +14,7 @@ cilium_namespace = "kube-system"
 kubeconfig = None
 kube_context = None
 
-# More `helm upgrade --install` flags, e.g. ["--wait"]; the tests' API emulator needs
-# ["--disable-openapi-validation"] (it serves no OpenAPI schema).
+# More `helm upgrade --install` flags, e.g. ["--wait"].
 helm_extra_args = []
 # Seconds to wait for Cilium's agents and operator before the deploy fails with a per-node report.
 cilium_wait_timeout = 600

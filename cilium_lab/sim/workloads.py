@@ -1,0 +1,167 @@
+"""
+What the guide's cluster holds before the chapter, created through the API with the official
+client: the Node objects (kubelets register them on a real cluster; kwok only plays them), the
+DNS Deployment in ``kube-system``, a user Deployment and a bare pod in ``default``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import click
+from kubernetes.client.rest import ApiException
+
+from cilium_lab.cluster import ClusterError
+from cilium_lab.cluster.kube import Cluster
+from cilium_lab.sim import SimError
+
+# A label the sim puts on what it creates, so tests and `sim status` can tell them apart.
+LABEL = "cilium-lab.sim/guide"
+
+
+@dataclass
+class NodeSpec:
+    name: str
+    address: str
+    pod_cidr: str
+    control: bool = False
+
+
+def node_ready(node) -> bool:
+    """Whether a Node object (or None) reports Ready."""
+    conditions = (node.status.conditions if node is not None and node.status else None) or []
+    return any(c.type == "Ready" and c.status == "True" for c in conditions)
+
+
+def wait_api(cluster: Cluster, timeout: float, echo=click.echo, accounts: bool = True) -> None:
+    """Until the API server answers and, with ``accounts``, the controllers have made the default
+    service accounts (pods cannot be created before)."""
+    started = time.monotonic()
+    last_report, why = 0.0, "starting"
+    while True:
+        try:
+            cluster.call(cluster.core.list_namespace)
+            if accounts:
+                cluster.call(cluster.core.read_namespaced_service_account, "default", "default")
+                cluster.call(cluster.core.read_namespaced_service_account, "default", "kube-system")
+            return
+        except ClusterError as error:
+            why = f"API server not answering ({str(error).rsplit(': ', 1)[-1]})"
+        except ApiException as error:
+            why = f"API server answers {error.status}" if error.status != 404 else "waiting for the default service accounts"
+        elapsed = time.monotonic() - started
+        if elapsed > timeout:
+            raise SimError(f"the API server at {cluster.server} was not ready after {timeout:.0f}s: {why}")
+        if elapsed - last_report >= 5 or not last_report:
+            last_report = elapsed or 0.01
+            echo(f"  [{elapsed:3.0f}s] control plane: {why}")
+        time.sleep(1)
+
+
+def register_nodes(cluster: Cluster, nodes: list[NodeSpec]) -> None:
+    """The Node objects, with the guide's pod CIDRs and each node's address as its InternalIP."""
+    for node in nodes:
+        labels = {"kubernetes.io/hostname": node.name, "kubernetes.io/os": "linux", LABEL: "node"}
+        if node.control:
+            labels["node-role.kubernetes.io/control-plane"] = ""
+        body = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": node.name, "labels": labels},
+            "spec": {"podCIDR": node.pod_cidr, "podCIDRs": [node.pod_cidr]},
+        }
+        try:
+            cluster.call(cluster.core.create_node, body)
+        except ApiException as error:
+            if error.status != 409:
+                raise SimError(f"creating Node {node.name} failed: {error.status} {error.reason}") from None
+        cluster.call(cluster.core.patch_node_status, node.name, {"status": {"addresses": [
+            {"type": "InternalIP", "address": node.address},
+            {"type": "Hostname", "address": node.name},
+        ]}})
+
+
+def _deployment(name: str, namespace: str, labels: dict, replicas: int, image: str) -> dict:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace, "labels": {**labels, LABEL: "workload"}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": {**labels, LABEL: "workload"}},
+                "spec": {"containers": [{"name": name, "image": image}]},
+            },
+        },
+    }
+
+
+def guide_workloads() -> list[dict]:
+    """The DNS add-on of the guide's chapter on DNS, and a user's app and bare pod."""
+    return [
+        _deployment("coredns", "kube-system", {"k8s-app": "kube-dns"}, 2, "coredns/coredns:1.11.1"),
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": {"k8s-app": "kube-dns", LABEL: "workload"}},
+            "spec": {"clusterIP": "10.32.0.10", "selector": {"k8s-app": "kube-dns"},
+                     "ports": [{"name": "dns", "port": 53, "protocol": "UDP"},
+                               {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]},
+        },
+        _deployment("nginx", "default", {"app": "nginx"}, 2, "nginx:1.27"),
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "busybox", "namespace": "default", "labels": {"app": "busybox", LABEL: "workload"}},
+            "spec": {"containers": [{"name": "busybox", "image": "busybox:1.36", "command": ["sleep", "infinity"]}]},
+        },
+    ]
+
+
+def expected_pods() -> int:
+    return sum(
+        body["spec"]["replicas"] if body["kind"] == "Deployment" else 1
+        for body in guide_workloads()
+        if body["kind"] in ("Deployment", "Pod")
+    )
+
+
+def create_workloads(cluster: Cluster) -> None:
+    create = {
+        "Deployment": lambda body: cluster.call(cluster.apps.create_namespaced_deployment, body["metadata"]["namespace"], body),
+        "Service": lambda body: cluster.call(cluster.core.create_namespaced_service, body["metadata"]["namespace"], body),
+        "Pod": lambda body: cluster.call(cluster.core.create_namespaced_pod, body["metadata"]["namespace"], body),
+    }
+    for body in guide_workloads():
+        try:
+            create[body["kind"]](body)
+        except ApiException as error:
+            if error.status != 409:
+                name = f"{body['kind']} {body['metadata']['namespace']}/{body['metadata']['name']}"
+                raise SimError(f"creating {name} failed: {error.status} {error.reason}") from None
+
+
+def wait_workloads(cluster: Cluster, nodes: int, timeout: float, echo=click.echo) -> None:
+    """Until every node is Ready and the guide's pods run with addresses (kwok plays them)."""
+    started = time.monotonic()
+    last_report = 0.0
+    expected = expected_pods()
+    while True:
+        ready = [n for n in cluster.call(cluster.core.list_node).items if node_ready(n)]
+        pods = cluster.call(cluster.core.list_pod_for_all_namespaces, label_selector=LABEL).items
+        running = [p for p in pods if p.status.phase == "Running" and p.status.pod_ip]
+        if len(ready) >= nodes and len(running) == len(pods) == expected:
+            echo(f"  [{time.monotonic() - started:3.0f}s] {len(ready)}/{nodes} nodes Ready, the guide's {len(pods)} pods running")
+            return
+        elapsed = time.monotonic() - started
+        if elapsed > timeout:
+            raise SimError(
+                f"after {timeout:.0f}s only {len(ready)}/{nodes} nodes are Ready and {len(running)}/{expected} of the "
+                "guide's pods run; see each node's journal for kubelet.service (kwok)"
+            )
+        if elapsed - last_report >= 5 or not last_report:
+            last_report = elapsed or 0.01
+            echo(f"  [{elapsed:3.0f}s] {len(ready)}/{nodes} nodes Ready, {len(running)}/{expected} of the guide's pods running")
+        time.sleep(1)
