@@ -1,27 +1,34 @@
 """
-Fixtures for the cluster tests: a Kubernetes API over HTTP (see ``emulator.py``), helm with its
-own configuration, and a stand-in kubelet/controllers that the tests drive by hand.
+Fixtures for the cluster tests: one real control plane per session (local_control_plane.py),
+with kwok playing the kubelets of three of the guide's nodes; Cilium's real charts from
+``../shared/charts``, served over HTTP on loopback as a helm repository; helm with a
+configuration of its own per test.
 """
 
 from __future__ import annotations
 
-import datetime
 import os
 import shutil
+import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
 
 import pytest
-from kubernetes import client
+from kubernetes.client.rest import ApiException
 
 from cilium_lab.cluster import kube
-from emulator import Emulator
+from cilium_lab.sim import charts, workloads
+from local_control_plane import KWOK_LABEL, LocalControlPlane, free_port, why_not_runnable
 
 REPO = Path(__file__).resolve().parents[2]
-CHART = REPO / "tests" / "charts" / "cilium"
 VENV_BIN = Path(sys.executable).parent
-
-pytestmark = pytest.mark.cluster
+CHARTS = Path(os.environ.get("CILIUM_LAB_CHARTS") or REPO.parent / "shared" / "charts")
+CHART_VERSION = "1.19.6"
+LAB_NODES = [("control0", "192.168.1.11", "10.1.0.0/16"), ("worker0", "192.168.1.14", "10.4.0.0/16"),
+             ("worker1", "192.168.1.15", "10.5.0.0/16")]
+PART_OF = {"app.kubernetes.io/part-of": "cilium"}
 
 
 def pytest_collection_modifyitems(items):
@@ -30,22 +37,98 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.cluster)
 
 
-@pytest.fixture
-def api(tmp_path):
-    with Emulator(tmp_path) as emulator:
-        yield emulator
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory):
+    reason = why_not_runnable()
+    if reason:
+        pytest.skip(reason)
+    plane = LocalControlPlane(tmp_path_factory.mktemp("control-plane")).start()
+    try:
+        for name, ip, cidr in LAB_NODES:
+            add_node(plane.cluster, name, ip, cidr)
+        wait_for(lambda: all(workloads.node_ready(n) for n in plane.cluster.core.list_node().items),
+                 "the lab's nodes Ready")
+        yield plane
+    finally:
+        plane.stop()
+
+
+def add_node(cluster, name: str, ip: str, cidr: str, kubelet: bool = True) -> None:
+    """A Node as its kubelet registers it (with its capacity); kwok plays that kubelet unless
+    ``kubelet`` is False: then the node is one whose kubelet went away after registering."""
+    workloads.register_nodes(cluster, [workloads.NodeSpec(name, ip, cidr)])
+    room = {"cpu": "8", "memory": "16Gi", "pods": "110"}
+    cluster.core.patch_node_status(name, {"status": {"capacity": room, "allocatable": room}})
+    cluster.core.patch_node(name, {"metadata": {"labels": {KWOK_LABEL: "true" if kubelet else "false"}}})
+
+
+def wait_for(check, what: str, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+        except ApiException:
+            result = None
+        if result:
+            return result
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 @pytest.fixture
-def cluster(api):
-    return kube.load(str(api.kubeconfig))
+def cluster(control_plane):
+    return kube.load(str(control_plane.kubeconfig))
 
 
 @pytest.fixture
+def kubeconfig(control_plane) -> Path:
+    return control_plane.kubeconfig
+
+
+@pytest.fixture
+def namespace(cluster):
+    """A namespace of the test's own, deleted afterwards with all it holds."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    cluster.core.create_namespace({"metadata": {"name": name}})
+    yield name
+    cluster.core.delete_namespace(name)
+
+
+@pytest.fixture
+def extra_nodes(cluster):
+    """Nodes a test adds beyond the lab's three; removed afterwards."""
+    added: list[str] = []
+
+    def add(name: str, ip: str, cidr: str, kubelet: bool = True):
+        add_node(cluster, name, ip, cidr, kubelet)
+        added.append(name)
+
+    yield add
+    for name in added:
+        cluster.core.delete_node(name)
+
+
+@pytest.fixture(scope="session")
+def charts_dir() -> Path:
+    if not (CHARTS / "index.yaml").is_file():
+        pytest.skip(f"Cilium's charts are not in {CHARTS} (set CILIUM_LAB_CHARTS to their directory)")
+    return CHARTS
+
+
+@pytest.fixture(scope="session")
+def chart_repo(charts_dir, tmp_path_factory):
+    """Cilium's charts as a real helm repository over HTTP, on loopback."""
+    log = tmp_path_factory.mktemp("charts") / "server.log"
+    pid, url = charts.serve(charts_dir, "127.0.0.1", log, port=free_port())
+    yield url
+    charts.stop(pid)
+
+
+@pytest.fixture(scope="session")
 def helm_bin():
     found = shutil.which("helm") or shutil.which("helm", path=str(VENV_BIN))
     if not found:
-        pytest.fail("helm is not installed: run `python scripts/install_helm.py` (make test does)")
+        pytest.skip("helm is not installed: run `python scripts/install_helm.py` (make test does)")
     return found
 
 
@@ -60,114 +143,72 @@ def helm_env(tmp_path, helm_bin):
     return env
 
 
-def now(offset: float = 0) -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0) + datetime.timedelta(
-        seconds=offset
-    )
+@pytest.fixture
+def no_release_afterwards(cluster, kubeconfig, helm_env):
+    """Cilium's cluster-wide objects belong to one release at a time: uninstall it after the test."""
+    yield
+    subprocess.run(["helm", "uninstall", "cilium", "--namespace", "kube-system", "--wait", "--timeout", "60s",
+                    "--kubeconfig", str(kubeconfig)], env=helm_env, capture_output=True, timeout=120)
 
 
-def stamp(moment: datetime.datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+def release_secrets(cluster, namespace: str = "kube-system") -> list[str]:
+    return sorted(s.metadata.name for s in cluster.core.list_namespaced_secret(namespace).items
+                  if s.metadata.name.startswith("sh.helm.release.v1.cilium."))
 
 
-class Kubelet:
-    """The tests' stand-in for kubelets and controllers: sets objects and status over the API."""
+class Cilium:
+    """Cilium's workloads made by hand (the chart's names and labels), for the verify and pod tests:
+    the real controllers, scheduler and kwok then do what they do to them."""
 
-    def __init__(self, cluster: kube.Cluster, namespace: str = "kube-system"):
-        self.cluster = cluster
-        self.core = cluster.core
-        self.apps = cluster.apps
-        self.namespace = namespace
+    def __init__(self, cluster, namespace: str):
+        self.cluster, self.namespace = cluster, namespace
 
-    def node(self, name: str, ip: str, ready: bool = True):
-        self.core.create_node({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}})
-        self.node_status(name, ip, ready)
-
-    def node_status(self, name: str, ip: str, ready: bool):
-        self.core.patch_node_status(name, {"status": {
-            "addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": name}],
-            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
-        }})
-
-    def cilium(self, nodes: int, ready: int = 0, operator_available: int = 0):
-        """The chart's DaemonSet and Deployment, with the status their controllers would set."""
-        self.apps.create_namespaced_daemon_set(self.namespace, {
-            "apiVersion": "apps/v1", "kind": "DaemonSet",
-            "metadata": {"name": "cilium", "namespace": self.namespace, "labels": {"k8s-app": "cilium"}},
+    def agents(self, host_network: bool = True):
+        labels = {"k8s-app": "cilium", **PART_OF}
+        self.cluster.apps.create_namespaced_daemon_set(self.namespace, {
+            "metadata": {"name": "cilium", "labels": labels},
             "spec": {"selector": {"matchLabels": {"k8s-app": "cilium"}},
-                     "template": {"metadata": {"labels": {"k8s-app": "cilium"}},
-                                  "spec": {"containers": [{"name": "cilium-agent", "image": "x"}]}}},
+                     "template": {"metadata": {"labels": labels},
+                                  "spec": {"hostNetwork": host_network, "tolerations": [{"operator": "Exists"}],
+                                           "containers": [{"name": "cilium-agent", "image": "cilium"}]}}},
         })
-        self.apps.create_namespaced_deployment(self.namespace, {
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "cilium-operator", "namespace": self.namespace},
-            "spec": {"replicas": 2, "selector": {"matchLabels": {"name": "cilium-operator"}},
-                     "template": {"metadata": {"labels": {"name": "cilium-operator"}},
-                                  "spec": {"containers": [{"name": "op", "image": "x"}]}}},
+
+    def operator(self, replicas: int = 2):
+        labels = {"name": "cilium-operator", **PART_OF}
+        self.cluster.apps.create_namespaced_deployment(self.namespace, {
+            "metadata": {"name": "cilium-operator", "labels": labels},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"name": "cilium-operator"}},
+                     "template": {"metadata": {"labels": labels},
+                                  "spec": {"hostNetwork": True,
+                                           "containers": [{"name": "cilium-operator", "image": "operator"}]}}},
         })
-        self.daemonset_status(nodes, ready)
-        self.operator_status(operator_available)
 
-    def daemonset_status(self, desired: int, ready: int, scheduled: int | None = None):
-        self.apps.patch_namespaced_daemon_set_status("cilium", self.namespace, {"status": {
-            "desiredNumberScheduled": desired,
-            "currentNumberScheduled": desired if scheduled is None else scheduled,
-            "numberReady": ready, "numberMisscheduled": 0,
-        }})
-
-    def operator_status(self, available: int):
-        self.apps.patch_namespaced_deployment_status("cilium-operator", self.namespace, {"status": {
-            "availableReplicas": available, "replicas": 2,
-            "conditions": [{"type": "Available", "status": "True" if available else "False"}],
-        }})
-
-    def agent(self, node: str, ip: str | None, ready: bool, host_network: bool = True,
-              ready_at: datetime.datetime | None = None):
-        name = f"cilium-{node}"
-        self.core.create_namespaced_pod(self.namespace, {
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": self.namespace, "labels": {"k8s-app": "cilium"},
-                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "cilium",
-                                              "uid": "ds-uid", "controller": True}]},
-            "spec": {"nodeName": node, "hostNetwork": host_network,
-                     "containers": [{"name": "cilium-agent", "image": "x"}]},
-        })
-        self.agent_status(node, ip, ready, ready_at)
-
-    def agent_status(self, node: str, ip: str | None, ready: bool,
-                     ready_at: datetime.datetime | None = None):
-        self.core.patch_namespaced_pod_status(f"cilium-{node}", self.namespace, {"status": {
-            "phase": "Running" if ready else "Pending", "podIP": ip, "hostIP": ip,
-            "conditions": [{"type": "Ready", "status": "True" if ready else "False",
-                            "lastTransitionTime": stamp(ready_at or now())}],
-        }})
-
-    def pod(self, namespace: str, name: str, node: str, ip: str, started: datetime.datetime,
-            owner_kind: str | None = "ReplicaSet", host_network: bool = False):
-        metadata = {"name": name, "namespace": namespace}
-        if owner_kind:
-            metadata["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": owner_kind,
-                                            "name": f"{name}-owner", "uid": f"{name}-uid",
-                                            "controller": True}]
-        self.core.create_namespaced_pod(namespace, {
-            "apiVersion": "v1", "kind": "Pod", "metadata": metadata,
-            "spec": {"nodeName": node, "hostNetwork": host_network,
-                     "containers": [{"name": "app", "image": "x"}]},
-        })
-        self.core.patch_namespaced_pod_status(name, namespace, {"status": {
-            "phase": "Running", "podIP": ip, "startTime": stamp(started),
-            "conditions": [{"type": "Ready", "status": "True"}],
-        }})
-
-    def pod_names(self, namespace: str | None = None) -> set[str]:
-        pods = self.core.list_pod_for_all_namespaces().items
-        return {f"{p.metadata.namespace}/{p.metadata.name}" for p in pods
-                if namespace is None or p.metadata.namespace == namespace}
+    def agent_pods(self):
+        return self.cluster.core.list_namespaced_pod(self.namespace, label_selector="k8s-app=cilium").items
 
 
 @pytest.fixture
-def kubelet(cluster):
-    return Kubelet(cluster)
+def cilium(cluster, namespace):
+    return Cilium(cluster, namespace)
 
 
-LAB_NODES = [("control0", "192.168.1.11"), ("worker0", "192.168.1.14"), ("worker1", "192.168.1.15")]
+@pytest.fixture(scope="session")
+def ciliumnode_crd(control_plane):
+    """The CiliumNode resource (Cilium's operator registers it on a real cluster), schema-free."""
+    from kubernetes import client
+
+    api = client.ApiextensionsV1Api(control_plane.cluster.api_client)
+    api.create_custom_resource_definition({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "ciliumnodes.cilium.io"},
+        "spec": {"group": "cilium.io", "scope": "Cluster",
+                 "names": {"plural": "ciliumnodes", "singular": "ciliumnode", "kind": "CiliumNode"},
+                 "versions": [{"name": "v2", "served": True, "storage": True,
+                               "schema": {"openAPIV3Schema": {"type": "object",
+                                                              "x-kubernetes-preserve-unknown-fields": True}}}]},
+    })
+    wait_for(lambda: any(c.type == "Established" and c.status == "True" for c in
+                         api.read_custom_resource_definition("ciliumnodes.cilium.io").status.conditions or []),
+             "the CiliumNode resource established")
+    yield
+    api.delete_custom_resource_definition("ciliumnodes.cilium.io")

@@ -1,7 +1,8 @@
 """
 Bad input: one clear line, a non-zero exit, no traceback, and nothing changed in the cluster
-(the emulated API, see emulator.py, keeps no helm release). Through the deploy's fact command
-(``cilium-lab status --check release``), which runs before any change.
+(a real API server, local_control_plane.py: no helm release appears). Through the deploy's fact
+command (``cilium-lab status --check release``), which runs before any change, with Cilium's
+real packaged chart.
 """
 
 from __future__ import annotations
@@ -13,7 +14,12 @@ import sys
 
 import pytest
 
-from conftest import CHART
+from conftest import CHART_VERSION, release_secrets
+
+
+@pytest.fixture
+def chart(charts_dir):
+    return charts_dir / f"cilium-{CHART_VERSION}.tgz"
 
 
 def status(env, *args):
@@ -31,11 +37,7 @@ def assert_clear_error(result, *expected):
         assert text in result.stderr, result.stderr
 
 
-def no_release(api):
-    return not [k for k in api.handler.objects.keys() if k[1] and "helm" in k[2]]
-
-
-def test_helm_missing(api, monkeypatch, tmp_path):
+def test_helm_missing(kubeconfig, cluster, chart, monkeypatch, tmp_path):
     """No helm on PATH, nor beside the Python that runs cilium-lab."""
     from click.testing import CliRunner
 
@@ -43,70 +45,56 @@ def test_helm_missing(api, monkeypatch, tmp_path):
 
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
-    result = CliRunner().invoke(cli, ["status", "--check", "release", "--kubeconfig", str(api.kubeconfig),
-                                      "--chart", str(CHART)])
+    result = CliRunner().invoke(cli, ["status", "--check", "release", "--kubeconfig", str(kubeconfig),
+                                      "--chart", str(chart)])
     assert result.exit_code == 2
     assert result.output.startswith("cilium-lab: helm is not installed: no `helm` on PATH")
     assert len(result.output.strip().splitlines()) == 1
-    assert no_release(api)
+    assert release_secrets(cluster) == []
 
 
-def test_kubeconfig_missing(helm_env, tmp_path):
-    assert_clear_error(status(helm_env, "--kubeconfig", str(tmp_path / "nope"), "--chart", str(CHART)),
+def test_kubeconfig_missing(helm_env, tmp_path, chart):
+    assert_clear_error(status(helm_env, "--kubeconfig", str(tmp_path / "nope"), "--chart", str(chart)),
                        f"kubeconfig {tmp_path / 'nope'} does not exist")
 
 
-def test_kubeconfig_invalid(helm_env, tmp_path):
+def test_kubeconfig_invalid(helm_env, tmp_path, chart):
     bad = tmp_path / "bad"
     bad.write_text("clusters: [\n")
-    assert_clear_error(status(helm_env, "--kubeconfig", str(bad), "--chart", str(CHART)),
+    assert_clear_error(status(helm_env, "--kubeconfig", str(bad), "--chart", str(chart)),
                        f"kubeconfig {bad} cannot be read as YAML")
     bad.write_text("apiVersion: v1\nkind: Config\nclusters: []\n")
-    assert_clear_error(status(helm_env, "--kubeconfig", str(bad), "--chart", str(CHART)), "defines no clusters")
+    assert_clear_error(status(helm_env, "--kubeconfig", str(bad), "--chart", str(chart)), "defines no clusters")
 
 
-def test_api_server_unreachable(helm_env, tmp_path, api):
-    config = api.kubeconfig.read_text().replace(api.url, "http://127.0.0.1:9")
+def test_api_server_unreachable(helm_env, tmp_path, control_plane, chart):
+    config = control_plane.kubeconfig.read_text().replace(control_plane.server, "https://127.0.0.1:9")
     unreachable = tmp_path / "unreachable"
     unreachable.write_text(config)
-    assert_clear_error(status(helm_env, "--kubeconfig", str(unreachable), "--chart", str(CHART)),
-                       "cannot reach the API server http://127.0.0.1:9")
+    assert_clear_error(status(helm_env, "--kubeconfig", str(unreachable), "--chart", str(chart)),
+                       "cannot reach the API server https://127.0.0.1:9")
 
 
-def test_chart_version_not_matching(api, helm_env):
-    result = status(helm_env, "--kubeconfig", str(api.kubeconfig), "--chart", str(CHART), "--chart-version", "9.9.9")
-    assert_clear_error(result, "is version 1.16.5, but cilium_chart_version pins 9.9.9")
-    assert no_release(api)
+def test_chart_version_not_matching(kubeconfig, cluster, helm_env, chart):
+    result = status(helm_env, "--kubeconfig", str(kubeconfig), "--chart", str(chart), "--chart-version", "9.9.9")
+    assert_clear_error(result, f"is version {CHART_VERSION}, but cilium_chart_version pins 9.9.9")
+    assert release_secrets(cluster) == []
 
 
-def test_chart_not_found(api, helm_env, tmp_path):
-    result = status(helm_env, "--kubeconfig", str(api.kubeconfig), "--chart", str(tmp_path / "no-chart.tgz"))
+def test_chart_not_found(kubeconfig, cluster, helm_env, tmp_path):
+    result = status(helm_env, "--kubeconfig", str(kubeconfig), "--chart", str(tmp_path / "no-chart.tgz"))
     assert_clear_error(result, "not found")
-    assert no_release(api)
+    assert release_secrets(cluster) == []
 
 
-def test_values_key_rejected(api, helm_env):
+def test_values_key_rejected(kubeconfig, cluster, helm_env, chart):
+    """Cilium's chart has a values schema: a misspelt key is refused by helm before anything runs."""
     result = subprocess.run([sys.executable, "-m", "cilium_lab", "status", "--check", "release",
-                             "--kubeconfig", str(api.kubeconfig), "--chart", str(CHART),
-                             "--values-json", json.dumps({"kubeProxyReplacment": True})],
+                             "--kubeconfig", str(kubeconfig), "--chart", str(chart),
+                             "--values-json", json.dumps({"kubeProxyReplacement": "sometimes"})],
                             env=helm_env, capture_output=True, text=True, timeout=120)
-    assert_clear_error(result, "helm rejects the values", "kubeProxyReplacment")
-    assert no_release(api)
-
-
-def test_stand_in_chart_renders_ciliums_objects(helm_env, helm_bin):
-    """helm template: the stand-in chart's objects carry the names and labels verify relies on."""
-    import yaml
-    result = subprocess.run([helm_bin, "template", "cilium", str(CHART), "-n", "kube-system",
-                             "--set", "kubeProxyReplacement=true", "--set", "k8sServiceHost=kubernetes",
-                             "--set", "k8sServicePort=6443", "--set", "cgroup.automount.enabled=false",
-                             "--set", "cgroup.hostRoot=/sys/fs/cgroup"],
-                            env=helm_env, capture_output=True, text=True, check=True)
-    objects = {(o["kind"], o["metadata"]["name"]): o for o in yaml.safe_load_all(result.stdout) if o}
-    agent = objects[("DaemonSet", "cilium")]["spec"]["template"]["spec"]
-    assert agent["hostNetwork"] is True and agent["tolerations"] == [{"operator": "Exists"}]
-    assert objects[("DaemonSet", "cilium")]["spec"]["template"]["metadata"]["labels"]["k8s-app"] == "cilium"
-    assert ("Deployment", "cilium-operator") in objects
+    assert_clear_error(result, "helm rejects the values", "kubeProxyReplacement")
+    assert release_secrets(cluster) == []
 
 
 @pytest.mark.skipif(not os.environ.get("CILIUM_LAB_KUBECONFIG"), reason="set CILIUM_LAB_KUBECONFIG to a real cluster")

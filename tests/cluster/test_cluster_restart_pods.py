@@ -1,63 +1,109 @@
 """
-restart-pods against the emulated API (see emulator.py): owned and unowned old-CNI pods.
+restart-pods against a real API server (local_control_plane.py): pods started before Cilium's
+agents, owned by real controllers (a Deployment, a StatefulSet) or by nothing; kwok plays the
+kubelets (the stand-in) and gives each pod an address from its node's pod CIDR.
 """
 
 from __future__ import annotations
 
 import json
+import time
 
 from click.testing import CliRunner
 
 from cilium_lab.cli import cli
-from conftest import LAB_NODES, now
+from cilium_lab.cluster import verify
+from conftest import wait_for
 
 
-def lab_with_pods(kubelet):
-    agents_ready = now(-60)
-    for name, ip in LAB_NODES:
-        kubelet.node(name, ip)
-        kubelet.agent(name, ip, ready=True, ready_at=agents_ready)
-    kubelet.cilium(nodes=3, ready=3, operator_available=2)
-    kubelet.pod("default", "web-old", "worker0", "10.4.0.7", started=now(-3600))
-    kubelet.pod("default", "db-old", "worker1", "10.5.0.3", started=now(-3600), owner_kind="StatefulSet")
-    kubelet.pod("default", "bare-old", "worker1", "10.5.0.4", started=now(-3600), owner_kind=None)
-    kubelet.pod("default", "web-new", "worker0", "10.0.1.23", started=now(-5))
-    kubelet.pod("kube-system", "hostnet-old", "worker0", "192.168.1.14", started=now(-3600),
-                host_network=True)
+def running(cluster, namespace: str, count: int):
+    return wait_for(
+        lambda: len([p for p in cluster.core.list_namespaced_pod(namespace).items
+                     if p.status.phase == "Running" and p.status.pod_ip and not p.metadata.deletion_timestamp]) == count,
+        f"{count} pods running in {namespace}",
+    )
 
 
-def test_lists_without_yes_and_changes_nothing(api, kubelet):
-    lab_with_pods(kubelet)
-    before = kubelet.pod_names()
-    result = CliRunner().invoke(cli, ["restart-pods", "--kubeconfig", str(api.kubeconfig), "-o", "json"])
+def old_cni_lab(cluster, namespace, cilium):
+    """Before Cilium: a Deployment, a StatefulSet and a bare pod run; then Cilium's agents start."""
+    container = [{"name": "app", "image": "app"}]
+    cluster.apps.create_namespaced_deployment(namespace, {
+        "metadata": {"name": "web"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": container}}}})
+    cluster.apps.create_namespaced_stateful_set(namespace, {
+        "metadata": {"name": "db"},
+        "spec": {"replicas": 1, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
+                 "template": {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": container}}}})
+    cluster.core.create_namespaced_pod(namespace, {"metadata": {"name": "bare", "labels": {"app": "bare"}},
+                                                   "spec": {"containers": container}})
+    running(cluster, namespace, 4)
+    # Start times have a resolution of one second: the agents must come strictly later.
+    time.sleep(1.1)
+    cilium.agents()
+    cilium.operator()
+    wait_for(lambda: verify.snapshot(cluster, namespace).healthy, "Cilium healthy")
+    running(cluster, namespace, 4 + 3 + 2)
+
+
+def names(cluster, namespace):
+    return {p.metadata.name for p in cluster.core.list_namespaced_pod(namespace).items
+            if not p.metadata.deletion_timestamp}
+
+
+def restart_pods(kubeconfig, namespace, *args):
+    return CliRunner().invoke(cli, ["restart-pods", "--kubeconfig", str(kubeconfig), "--namespace", namespace, *args])
+
+
+def test_lists_without_yes_and_changes_nothing(kubeconfig, cluster, namespace, cilium):
+    old_cni_lab(cluster, namespace, cilium)
+    before = names(cluster, namespace)
+    result = restart_pods(kubeconfig, namespace, "-o", "json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
-    assert [p["name"] for p in report["owned"]] == ["db-old", "web-old"]
-    assert [p["name"] for p in report["unowned"]] == ["bare-old"]
+    ours = lambda pods: sorted(p["name"].rsplit("-", 2)[0] if p["name"].startswith("web-") else p["name"]
+                               for p in pods if p["namespace"] == namespace)
+    assert ours(report["owned"]) == ["db-0", "web", "web"]
+    assert ours(report["unowned"]) == ["bare"]
     assert report["deleted"] == []
-    assert kubelet.pod_names() == before
+    assert names(cluster, namespace) == before
 
 
-def test_yes_deletes_exactly_the_owned_old_pods(api, kubelet):
-    lab_with_pods(kubelet)
-    before = kubelet.pod_names()
-    result = CliRunner().invoke(cli, ["restart-pods", "--kubeconfig", str(api.kubeconfig), "--yes"])
+def test_yes_deletes_the_owned_old_pods_and_their_controllers_recreate_them(kubeconfig, cluster, namespace, cilium):
+    old_cni_lab(cluster, namespace, cilium)
+    old_web = {n for n in names(cluster, namespace) if n.startswith("web-")}
+    old_db = cluster.core.read_namespaced_pod("db-0", namespace).metadata.uid
+    result = restart_pods(kubeconfig, namespace, "--yes")
     assert result.exit_code == 0, result.output
-    assert before - kubelet.pod_names() == {"default/web-old", "default/db-old"}
-    assert "not deleted, no controller recreates it: default/bare-old" in result.output
-    # Run again: nothing left to delete.
-    result = CliRunner().invoke(cli, ["restart-pods", "--kubeconfig", str(api.kubeconfig), "--yes", "-o", "json"])
-    assert json.loads(result.output)["deleted"] == []
+    assert f"not deleted, no controller recreates it: {namespace}/bare" in result.output
+
+    # The Deployment and the StatefulSet bring their pods back, started after the agents.
+    wait_for(lambda: cluster.core.read_namespaced_pod("db-0", namespace).metadata.uid != old_db, "db-0 recreated")
+    running(cluster, namespace, 9)
+    new_web = {n for n in names(cluster, namespace) if n.startswith("web-")}
+    assert len(new_web) == 2 and not new_web & old_web
+    assert "bare" in names(cluster, namespace)
+
+    again = json.loads(restart_pods(kubeconfig, namespace, "--yes", "-o", "json").output)
+    assert [p for p in again["deleted"] if p["namespace"] == namespace] == []
+    assert [p["name"] for p in again["unowned"] if p["namespace"] == namespace] == ["bare"]
 
 
-def test_ip_outside_ciliums_cidrs_is_old_even_if_started_later(api, kubelet, cluster):
-    lab_with_pods(kubelet)
-    kubelet.pod("default", "late-old-ip", "worker0", "10.4.0.99", started=now(-1))
+def test_ip_outside_ciliums_cidrs_is_old_even_if_started_later(kubeconfig, cluster, namespace, cilium, ciliumnode_crd):
+    old_cni_lab(cluster, namespace, cilium)
+    cluster.core.create_namespaced_pod(namespace, {"metadata": {"name": "late"},
+                                                   "spec": {"nodeName": "worker0",
+                                                            "containers": [{"name": "app", "image": "app"}]}})
+    late = wait_for(lambda: cluster.core.read_namespaced_pod("late", namespace).status.pod_ip, "late's address")
+    assert late.startswith("10.4.")
+    # Cilium's IPAM hands worker0 a CIDR of its own: every address outside it is the old CNI's.
     cluster.custom.create_cluster_custom_object("cilium.io", "v2", "ciliumnodes", {
         "apiVersion": "cilium.io/v2", "kind": "CiliumNode", "metadata": {"name": "worker0"},
         "spec": {"ipam": {"podCIDRs": ["10.0.1.0/24"]}},
     })
-    result = CliRunner().invoke(cli, ["restart-pods", "--kubeconfig", str(api.kubeconfig), "-o", "json"])
-    owned = {p["name"]: p["reason"] for p in json.loads(result.output)["owned"]}
-    assert "outside Cilium's pod CIDRs 10.0.1.0/24" in owned["late-old-ip"]
-    assert "web-new" not in owned
+    try:
+        result = restart_pods(kubeconfig, namespace, "-o", "json")
+        unowned = {p["name"]: p["reason"] for p in json.loads(result.output)["unowned"]}
+        assert f"IP {late} is outside Cilium's pod CIDRs 10.0.1.0/24" in unowned["late"]
+    finally:
+        cluster.custom.delete_cluster_custom_object("cilium.io", "v2", "ciliumnodes", "worker0")

@@ -1,5 +1,6 @@
 """
-verify against the emulated API (see emulator.py): the tests play the kubelet and controllers.
+verify against a real API server (local_control_plane.py): the real DaemonSet and Deployment
+controllers and scheduler act on Cilium's workloads, kwok plays the kubelets (the stand-in).
 """
 
 from __future__ import annotations
@@ -12,84 +13,121 @@ from click.testing import CliRunner
 
 from cilium_lab.cli import cli
 from cilium_lab.cluster import verify
-from conftest import LAB_NODES
+from conftest import KWOK_LABEL, LAB_NODES, wait_for
 
 
-def healthy_lab(kubelet):
-    for name, ip in LAB_NODES:
-        kubelet.node(name, ip, ready=True)
-        kubelet.agent(name, ip, ready=True)
-    kubelet.cilium(nodes=len(LAB_NODES), ready=len(LAB_NODES), operator_available=2)
+def healthy(cluster, namespace):
+    return wait_for(lambda: (h := verify.snapshot(cluster, namespace)).healthy and h, "Cilium healthy")
 
 
-def test_healthy_when_every_node_has_a_ready_agent_with_its_ip(cluster, kubelet):
-    healthy_lab(kubelet)
-    health = verify.snapshot(cluster)
-    assert health.healthy, health.as_dict()
+def test_healthy_when_every_node_has_a_ready_agent_with_its_ip(cluster, namespace, cilium):
+    cilium.agents()
+    cilium.operator()
+    health = healthy(cluster, namespace)
     assert health.agents_ready == 3 and health.nodes_ready == 3
+    assert {n.node: n.agent_ip for n in health.nodes} == {name: ip for name, ip, _ in LAB_NODES}
+    assert [(w.kind, w.name, w.desired, w.ready) for w in health.workloads] == [
+        ("DaemonSet", "cilium", 3, 3), ("Deployment", "cilium-operator", 2, 2)]
 
 
-def test_agent_with_a_pod_ip_is_not_healthy(cluster, kubelet):
-    healthy_lab(kubelet)
-    kubelet.agent_status("worker1", "10.5.0.9", ready=True)
-    health = verify.snapshot(cluster)
+def test_agent_off_host_network_gets_a_pod_ip_and_is_not_healthy(cluster, namespace, cilium):
+    cilium.agents(host_network=False)
+    cilium.operator()
+    wait_for(lambda: len([p for p in cilium.agent_pods() if p.status.pod_ip]) == 3, "agents with IPs")
+    health = verify.snapshot(cluster, namespace)
     assert not health.healthy
     worker1 = next(n for n in health.nodes if n.node == "worker1")
-    assert worker1.missing == ["agent IP 10.5.0.9 is not the node's InternalIP 192.168.1.15"]
+    assert worker1.agent_ip.startswith("10.5.")  # from worker1's pod CIDR, as kwok assigns it
+    assert worker1.missing == [f"agent {worker1.agent} not on hostNetwork",
+                               f"agent IP {worker1.agent_ip} is not the node's InternalIP 192.168.1.15"]
 
 
-def test_wait_follows_not_ready_to_ready(cluster, kubelet):
-    """Nodes NotReady and agents Pending; the 'kubelet' makes them ready while verify waits."""
-    for name, ip in LAB_NODES:
-        kubelet.node(name, ip, ready=False)
-        kubelet.agent(name, None, ready=False)
-    kubelet.cilium(nodes=3, ready=0, operator_available=0)
+def test_missing_operator_is_named(cluster, namespace, cilium):
+    cilium.agents()
+    wait_for(lambda: verify.snapshot(cluster, namespace).agents_ready == 3, "agents ready")
+    health = verify.snapshot(cluster, namespace)
+    assert not health.healthy
+    assert f"Deployment {namespace}/cilium-operator does not exist" in health.problems
 
-    def become_ready():
-        time.sleep(0.5)
-        for index, (name, ip) in enumerate(LAB_NODES, start=1):
-            kubelet.agent_status(name, ip, ready=True)
-            kubelet.daemonset_status(3, index)
-            kubelet.node_status(name, ip, ready=True)
-        kubelet.operator_status(2)
+
+def test_wait_follows_a_new_node_to_ready(cluster, namespace, cilium, extra_nodes):
+    """A fourth node registers without a kubelet: its agent stays Pending. Its kubelet (kwok)
+    comes while verify waits, and verify returns healthy on the watch event."""
+    cilium.agents()
+    cilium.operator()
+    healthy(cluster, namespace)
+    extra_nodes("worker2", "192.168.1.16", "10.6.0.0/16", kubelet=False)
+
+    def kubelet_arrives():
+        time.sleep(1.0)
+        cluster.core.patch_node("worker2", {"metadata": {"labels": {KWOK_LABEL: "true"}}})
 
     progress: list[str] = []
-    thread = threading.Thread(target=become_ready)
+    thread = threading.Thread(target=kubelet_arrives)
     thread.start()
-    started = time.monotonic()
-    health = verify.wait(cluster, timeout=20, progress=progress.append)
+    health = verify.wait(cluster, namespace, timeout=60, progress=progress.append)
     thread.join()
     assert health.healthy, health.as_dict()
-    assert time.monotonic() - started < 15
-    assert progress[0].startswith("agents ready 0/3, nodes ready 0/3")
+    assert health.agents_ready == 4
+    assert any(line.startswith("agents ready 3/4, nodes ready 3/4") for line in progress), progress
 
 
-def test_node_without_agent_times_out_with_a_per_node_report(api, kubelet):
-    healthy_lab(kubelet)
-    kubelet.node("worker2", "192.168.1.16", ready=False)
-    kubelet.daemonset_status(4, 3, scheduled=3)
+def test_node_without_kubelet_times_out_with_a_per_node_report(kubeconfig, cluster, namespace, cilium, extra_nodes):
+    cilium.agents()
+    cilium.operator()
+    healthy(cluster, namespace)
+    extra_nodes("worker2", "192.168.1.16", "10.6.0.0/16", kubelet=False)
+    wait_for(lambda: len(cilium.agent_pods()) == 4, "the DaemonSet controller's pod for worker2")
 
     started = time.monotonic()
-    result = CliRunner().invoke(cli, ["verify", "--kubeconfig", str(api.kubeconfig), "--timeout", "1.5"])
+    result = CliRunner().invoke(cli, ["verify", "--kubeconfig", str(kubeconfig), "--namespace", namespace,
+                                      "--timeout", "2"])
     elapsed = time.monotonic() - started
 
     assert result.exit_code == 1, result.output
-    assert 1.5 <= elapsed < 10
+    assert elapsed >= 2
     line = next(l for l in result.output.splitlines() if l.startswith("worker2"))
-    assert "no cilium agent pod scheduled" in line and "node not Ready" in line
-    assert "DaemonSet cilium: 3/4 ready, 3 scheduled" in result.output
-    assert "not healthy after 1.5s" in result.output
+    assert "not ready (Pending)" in line and "node not Ready" in line
+    assert "DaemonSet cilium: 3/4 ready, 4 updated" in result.output
+    assert "not healthy after 2s" in result.output
     assert "waiting: agents ready 3/4, nodes ready 3/4" in result.output
 
 
-def test_cli_json_and_exit_codes(api, kubelet):
-    healthy_lab(kubelet)
-    result = CliRunner().invoke(cli, ["verify", "--kubeconfig", str(api.kubeconfig), "--no-wait", "-o", "json"])
+def test_crash_looping_agent_fails_at_once(kubeconfig, cluster, namespace, cilium, extra_nodes):
+    """An agent in CrashLoopBackOff does not get better by waiting: verify says so without
+    waiting out its timeout. (worker2 has no kubelet, so the test writes the status one would.)"""
+    cilium.agents()
+    cilium.operator()
+    healthy(cluster, namespace)
+    extra_nodes("worker2", "192.168.1.16", "10.6.0.0/16", kubelet=False)
+    pod = wait_for(lambda: next((p for p in cilium.agent_pods() if p.spec.node_name == "worker2"), None),
+                   "an agent pod bound to worker2")
+    cluster.core.patch_namespaced_pod_status(pod.metadata.name, namespace, {"status": {"containerStatuses": [{
+        "name": "cilium-agent", "image": "cilium", "imageID": "", "ready": False, "restartCount": 5,
+        "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 2m40s"}}}]}})
+
+    started = time.monotonic()
+    result = CliRunner().invoke(cli, ["verify", "--kubeconfig", str(kubeconfig), "--namespace", namespace,
+                                      "--timeout", "120"])
+    assert result.exit_code == 1, result.output
+    assert time.monotonic() - started < 60
+    assert f"pod {pod.metadata.name} container cilium-agent: CrashLoopBackOff" in result.output
+    assert "waiting will not help" in result.output
+
+
+def test_cli_json_and_exit_codes(kubeconfig, cluster, namespace, cilium):
+    cilium.agents()
+    cilium.operator()
+    healthy(cluster, namespace)
+    args = ["verify", "--kubeconfig", str(kubeconfig), "--namespace", namespace, "--no-wait", "-o", "json"]
+    result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["healthy"] and [n["node"] for n in report["nodes"]] == ["control0", "worker0", "worker1"]
 
-    kubelet.operator_status(0)
-    result = CliRunner().invoke(cli, ["verify", "--kubeconfig", str(api.kubeconfig), "--no-wait", "-o", "json"])
-    assert result.exit_code == 1
-    assert "Deployment kube-system/cilium-operator is not available" in json.loads(result.output)["problems"]
+    # A new spec whose pods can never run (no node matches): the rollout never catches up.
+    cluster.apps.patch_namespaced_deployment("cilium-operator", namespace, {
+        "spec": {"template": {"spec": {"nodeSelector": {"cilium-lab.test/no-such": "node"}}}}})
+    report = json.loads(CliRunner().invoke(cli, args).output)
+    assert not report["healthy"]
+    assert any(p.startswith(f"Deployment {namespace}/cilium-operator") for p in report["problems"]), report
