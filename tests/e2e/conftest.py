@@ -13,7 +13,14 @@ import subprocess
 
 import pytest
 
-from e2e_sim import CILIUM_LAB, REPO, Sim, free_subnet, leftovers, why_not_runnable
+from e2e_sim import CHARTS, CILIUM_LAB, REPO, Sim, free_subnet, leftovers, why_not_runnable
+
+
+def pytest_collection_modifyitems(items):
+    # Every test here boots or drives the sim: `pytest -m "not e2e"` must never reach one.
+    for item in items:
+        if "tests/e2e" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture(scope="session")
@@ -30,8 +37,10 @@ def sim(tmp_path_factory):
         "CILIUM_LAB_SIM_SUBNET": free_subnet(),
     }
     sim = Sim(home, env)
+    if not (CHARTS / "index.yaml").is_file():
+        pytest.skip(f"Cilium's charts are not in {CHARTS} (set CILIUM_LAB_CHARTS to their directory)")
     up = subprocess.run(
-        [str(CILIUM_LAB), "sim", "up", "--nodes", "6", "--inventory", str(sim.inventory)],
+        [str(CILIUM_LAB), "sim", "up", "--nodes", "6", "--inventory", str(sim.inventory), "--charts", str(CHARTS)],
         env=env,
         cwd=REPO,
         # The first build (debootstrap) shows its progress in pytest's live output with -s.

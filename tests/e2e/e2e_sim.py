@@ -6,7 +6,6 @@ Node state is read from inside the nodes, never from the deploy's own reports.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import json
 import os
@@ -24,6 +23,7 @@ CILIUM_LAB = BIN / "cilium-lab"
 DEPLOY = REPO / "deploys" / "cilium.py"
 ROLLBACK = REPO / "deploys" / "rollback.py"
 GROUP_DATA = REPO / "inventories" / "group_data"
+CHARTS = Path(os.environ.get("CILIUM_LAB_CHARTS") or REPO.parent / "shared" / "charts")
 
 # What the migration may touch, hashed before and after each run.
 TREES = ("/etc/cni/net.d", "/etc/modules-load.d", "/etc/modules", "/etc/systemd/system", "/var/backups")
@@ -51,15 +51,9 @@ def why_not_runnable() -> str | None:
 
 def free_subnet() -> str:
     """A /24 in 10.252.0.0/16 that no interface of this machine uses (a user's sim has 10.251.0.0/24)."""
-    used = []
-    for link in json.loads(subprocess.run(["ip", "-j", "addr"], capture_output=True, text=True, check=True).stdout):
-        for addr in link.get("addr_info", []):
-            if addr.get("family") == "inet":
-                used.append(ipaddress.ip_network(f"{addr['local']}/{addr['prefixlen']}", strict=False))
-    for candidate in ipaddress.ip_network("10.252.0.0/16").subnets(new_prefix=24):
-        if not any(candidate.overlaps(net) for net in used):
-            return str(candidate)
-    raise RuntimeError("no free /24 in 10.252.0.0/16 for the e2e sim")
+    from cilium_lab.sim.network import free_subnet
+
+    return free_subnet("10.252.0.0/16")
 
 
 @dataclass
@@ -96,7 +90,8 @@ class Sim:
 
     def __init__(self, home: Path, env: dict[str, str]):
         self.home = home
-        self.env = env
+        # helm's repositories and cache: the session's own, not the user's.
+        self.env = {**env, **{f"HELM_{name}_HOME": str(home / f"helm-{name.lower()}") for name in ("CONFIG", "CACHE", "DATA")}}
         self.inventory = home / "inventory.py"
         # Every node as the sim booted it, taken once before any test runs (see conftest).
         self.pristine: dict[str, dict] = {}
@@ -131,13 +126,14 @@ class Sim:
         return [str(PYINFRA), "--json", *args, "--group-data", str(GROUP_DATA), str(self.inventory), str(deploy)]
 
     def pyinfra(self, *args: str, deploy: Path = DEPLOY) -> Run:
-        proc = subprocess.run(self.pyinfra_command(*args, deploy=deploy), capture_output=True, text=True, cwd=REPO, timeout=300)
+        proc = subprocess.run(self.pyinfra_command(*args, deploy=deploy), capture_output=True, text=True, cwd=REPO,
+                              timeout=300, env=self.env)
         return Run(proc.returncode, _json_or_none(proc.stdout), proc.stderr)
 
     def pyinfra_interrupted(self, trigger: str) -> Run:
         """A real run, sent SIGINT (Ctrl-C) as soon as its log shows ``trigger``."""
         proc = subprocess.Popen(
-            self.pyinfra_command("-y"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO
+            self.pyinfra_command("-y"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=self.env
         )
         log = []
         for line in proc.stderr:
@@ -189,6 +185,32 @@ class Sim:
 
     def cat(self, node: str, path: str) -> str:
         return self.sh(node, f"cat '{path}'")
+
+    # The cluster, through the sim's kubeconfig (the official client, as the deploy reads it).
+
+    @property
+    def cluster(self):
+        from cilium_lab.cluster import kube
+
+        return kube.load(str(self.cfg.kubeconfig))
+
+    def helm_revisions(self) -> list[str]:
+        secrets = self.cluster.core.list_namespaced_secret("kube-system").items
+        return sorted(s.metadata.name for s in secrets if s.metadata.name.startswith("sh.helm.release.v1.cilium."))
+
+    def pods(self) -> dict[str, dict]:
+        """namespace/name -> uid, node, IP, start, of the pods not being deleted."""
+        return {
+            f"{p.metadata.namespace}/{p.metadata.name}": {
+                "uid": p.metadata.uid, "node": p.spec.node_name, "ip": p.status.pod_ip,
+                "host_network": bool(p.spec.host_network)}
+            for p in self.cluster.core.list_pod_for_all_namespaces().items
+            if not p.metadata.deletion_timestamp
+        }
+
+    def verify(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(CILIUM_LAB), "verify", "--kubeconfig", str(self.cfg.kubeconfig), *args],
+                              capture_output=True, text=True, env=self.env, timeout=120)
 
 
 def _json_or_none(text: str) -> dict | None:

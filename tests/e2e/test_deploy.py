@@ -1,15 +1,20 @@
 """
 The deploy on the simulated lab, as a user runs it: pyinfra's CLI over SSH.
 
-The scenarios build on each other in one sim (it boots once a session), in this order: a dry run,
-the first run, a second run, drift on one node, a node down, interrupted runs. Every expectation
-is read from inside the nodes and compared with what pyinfra reported.
+The scenarios build on each other in one sim (it boots once a session, with its control plane),
+in this order: a dry run, the first run, a second run, drift on one node, a node down,
+interrupted runs. Every expectation is read from inside the nodes, or from the API server, and
+compared with what pyinfra reported. The sim's kubelets are kwok (the stand-in: no real kubelet
+or Cilium image runs here).
 """
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import posixpath
 import re
+import subprocess
 
 import pytest
 
@@ -25,6 +30,14 @@ OP_KUBE_PROXY = "Stop and disable kube-proxy"
 OP_CNI = "Remove the old CNI configurations and restart kubelet"
 OP_BR_NETFILTER = "Unload br_netfilter and stop loading it at boot"
 MODULE_LINE = re.compile(r"^\s*br_netfilter\s*$")
+# The workstation's operations (on @local).
+CLUSTER_OPS = (
+    "Add Cilium's helm repository",
+    "Install Cilium with helm",
+    "Wait until the cilium and cilium-operator pods are up",
+    "Restart the pods started with the previous CNI",
+    "Delete the host routes to the pod CIDRs",
+)
 
 
 # Reading snapshots (see e2e_sim.Sim.snapshot).
@@ -160,14 +173,16 @@ def dry(sim, pristine):
 @pytest.fixture(scope="module")
 def first(sim, dry):
     before = sim.snapshot_all()
+    sim.pods_before = sim.pods()
     run = sim.pyinfra("-y")
     return before, run, sim.snapshot_all()
 
 
 @pytest.fixture(scope="module")
 def second(sim, first):
+    revisions = sim.helm_revisions()
     run = sim.pyinfra("-y")
-    return run, sim.snapshot_all()
+    return run, sim.snapshot_all(), revisions
 
 
 @pytest.fixture(scope="module")
@@ -188,10 +203,13 @@ def node_down(sim, drifted):
         drift(sim, node)
     before = sim.snapshot_all()
     sim.cli("stop", down)
-    run = sim.pyinfra("-y")
+    run = sim.pyinfra("-y", "--data", "cilium_wait_timeout=15")
     others = {node: sim.snapshot(node) for node in sim.nodes if node != down}
     sim.cli("start", down)
     restarted = sim.snapshot(down)
+    # Back and Ready; its Cilium agent too, as its kubelet (kwok) brings it back.
+    healthy = sim.verify("--timeout", "60")
+    assert healthy.returncode == 0, healthy.stdout + healthy.stderr
     rerun = sim.pyinfra("-y")
     return down, before, run, others, restarted, rerun, sim.snapshot_all()
 
@@ -237,10 +255,44 @@ def test_first_run_converges_every_node(sim, pristine, first):
 
 def test_first_run_reports_its_changes_on_every_node(sim, first):
     _, run, _ = first
-    assert run.hosts_changed() == set(sim.nodes)
+    assert run.hosts_changed() == set(sim.nodes) | {"@local"}
     for op in (OP_KUBE_PROXY, OP_CNI, OP_BR_NETFILTER):
         assert run.changed()[op] == set(sim.nodes), op
+    for op in CLUSTER_OPS:
+        assert run.changed()[op] == {"@local"}, op
     assert run.report["results"]["totals"]["error"] == 0
+
+
+def test_first_run_installs_cilium_from_the_real_chart_healthy_on_every_node(sim, first):
+    assert sim.helm_revisions() == ["sh.helm.release.v1.cilium.v1"]
+    verify = sim.verify("--no-wait", "-o", "json")
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    report = json.loads(verify.stdout)
+    assert report["agents_ready"] == report["nodes_ready"] == len(sim.nodes) == 6
+    assert {(w["kind"], w["name"]) for w in report["workloads"]} == {
+        ("DaemonSet", "cilium"), ("DaemonSet", "cilium-envoy"), ("Deployment", "cilium-operator")}
+
+
+def test_first_run_recreates_owned_old_cni_pods_and_lists_the_bare_one(sim, first):
+    _, run, _ = first
+    before, after = sim.pods_before, sim.pods()
+    owned = {name for name in before if name.startswith(("kube-system/coredns-", "default/nginx-"))}
+    assert len(owned) == 4
+    # Deleted, and their controllers made new ones, with addresses from their nodes' pod CIDRs.
+    assert not owned & set(after)
+    new = {name: pod for name, pod in after.items() if name.startswith(("kube-system/coredns-", "default/nginx-"))}
+    assert len(new) == 4
+    for pod in new.values():
+        assert ipaddress.ip_address(pod["ip"]) in ipaddress.ip_network(sim.cfg.pod_cidr(pod["node"])), pod
+    # The bare pod: nothing would recreate it, so it stays and the run says so.
+    assert after["default/busybox"]["uid"] == before["default/busybox"]["uid"]
+    assert "default/busybox" in run.log and "no controller recreates it" in run.log
+
+
+def test_first_run_deletes_the_workstations_routes_to_the_pod_cidrs(sim, first):
+    routes = subprocess.run(["ip", "-4", "route", "show"], capture_output=True, text=True, check=True).stdout
+    for node in sim.nodes:
+        assert f"{sim.cfg.pod_cidr(node)} via {sim.cfg.address(node)} " not in routes, node
 
 
 def test_guide_files_are_kept_byte_for_byte(sim, pristine, first):
@@ -272,12 +324,13 @@ def test_other_files_and_module_lines_survive(sim, pristine, first):
 
 def test_second_run_reports_no_change_anywhere(sim, first, second):
     _, _, after_first = first
-    run, after = second
+    run, after, revisions = second
     assert run.returncode == 0, run.log
     assert run.hosts_changed() == set()
     for op, hosts in run.unchanged().items():
-        assert hosts == set(sim.nodes), op
+        assert hosts == ({"@local"} if op in CLUSTER_OPS else set(sim.nodes)), op
     assert after == after_first
+    assert sim.helm_revisions() == revisions == ["sh.helm.release.v1.cilium.v1"]
 
 
 # 4. Drift on one node: found by --dry on that node only, and fixed there only.
@@ -309,10 +362,15 @@ def test_drift_is_fixed_on_that_node_only(sim, drifted):
 
 
 def test_node_down_is_named_and_the_run_fails(node_down):
+    """Its SSH fails, its Node goes NotReady (its kubelet is gone with it): the wait for Cilium
+    names it, and the run says where the migration stopped."""
     down, _, run, _, _, _, _ = node_down
     assert run.returncode != 0
     errors = [line for line in run.log.splitlines() if f"[{down}]" in line]
     assert any(re.search(r"Could not connect|No route|timed out|refused", line) for line in errors), run.log
+    report = [line for line in run.log.splitlines() if re.search(rf"\]\s+{down}\s", line)]
+    assert report and "node not Ready" in report[-1], run.log
+    assert "the migration stopped half-way" in run.log
 
 
 def test_node_down_the_others_converge(node_down):

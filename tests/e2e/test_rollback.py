@@ -6,6 +6,8 @@ nothing. Runs after the deploy's scenarios, from whatever state they left the no
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from e2e_sim import ROLLBACK
@@ -16,6 +18,8 @@ OURS = "/var/backups/cilium-lab"
 OP_BR_NETFILTER = "Load br_netfilter at boot again"
 OP_CNI = "Restore the old CNI configurations and restart kubelet"
 OP_KUBE_PROXY = "Enable and start kube-proxy"
+OP_UNINSTALL = "Uninstall Cilium"
+OP_ROUTES = "Route the pod CIDRs via the nodes again"
 
 
 def comparable(snap: dict) -> dict:
@@ -68,6 +72,18 @@ def test_rollback_dry_run_changes_nothing_and_lists_what_the_run_does(sim, round
     assert dry.plan() == rollback.changed()
     for op in (OP_BR_NETFILTER, OP_CNI, OP_KUBE_PROXY):
         assert rollback.changed()[op] == set(sim.nodes), op
+    for op in (OP_UNINSTALL, OP_ROUTES):
+        assert rollback.changed()[op] == {"@local"}, op
+
+
+def test_rollback_uninstalls_cilium_and_waits_for_its_agents(sim, round_trip):
+    """`helm uninstall --wait` returned, and the agents were gone before the nodes got their
+    old CNI configurations back."""
+    assert sim.helm_revisions() == []
+    assert not [p for p in sim.pods() if p.startswith("kube-system/cilium")]
+    routes = subprocess.run(["ip", "-4", "route", "show"], capture_output=True, text=True, check=True).stdout
+    for node in sim.nodes:
+        assert f"{sim.cfg.pod_cidr(node)} via {sim.cfg.address(node)} " in routes, node
 
 
 def test_second_rollback_changes_nothing(sim, round_trip):
@@ -80,6 +96,7 @@ def test_second_rollback_changes_nothing(sim, round_trip):
 def test_migrate_after_rollback_converges_again(sim, round_trip):
     run = sim.pyinfra("-y")
     assert run.returncode == 0, run.log
-    assert run.hosts_changed() == set(sim.nodes)
+    assert run.hosts_changed() == set(sim.nodes) | {"@local"}
+    assert sim.helm_revisions() == ["sh.helm.release.v1.cilium.v1"]
     rerun = sim.pyinfra("-y")
     assert rerun.hosts_changed() == set()
