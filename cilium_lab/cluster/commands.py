@@ -111,7 +111,7 @@ def verify_command(kubeconfig, context, namespace, output, timeout, wait):
 def restart_pods_command(kubeconfig, context, namespace, output, yes, pod_cidrs):
     """List the pods started under the old CNI; with --yes, delete those owned by a controller."""
     cluster = kube.load(kubeconfig, context)
-    found = pods.find(cluster, pod_cidrs)
+    found = pods.find(cluster, namespace, pod_cidrs)
     deleted = pods.delete(cluster, found) if yes else []
     if output == "json":
         click.echo(json.dumps({
@@ -164,7 +164,7 @@ def status_command(kubeconfig, context, namespace, output, checks, release_name,
                                           values, repo_name, repo_url, kubeconfig, context),
         "installed": lambda: status.installed(cluster, release_name, namespace, kubeconfig, context),
         "health": lambda: status.health(cluster, namespace),
-        "pods": lambda: status.old_pods(cluster, pod_cidrs),
+        "pods": lambda: status.old_pods(cluster, namespace, pod_cidrs),
     }
     # Side by side: each waits on helm or the API server, not on this process.
     with ThreadPoolExecutor(max_workers=len(checks)) as pool:

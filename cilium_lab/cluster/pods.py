@@ -70,12 +70,13 @@ def cilium_cidrs(cluster: Cluster) -> dict[str, list]:
     return cidrs
 
 
-def _agent_start_times(pods) -> dict[str, object]:
+def _agent_start_times(pods, namespace: str) -> dict[str, object]:
     """When the ready agent on each node started. Its start, not its last turn to Ready: an agent
     that was NotReady a while (its node away) does not make the pods Cilium gave addresses old."""
     times = {}
     for pod in pods:
-        if not _labels_match(pod, AGENT_SELECTOR) or not pod.spec.node_name or not pod.status:
+        if (pod.metadata.namespace != namespace or not _labels_match(pod, AGENT_SELECTOR)
+                or not pod.spec.node_name or not pod.status):
             continue
         ready = any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
         started = pod.status.start_time
@@ -84,9 +85,10 @@ def _agent_start_times(pods) -> dict[str, object]:
     return times
 
 
-def classify(pods, cidrs: dict[str, list], extra_cidrs=()) -> list[OldPod]:
-    """The pods from the old CNI among ``pods`` (every namespace's), with why each is one."""
-    started_at = _agent_start_times(pods)
+def classify(pods, cidrs: dict[str, list], namespace: str = "kube-system", extra_cidrs=()) -> list[OldPod]:
+    """The pods from the old CNI among ``pods`` (every namespace's), with why each is one; the
+    agents are the ``k8s-app=cilium`` pods of Cilium's ``namespace``."""
+    started_at = _agent_start_times(pods, namespace)
     extra = [ipaddress.ip_network(c, strict=False) for c in extra_cidrs]
     old: list[OldPod] = []
     for pod in pods:
@@ -110,9 +112,9 @@ def classify(pods, cidrs: dict[str, list], extra_cidrs=()) -> list[OldPod]:
     return sorted(old, key=lambda p: (p.namespace, p.name))
 
 
-def find(cluster: Cluster, extra_cidrs=()) -> list[OldPod]:
+def find(cluster: Cluster, namespace: str = "kube-system", extra_cidrs=()) -> list[OldPod]:
     pods = cluster.call(cluster.core.list_pod_for_all_namespaces).items
-    return classify(pods, cilium_cidrs(cluster), extra_cidrs)
+    return classify(pods, cilium_cidrs(cluster), namespace, extra_cidrs)
 
 
 def delete(cluster: Cluster, pods: list[OldPod], echo=None) -> list[OldPod]:

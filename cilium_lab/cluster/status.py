@@ -72,7 +72,7 @@ def health(cluster: kube.Cluster, namespace: str) -> dict:
     return verify.snapshot(cluster, namespace).as_dict()
 
 
-def old_pods(cluster: kube.Cluster, extra_cidrs=()) -> dict:
-    found = pods.find(cluster, extra_cidrs)
+def old_pods(cluster: kube.Cluster, namespace: str, extra_cidrs=()) -> dict:
+    found = pods.find(cluster, namespace, extra_cidrs)
     return {"owned": pods.as_dicts([p for p in found if p.owned]),
             "unowned": pods.as_dicts([p for p in found if not p.owned])}

@@ -9,6 +9,7 @@ runs here), so Cilium's pods run without a data plane.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -127,7 +128,7 @@ def test_cilium_never_healthy_says_where_the_migration_stopped(tmp_path, kubecon
     output = run.stdout + run.stderr
     assert run.returncode != 0, output
     assert release_secrets(cluster) == ["sh.helm.release.v1.cilium.v1"]
-    report = [line for line in output.splitlines() if "] worker2 " in line]
+    report = [line for line in output.splitlines() if re.search(r"\]\s+worker2\s", line)]
     assert report and "node not Ready" in report[0], output
     assert "the migration stopped half-way" in output and "deploys/rollback.py" in output
 

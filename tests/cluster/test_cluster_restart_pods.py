@@ -107,3 +107,16 @@ def test_ip_outside_ciliums_cidrs_is_old_even_if_started_later(kubeconfig, clust
         assert f"IP {late} is outside Cilium's pod CIDRs 10.0.1.0/24" in unowned["late"]
     finally:
         cluster.custom.delete_cluster_custom_object("cilium.io", "v2", "ciliumnodes", "worker0")
+
+
+def test_only_the_agents_in_ciliums_namespace_count(kubeconfig, cluster, namespace, cilium):
+    """Agents are Cilium's pods in the namespace given (--namespace): pods labelled like them
+    elsewhere do not make the old CNI's pods look new."""
+    old_cni_lab(cluster, namespace, cilium)
+    ours = lambda report: {p["name"]: p["reason"] for p in report["owned"] + report["unowned"]
+                           if p["namespace"] == namespace}
+    here = ours(json.loads(restart_pods(kubeconfig, namespace, "-o", "json").output))
+    assert all("before the Cilium agent on" in reason for reason in here.values()), here
+    elsewhere = ours(json.loads(restart_pods(kubeconfig, "no-cilium-here", "-o", "json").output))
+    assert set(elsewhere) == set(here)
+    assert all("no Cilium agent is ready on" in reason for reason in elsewhere.values()), elsewhere

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from e2e_sim import CILIUM_LAB, REPO, why_not_runnable
+from e2e_sim import CHARTS, CILIUM_LAB, REPO, why_not_runnable
 
 pytestmark = pytest.mark.e2e
 
@@ -25,8 +25,8 @@ def fresh(tmp_path):
     env = {**os.environ, "CILIUM_LAB_SIM_HOME": str(home), "CILIUM_LAB_SIM_BRIDGE": "cilbad0"}
     links_before = set(os.listdir("/sys/class/net"))
 
-    def run(*args, env_extra=None, user=None):
-        command = [str(CILIUM_LAB), "sim", *args]
+    def run(*args, env_extra=None, user=None, prefix=()):
+        command = [*prefix, str(CILIUM_LAB), "sim", *args]
         if user:
             command = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *command]
         return subprocess.run(
@@ -72,6 +72,28 @@ def test_missing_tools_say_what_to_install(fresh, tmp_path):
         if shutil.which(tool):
             (bin_dir / tool).symlink_to(shutil.which(tool))
     one_line_error(fresh("up", env_extra={"PATH": str(bin_dir)}), "systemd-nspawn", "apt-get install")
+
+
+def test_without_go_or_binaries_says_what_it_needs(fresh, tmp_path):
+    """No Go on PATH and a cache without the control plane's programs: one line naming what would
+    do (Go, --bin-dir, or the node-only lab), before anything is built or booted."""
+    if not (CHARTS / "index.yaml").is_file():
+        pytest.skip(f"Cilium's charts are not in {CHARTS}")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("systemd-nspawn", "ip", "nsenter", "ssh-keygen", "mount", "umount", "debootstrap"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    cache = tmp_path / "cache"
+    proc = fresh("up", "--charts", str(CHARTS), env_extra={"PATH": str(bin_dir), "CILIUM_LAB_SIM_CACHE": str(cache)})
+    one_line_error(proc, "install Go", "--bin-dir", "--no-control-plane")
+    assert not cache.exists() or not any(cache.iterdir())
+
+
+def test_no_chart_repository_is_one_line_before_any_change(fresh):
+    """No --charts, and the official repository cannot be reached: run in a network namespace
+    of its own with no network at all, so the attempt never leaves this machine."""
+    proc = fresh("up", prefix=("unshare", "--net"))
+    one_line_error(proc, "no chart repository", "--charts DIR")
 
 
 def test_commands_on_a_sim_that_is_not_up(fresh):
