@@ -10,6 +10,7 @@ deleted; others are only listed.
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
 from dataclasses import asdict, dataclass
 
@@ -17,7 +18,7 @@ from kubernetes.client.rest import ApiException
 
 from cilium_lab.cluster import ClusterError
 from cilium_lab.cluster.kube import Cluster
-from cilium_lab.cluster.verify import AGENT_SELECTOR, _labels_match
+from cilium_lab.cluster.verify import AGENT_SELECTOR, _get, condition, labels_match, name
 
 # Owners that recreate a deleted pod. A mirror pod's owner (a Node) does not.
 CONTROLLER_KINDS = frozenset(("ReplicaSet", "StatefulSet", "DaemonSet", "Job", "Deployment",
@@ -38,35 +39,43 @@ class OldPod:
         return self.owner is not None
 
 
-def _controller(pod) -> str | None:
-    for ref in pod.metadata.owner_references or []:
-        if ref.controller and ref.kind in CONTROLLER_KINDS:
-            return f"{ref.kind}/{ref.name}"
+def _controller(pod: dict) -> str | None:
+    for ref in _get(pod, "metadata", "ownerReferences", default=[]):
+        if ref.get("controller") and ref.get("kind") in CONTROLLER_KINDS:
+            return f"{ref['kind']}/{ref.get('name')}"
     return None
+
+
+def _time(value: str | None) -> datetime.datetime | None:
+    """An API timestamp (RFC 3339, ``...Z``) as an aware datetime."""
+    if not value:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 def cilium_cidrs(cluster: Cluster) -> dict[str, list]:
     """Pod CIDRs per node from CiliumNode objects; empty when Cilium has not made any."""
     try:
-        result = cluster.call(
-            cluster.custom.list_cluster_custom_object, "cilium.io", "v2", "ciliumnodes"
-        )
+        result = cluster.get("/apis/cilium.io/v2/ciliumnodes")
     except ApiException as error:
         if error.status == 404:
             return {}
         raise ClusterError(f"listing CiliumNodes on {cluster.server} failed: {error.status} {error.reason}") from None
     cidrs: dict[str, list] = {}
     for item in result.get("items", []):
-        name = item.get("metadata", {}).get("name")
-        pod_cidrs = ((item.get("spec") or {}).get("ipam") or {}).get("podCIDRs") or []
+        node = name(item)
+        pod_cidrs = _get(item, "spec", "ipam", "podCIDRs", default=[])
         networks = []
         for cidr in pod_cidrs:
             try:
                 networks.append(ipaddress.ip_network(cidr, strict=False))
             except ValueError:
                 continue
-        if name and networks:
-            cidrs[name] = networks
+        if node and networks:
+            cidrs[node] = networks
     return cidrs
 
 
@@ -75,13 +84,12 @@ def _agent_start_times(pods, namespace: str) -> dict[str, object]:
     that was NotReady a while (its node away) does not make the pods Cilium gave addresses old."""
     times = {}
     for pod in pods:
-        if (pod.metadata.namespace != namespace or not _labels_match(pod, AGENT_SELECTOR)
-                or not pod.spec.node_name or not pod.status):
+        node = _get(pod, "spec", "nodeName")
+        if _get(pod, "metadata", "namespace") != namespace or not labels_match(pod, AGENT_SELECTOR) or not node:
             continue
-        ready = any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
-        started = pod.status.start_time
-        if ready and started:
-            times[pod.spec.node_name] = started
+        started = _time(_get(pod, "status", "startTime"))
+        if condition(pod, "Ready") == "True" and started:
+            times[node] = started
     return times
 
 
@@ -92,28 +100,29 @@ def classify(pods, cidrs: dict[str, list], namespace: str = "kube-system", extra
     extra = [ipaddress.ip_network(c, strict=False) for c in extra_cidrs]
     old: list[OldPod] = []
     for pod in pods:
-        status = pod.status
-        if pod.spec.host_network or not status or not status.pod_ip:
+        status = pod.get("status") or {}
+        if _get(pod, "spec", "hostNetwork") or not status.get("podIP"):
             continue
-        if pod.metadata.deletion_timestamp or status.phase in ("Succeeded", "Failed"):
+        if _get(pod, "metadata", "deletionTimestamp") or status.get("phase") in ("Succeeded", "Failed"):
             continue
-        node = pod.spec.node_name
+        node = _get(pod, "spec", "nodeName")
+        started = _time(status.get("startTime"))
         reason = None
         managed = cidrs.get(node, []) + extra
-        ip = ipaddress.ip_address(status.pod_ip)
+        ip = ipaddress.ip_address(status["podIP"])
         if managed and not any(ip in network for network in managed):
             reason = f"IP {ip} is outside Cilium's pod CIDRs {', '.join(map(str, managed))}"
-        elif node in started_at and status.start_time and status.start_time < started_at[node]:
-            reason = f"started {status.start_time:%Y-%m-%dT%H:%M:%SZ}, before the Cilium agent on {node}"
+        elif node in started_at and started and started < started_at[node]:
+            reason = f"started {started:%Y-%m-%dT%H:%M:%SZ}, before the Cilium agent on {node}"
         elif node not in started_at:
             reason = f"no Cilium agent is ready on {node} yet: its address is the old CNI's"
         if reason:
-            old.append(OldPod(pod.metadata.namespace, pod.metadata.name, node, str(ip), _controller(pod), reason))
+            old.append(OldPod(_get(pod, "metadata", "namespace"), name(pod), node, str(ip), _controller(pod), reason))
     return sorted(old, key=lambda p: (p.namespace, p.name))
 
 
 def find(cluster: Cluster, namespace: str = "kube-system", extra_cidrs=()) -> list[OldPod]:
-    pods = cluster.call(cluster.core.list_pod_for_all_namespaces).items
+    pods = cluster.get("/api/v1/pods")["items"]
     return classify(pods, cilium_cidrs(cluster), namespace, extra_cidrs)
 
 

@@ -13,7 +13,7 @@ CHECKS = ("repo", "release", "installed", "health", "pods")
 
 def reach(cluster: kube.Cluster) -> None:
     """One cheap request, so an unreachable server is named before helm says it its own way."""
-    cluster.call(cluster.core.list_node)
+    cluster.get("/api/v1/nodes", limit=1)
 
 
 def repo(chart: str, version: str | None, repo_name: str | None, repo_url: str | None) -> dict:

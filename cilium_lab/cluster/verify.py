@@ -96,22 +96,35 @@ class Health:
         return data
 
 
-def _labels_match(obj, selector: dict) -> bool:
-    labels = obj.metadata.labels or {}
+def _get(obj: dict, *path, default=None):
+    """``obj[a][b]...`` of an API object as JSON, ``default`` where any part is missing."""
+    for key in path:
+        if not isinstance(obj, dict) or obj.get(key) is None:
+            return default
+        obj = obj[key]
+    return obj
+
+
+def labels_match(obj: dict, selector: dict) -> bool:
+    labels = _get(obj, "metadata", "labels", default={})
     return all(labels.get(k) == v for k, v in selector.items())
 
 
-def _condition(conditions, kind: str) -> str | None:
-    for condition in conditions or []:
-        if condition.type == kind:
-            return condition.status
+def condition(obj: dict, kind: str) -> str | None:
+    for entry in _get(obj, "status", "conditions", default=[]):
+        if entry.get("type") == kind:
+            return entry.get("status")
     return None
 
 
-def _internal_ip(node) -> str | None:
-    for address in (node.status and node.status.addresses) or []:
-        if address.type == "InternalIP":
-            return address.address
+def name(obj: dict) -> str:
+    return _get(obj, "metadata", "name", default="")
+
+
+def _internal_ip(node: dict) -> str | None:
+    for address in _get(node, "status", "addresses", default=[]):
+        if address.get("type") == "InternalIP":
+            return address.get("address")
     return None
 
 
@@ -120,75 +133,73 @@ def selector_string(selector: dict) -> str:
 
 
 def snapshot(cluster: Cluster, namespace: str = "kube-system") -> Health:
-    """Read the nodes and the release's workloads and pods; judge them."""
+    """Read the nodes and the release's workloads and pods (as JSON); judge them."""
     selector = selector_string(RELEASE_SELECTOR)
-    nodes = cluster.call(cluster.core.list_node).items
+    nodes = cluster.get("/api/v1/nodes")["items"]
     pods = [
         pod
-        for pod in cluster.call(cluster.core.list_namespaced_pod, namespace, label_selector=selector).items
-        if not pod.metadata.deletion_timestamp
+        for pod in cluster.get(f"/api/v1/namespaces/{namespace}/pods", labelSelector=selector)["items"]
+        if not _get(pod, "metadata", "deletionTimestamp")
     ]
-    daemonsets = cluster.call(cluster.apps.list_namespaced_daemon_set, namespace, label_selector=selector).items
-    deployments = cluster.call(cluster.apps.list_namespaced_deployment, namespace, label_selector=selector).items
+    daemonsets = cluster.get(f"/apis/apps/v1/namespaces/{namespace}/daemonsets", labelSelector=selector)["items"]
+    deployments = cluster.get(f"/apis/apps/v1/namespaces/{namespace}/deployments", labelSelector=selector)["items"]
     return judge(nodes, pods, daemonsets, deployments, namespace)
 
 
-def workload(kind: str, obj) -> Workload:
-    status = obj.status
+def workload(kind: str, obj: dict) -> Workload:
+    status = obj.get("status") or {}
     if kind == "DaemonSet":
-        desired = (status and status.desired_number_scheduled) or 0
-        updated = (status and status.updated_number_scheduled) or 0
-        ready = (status and status.number_ready) or 0
+        desired = status.get("desiredNumberScheduled") or 0
+        updated = status.get("updatedNumberScheduled") or 0
+        ready = status.get("numberReady") or 0
     else:
-        desired = obj.spec.replicas if obj.spec.replicas is not None else 1
-        updated = (status and status.updated_replicas) or 0
-        ready = (status and status.ready_replicas) or 0
-    return Workload(kind, obj.metadata.name, desired, updated, ready, obj.metadata.generation or 0,
-                    (status and status.observed_generation) or 0)
+        replicas = _get(obj, "spec", "replicas")
+        desired = replicas if replicas is not None else 1
+        updated = status.get("updatedReplicas") or 0
+        ready = status.get("readyReplicas") or 0
+    return Workload(kind, name(obj), desired, updated, ready, _get(obj, "metadata", "generation", default=0),
+                    status.get("observedGeneration") or 0)
 
 
-def _failing(pod) -> str | None:
-    status = pod.status
-    if status and status.phase == "Failed":
-        return f"pod {pod.metadata.name} failed ({status.reason or 'no reason given'})"
-    for container in ((status and status.container_statuses) or []) + ((status and status.init_container_statuses) or []):
-        waiting = container.state and container.state.waiting
-        if waiting and waiting.reason in FAILING:
-            return f"pod {pod.metadata.name} container {container.name}: {waiting.reason}"
+def _failing(pod: dict) -> str | None:
+    status = pod.get("status") or {}
+    if status.get("phase") == "Failed":
+        return f"pod {name(pod)} failed ({status.get('reason') or 'no reason given'})"
+    for container in (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or []):
+        waiting = _get(container, "state", "waiting", default={})
+        if waiting.get("reason") in FAILING:
+            return f"pod {name(pod)} container {container.get('name')}: {waiting['reason']}"
     return None
 
 
 def judge(nodes, pods, daemonsets, deployments, namespace: str = "kube-system") -> Health:
+    """Judge the API objects (as JSON) that :func:`snapshot` reads."""
     problems: list[str] = []
     agents_by_node: dict[str, list] = {}
     for pod in pods:
-        if _labels_match(pod, AGENT_SELECTOR):
-            agents_by_node.setdefault(pod.spec.node_name or "", []).append(pod)
+        if labels_match(pod, AGENT_SELECTOR):
+            agents_by_node.setdefault(_get(pod, "spec", "nodeName", default=""), []).append(pod)
 
     report: list[NodeHealth] = []
-    for node in sorted(nodes, key=lambda n: n.metadata.name):
-        name = node.metadata.name
-        health = NodeHealth(
-            node=name,
-            internal_ip=_internal_ip(node),
-            node_ready=_condition(node.status and node.status.conditions, "Ready") == "True",
-        )
-        agents = agents_by_node.get(name, [])
+    for node in sorted(nodes, key=name):
+        health = NodeHealth(node=name(node), internal_ip=_internal_ip(node),
+                            node_ready=condition(node, "Ready") == "True")
+        agents = agents_by_node.get(health.node, [])
         # Prefer a ready agent when a rollout leaves two on one node.
-        agents.sort(key=lambda p: _condition(p.status and p.status.conditions, "Ready") != "True")
+        agents.sort(key=lambda p: condition(p, "Ready") != "True")
         if not agents:
             health.missing.append("no cilium agent pod scheduled")
         else:
             agent = agents[0]
-            health.agent = agent.metadata.name
-            health.agent_ready = _condition(agent.status and agent.status.conditions, "Ready") == "True"
-            health.agent_ip = agent.status.pod_ip if agent.status else None
-            health.host_network = bool(agent.spec.host_network)
+            health.agent = name(agent)
+            health.agent_ready = condition(agent, "Ready") == "True"
+            health.agent_ip = _get(agent, "status", "podIP")
+            health.host_network = bool(_get(agent, "spec", "hostNetwork"))
             if not health.agent_ready:
-                phase = (agent.status and agent.status.phase) or "Pending"
-                health.missing.append(f"agent {agent.metadata.name} not ready ({phase})")
+                phase = _get(agent, "status", "phase", default="Pending")
+                health.missing.append(f"agent {health.agent} not ready ({phase})")
             if not health.host_network:
-                health.missing.append(f"agent {agent.metadata.name} not on hostNetwork")
+                health.missing.append(f"agent {health.agent} not on hostNetwork")
             if health.agent_ip != health.internal_ip:
                 health.missing.append(
                     f"agent IP {health.agent_ip or 'none'} is not the node's InternalIP "
@@ -205,9 +216,9 @@ def judge(nodes, pods, daemonsets, deployments, namespace: str = "kube-system") 
     found = [workload("DaemonSet", d) for d in daemonsets] + [workload("Deployment", d) for d in deployments]
     found.sort(key=lambda w: (w.kind, w.name))
     names = {(w.kind, w.name) for w in found}
-    for kind, name in REQUIRED:
-        if (kind, name) not in names:
-            problems.append(f"{kind} {namespace}/{name} does not exist")
+    for kind, required in REQUIRED:
+        if (kind, required) not in names:
+            problems.append(f"{kind} {namespace}/{required} does not exist")
     for w in found:
         if w.observed_generation < w.generation:
             problems.append(f"{w.kind} {namespace}/{w.name}: generation {w.generation} not yet observed by its controller")
