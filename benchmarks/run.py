@@ -257,9 +257,11 @@ class BenchSim:
 
 
 def commands_per_host(log_text: str, hosts: list[str]) -> dict[str, int]:
+    """Remote commands per node (the workstation's local ones are counted apart)."""
     counts = dict.fromkeys(hosts, 0)
     for match in COMMAND_LINE.finditer(log_text):
-        counts[match.group(1)] = counts.get(match.group(1), 0) + 1
+        if match.group(1) in counts:
+            counts[match.group(1)] += 1
     return counts
 
 
@@ -297,8 +299,11 @@ def count_commands(sim: BenchSim, count: int, logs: Path, chapter: bool = False)
         per_host = sorted(set(ours.values()))
         extra = ""
         if chapter:
-            counted[kind]["cluster_interpreters"] = len(CLUSTER_FACT.findall(log_path.read_text(errors="replace")))
-            extra = f", {counted[kind]['cluster_interpreters']} Python(s) for the cluster facts"
+            text = log_path.read_text(errors="replace")
+            counted[kind]["cluster_interpreters"] = len(CLUSTER_FACT.findall(text))
+            counted[kind]["local_commands"] = sum(1 for m in COMMAND_LINE.finditer(text) if m.group(1) == "@local")
+            extra = (f", {counted[kind]['local_commands']} on @local, of which "
+                     f"{counted[kind]['cluster_interpreters']} Python(s) for the cluster facts")
         log(f"{label} {kind}: {'-'.join(map(str, per_host))} commands/host{extra}"
             + ("" if ours == theirs else f" (the nodes' journals say {theirs})"))
     return counted
@@ -445,14 +450,14 @@ def markdown(report: dict) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--nodes", default="6,12,24", help="node counts, comma-separated (default 6,12,24)")
+    parser.add_argument("--nodes", default="6,12,24", help="node counts, comma-separated (default 6,12,24; none: the chapter rows only)")
     parser.add_argument("--runs", type=int, default=5, help="timed samples per node count and run (default 5)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks", help="where results.json and results.md go")
     parser.add_argument("--charts", type=Path, default=REPO.parent / "shared" / "charts",
                         help="Cilium's charts for the chapter rows (default ../shared/charts)")
     parser.add_argument("--no-chapter", action="store_true", help="only the node rows")
     args = parser.parse_args()
-    counts = [int(n) for n in args.nodes.split(",")]
+    counts = [] if args.nodes == "none" else [int(n) for n in args.nodes.split(",")]
     if args.runs < 1 or any(not 1 <= n <= 250 for n in counts):
         parser.error("--runs must be >= 1 and node counts 1 to 250")
     if os.geteuid() != 0:

@@ -24,6 +24,7 @@ from operations.cilium_release import (
 from operations.cni import cni_configs_absent
 from operations.kube_proxy import kube_proxy_disabled
 from operations.kube_proxy_rules import kube_proxy_rules_absent
+from operations.phase import phase_reached, workstation_ok
 from operations.routes import pod_cidr_routes_absent
 
 is_node = "local" not in host.groups
@@ -49,7 +50,9 @@ if is_node:
         restart_unit=host.data.kubelet_unit,
     )
 
-# Installing Cilium
+# Installing Cilium, once no node runs kube-proxy or the old CNI any more
+
+phase_reached(name="Every node is off kube-proxy and the old CNI", phase="the nodes are ready for Cilium")
 
 if "local" in host.groups:
     helm_repository(
@@ -91,6 +94,9 @@ if "local" in host.groups:
 
 # Cleaning up: Cilium's overlay carries pod traffic now
 
+
+phase_reached(name="Cilium runs on every node", phase="the old network's last pieces can go")
+
 if "local" in host.groups and (routes := pod_routes(state.inventory)):
     pod_cidr_routes_absent(
         name="Delete the host routes to the pod CIDRs",
@@ -102,4 +108,6 @@ if is_node:
     br_netfilter_absent(
         name="Unload br_netfilter and stop loading it at boot",
         backup_dir=host.data.modules_backup_dir,
+        # Not while Cilium is not healthy (the workstation's part failed): kept for a re-run.
+        _if=workstation_ok,
     )

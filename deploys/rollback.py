@@ -19,6 +19,7 @@ from operations.br_netfilter import br_netfilter_persisted
 from operations.cilium_release import cilium_release_absent
 from operations.cni import cni_configs_restored
 from operations.kube_proxy import kube_proxy_enabled
+from operations.phase import phase_reached, workstation_ok
 from operations.routes import pod_cidr_routes_present
 
 is_node = "local" not in host.groups
@@ -38,13 +39,17 @@ if "local" in host.groups:
         extra_args=host.data.get("helm_uninstall_args", []),
     )
 
-# Bringing back what Cilium replaced
+# Bringing back what Cilium replaced, once its agents are gone (a failed uninstall leaves the
+# nodes as they are: a running agent would rename the restored configurations)
+
+phase_reached(name="Cilium is gone from the cluster", phase="the nodes can have their old network back")
 
 if is_node:
     br_netfilter_persisted(
         name="Load br_netfilter at boot again",
         backup_dir=host.data.modules_backup_dir,
         persist_file=host.data.modules_persist_file,
+        _if=workstation_ok,
     )
 
     cni_configs_restored(
@@ -52,12 +57,14 @@ if is_node:
         conf_dir=host.data.cni_conf_dir,
         backup_dir=host.data.cni_backup_dir,
         restart_unit=host.data.kubelet_unit,
+        _if=workstation_ok,
     )
 
     # kube-proxy writes its KUBE-* rules back when it starts.
     kube_proxy_enabled(
         name="Enable and start kube-proxy",
         unit=host.data.kube_proxy_unit,
+        _if=workstation_ok,
     )
 
 if "local" in host.groups and (routes := pod_routes(state.inventory)):

@@ -38,6 +38,8 @@ CLUSTER_OPS = (
     "Restart the pods started with the previous CNI",
     "Delete the host routes to the pod CIDRs",
 )
+# Where every host meets before the next part of the chapter (they change nothing).
+PHASES = ("Every node is off kube-proxy and the old CNI", "Cilium runs on every node")
 
 
 # Reading snapshots (see e2e_sim.Sim.snapshot).
@@ -239,7 +241,7 @@ def test_dry_run_lists_the_changes_the_run_makes(dry, first):
     dry_run, _ = dry
     _, run, _ = first
     assert dry_run.plan() == run.changed()
-    assert all(dry_run.plan().values())
+    assert all(hosts for op, hosts in dry_run.plan().items() if op not in PHASES)
 
 
 # 1. The first run converges every node and says so.
@@ -261,6 +263,18 @@ def test_first_run_reports_its_changes_on_every_node(sim, first):
     for op in CLUSTER_OPS:
         assert run.changed()[op] == {"@local"}, op
     assert run.report["results"]["totals"]["error"] == 0
+
+
+def test_first_run_keeps_the_chapters_order_across_hosts(first):
+    """helm installs Cilium only after every node is off its old CNI, and the old network's last
+    pieces go only once Cilium is healthy, though the two are done by different hosts."""
+    _, run, _ = first
+    started = [line.split("Starting operation: ", 1)[1].strip() for line in run.log.splitlines()
+               if "Starting operation: " in line]
+    assert started.index(OP_CNI) < started.index(PHASES[0]) < started.index("Install Cilium with helm")
+    healthy = started.index("Wait until the cilium and cilium-operator pods are up")
+    assert healthy < started.index(PHASES[1]) < started.index(OP_BR_NETFILTER)
+    assert started.index(PHASES[1]) < started.index("Delete the host routes to the pod CIDRs")
 
 
 def test_first_run_installs_cilium_from_the_real_chart_healthy_on_every_node(sim, first):
@@ -328,7 +342,8 @@ def test_second_run_reports_no_change_anywhere(sim, first, second):
     assert run.returncode == 0, run.log
     assert run.hosts_changed() == set()
     for op, hosts in run.unchanged().items():
-        assert hosts == ({"@local"} if op in CLUSTER_OPS else set(sim.nodes)), op
+        expected = {"@local"} if op in CLUSTER_OPS else set(sim.nodes) | {"@local"} if op in PHASES else set(sim.nodes)
+        assert hosts == expected, op
     assert after == after_first
     assert sim.helm_revisions() == revisions == ["sh.helm.release.v1.cilium.v1"]
 
@@ -373,11 +388,17 @@ def test_node_down_is_named_and_the_run_fails(node_down):
     assert "the migration stopped half-way" in run.log
 
 
-def test_node_down_the_others_converge(node_down):
+def test_node_down_the_others_leave_the_old_network_but_keep_br_netfilter(node_down):
+    """The others lose kube-proxy and their old CNI; br_netfilter, which only goes once Cilium
+    carries the traffic, stays while Cilium is not healthy."""
     down, before, run, others, _, _, _ = node_down
-    problems = {node: convergence_problems(before[node], snap) for node, snap in others.items()}
+    problems = {node: [p for p in convergence_problems(before[node], snap) if not p.startswith("/etc/modules")]
+                for node, snap in others.items()}
     assert not any(problems.values()), problems
+    for node, snap in others.items():
+        assert module_files(snap) == module_files(before[node]), node
     assert run.hosts_changed() == set(others)
+    assert OP_BR_NETFILTER not in run.changed() or not run.changed()[OP_BR_NETFILTER]
 
 
 def test_node_down_converges_after_it_is_back(sim, node_down):
@@ -386,8 +407,13 @@ def test_node_down_converges_after_it_is_back(sim, node_down):
     assert restarted["files"] == before[down]["files"]
     assert unit(restarted, KUBE_PROXY)["UnitFileState"] == "enabled"
     assert rerun.returncode == 0, rerun.log
-    assert rerun.hosts_changed() == {down}
+    # Its own drift, and br_netfilter on every node, now that Cilium runs everywhere.
+    assert rerun.changed()[OP_KUBE_PROXY] == {down}
+    assert rerun.changed()[OP_BR_NETFILTER] == set(sim.nodes)
     assert not convergence_problems(restarted, final[down])
+    for node in sim.nodes:
+        if node != down:
+            assert not convergence_problems(before[node], final[node]), node
 
 
 # 6. Ctrl-C in the middle of a run loses nothing, and a re-run converges.
