@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,6 +145,23 @@ def _go_env() -> dict[str, str]:
     return env
 
 
+@contextmanager
+def _heartbeat(doing: str, started: float, echo):
+    """Say every few seconds that ``doing`` goes on, with the time so far, until the block ends."""
+    done = threading.Event()
+
+    def beat():
+        while not done.wait(PROGRESS_EVERY):
+            echo(f"  [{_clock(time.monotonic() - started)}] {doing()}")
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+
+
 def _go(args: list[str], cwd: Path, what: str) -> str:
     proc = subprocess.run(["go", *args], cwd=cwd, env=_go_env(), capture_output=True, text=True)
     if proc.returncode != 0:
@@ -205,8 +223,9 @@ func main() { etcdmain.Main(os.Args) }
 def _prepare_etcd(component: Component, work: Path) -> tuple[list[str], list[str]]:
     _write(work / "go.mod", "module cilium-lab.local/build/etcd\n\ngo 1.24.0\n")
     _write(work / "main.go", ETCD_MAIN)
+    # No `go mod tidy`: it would fetch every test dependency too; the build (-mod=mod) records
+    # what it needs.
     _go(["get", f"go.etcd.io/etcd/server/v3@{component.version}"], work, f"resolving {component.title}")
-    _go(["mod", "tidy"], work, f"resolving {component.title}")
     return ["build", "-v", "-trimpath", "-ldflags", "-s -w", "-o", "{out}/etcd", "."], ["."]
 
 
@@ -234,9 +253,10 @@ def _build(component: Component, target: Path, echo) -> None:
         f"building {programs} ({component.title}) from its Go modules, once; cached in {target}. "
         "A first build takes minutes (Kubernetes: about 10 on 2 cores)"
     )
-    args, packages = RECIPES[component.name](component, work)
+    with _heartbeat(lambda: f"resolving {component.title}'s Go modules (downloaded the first time)", started, echo):
+        args, packages = RECIPES[component.name](component, work)
+        total = _package_count(packages, work)
     args = [a.replace("{out}", str(out)) for a in args]
-    total = _package_count(packages, work)
     _run_with_progress(args, work, component, started, total, echo)
     for program in component.programs:
         if not os.access(out / program, os.X_OK):
@@ -262,27 +282,18 @@ def _run_with_progress(args, work: Path, component: Component, started: float, t
         ["go", *args], cwd=work, env=_go_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     lines: list[str] = []
-    done = threading.Event()
-
-    def report():
-        while not done.wait(PROGRESS_EVERY):
-            of = f" of about {total}" if total else ""
-            echo(
-                f"  [{_clock(time.monotonic() - started)}] building {component.title}: "
-                f"{len(lines)}{of} packages compiled (the rest come from Go's build cache)"
-            )
-
-    reporter = threading.Thread(target=report, daemon=True)
-    reporter.start()
-    try:
-        assert proc.stdout
-        for line in proc.stdout:
-            lines.append(line.rstrip())
-    finally:
-        done.set()
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
+    of = f" of about {total}" if total else ""
+    doing = lambda: (f"building {component.title}: {len(lines)}{of} packages compiled "  # noqa: E731
+                     "(the rest come from Go's build cache)")
+    with _heartbeat(doing, started, echo):
+        try:
+            assert proc.stdout
+            for line in proc.stdout:
+                lines.append(line.rstrip())
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
     if proc.returncode != 0:
         errors = [line for line in lines if ": " in line or line.startswith(("#", "go:"))][-3:]
         raise SimError(f"building {component.title} failed (go exit {proc.returncode}): {' | '.join(errors)}")
