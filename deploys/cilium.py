@@ -94,7 +94,6 @@ if "local" in host.groups:
 
 # Cleaning up: Cilium's overlay carries pod traffic now
 
-
 phase_reached(name="Cilium runs on every node", phase="the old network's last pieces can go")
 
 if "local" in host.groups and (routes := pod_routes(state.inventory)):

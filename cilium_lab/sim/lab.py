@@ -185,11 +185,7 @@ def _up_again(cfg: SimConfig, count, bridge, subnet, control_plane: bool, timeou
             echo(f"the sim is already up: {len(cfg.nodes)} nodes on {cfg.bridge} ({cfg.subnet})")
         else:
             echo(f"the sim is up; starting stopped nodes: {', '.join(stopped)}")
-            network.bridge_up(cfg)
-            raise_inotify_limits(echo)
-            for name in stopped:
-                start_node(cfg, name)
-            wait_ready(cfg, stopped, timeout, echo)
+            _boot(cfg, stopped, timeout, echo)
         if cfg.control_plane:
             _chart_server(cfg)
         write_inventory(cfg, Path(cfg.inventory))
@@ -233,6 +229,15 @@ def _written_by_sim(inventory: Path, cfg: SimConfig) -> bool:
     return f"home: {cfg.home}" in inventory.read_text()
 
 
+def _boot(cfg: SimConfig, names: list[str], timeout: float, echo) -> None:
+    """Start stopped nodes of a sim that is up, and wait until they answer SSH."""
+    network.bridge_up(cfg)
+    raise_inotify_limits(echo)
+    for name in names:
+        start_node(cfg, name)
+    wait_ready(cfg, names, timeout, echo)
+
+
 def _known_nodes(cfg: SimConfig, names: list[str]) -> None:
     for name in names:
         cfg.index(name)
@@ -243,11 +248,7 @@ def start(names: list[str], timeout: float = 180, echo=click.echo) -> None:
     preflight()
     _known_nodes(cfg, names)
     with locked(cfg.path):
-        network.bridge_up(cfg)
-        raise_inotify_limits(echo)
-        for name in names:
-            start_node(cfg, name)
-        wait_ready(cfg, names, timeout, echo)
+        _boot(cfg, names, timeout, echo)
         if cfg.control_plane:
             cluster = _client(cfg)
             workloads.wait_api(cluster, API_TIMEOUT, echo)
@@ -268,24 +269,19 @@ def stop(names: list[str], echo=click.echo) -> None:
 
 def _wait_node_state(cfg: SimConfig, cluster: kube.Cluster, names: list[str], ready: bool, echo) -> None:
     word = "Ready" if ready else "NotReady"
-    started = time.monotonic()
-    last_report = 0.0
-    while True:
+
+    def check():
         try:
             nodes = {n.metadata.name: n for n in cluster.call(cluster.core.list_node).items}
         except ClusterError as error:
             raise SimError(str(error)) from None
         pending = [name for name in names if workloads.node_ready(nodes.get(name)) != ready]
-        elapsed = time.monotonic() - started
-        if not pending:
-            echo(f"  [{elapsed:3.0f}s] Node {', '.join(names)} {word}")
-            return
-        if elapsed > NODE_STATE_TIMEOUT:
-            raise SimError(f"Node {', '.join(pending)} not {word} after {NODE_STATE_TIMEOUT:.0f}s")
-        if elapsed - last_report >= 5 or not last_report:
-            last_report = elapsed or 0.01
-            echo(f"  [{elapsed:3.0f}s] waiting for Node {', '.join(pending)} to be {word} (the node controller's grace period)")
-        time.sleep(1)
+        if pending:
+            return f"waiting for Node {', '.join(pending)} to be {word} (the node controller's grace period)"
+        return None
+
+    workloads.poll(check, NODE_STATE_TIMEOUT, echo, lambda why: f"after {NODE_STATE_TIMEOUT:.0f}s still {why}")
+    echo(f"  Node {', '.join(names)} {word}")
 
 
 def status(cfg: SimConfig) -> list[dict]:

@@ -34,29 +34,40 @@ def node_ready(node) -> bool:
     return any(c.type == "Ready" and c.status == "True" for c in conditions)
 
 
+def poll(check, timeout: float, echo, failure) -> None:
+    """Call ``check`` every second until it returns None; else it returns what is still awaited,
+    said every 5 s with the time so far. After ``timeout`` seconds: SimError(failure(what))."""
+    started = time.monotonic()
+    last_report = 0.0
+    while (waiting := check()) is not None:
+        elapsed = time.monotonic() - started
+        if elapsed > timeout:
+            raise SimError(failure(waiting))
+        if elapsed - last_report >= 5 or not last_report:
+            last_report = elapsed or 0.01
+            echo(f"  [{elapsed:3.0f}s] {waiting}")
+        time.sleep(1)
+
+
 def wait_api(cluster: Cluster, timeout: float, echo=click.echo, accounts: bool = True) -> None:
     """Until the API server answers and, with ``accounts``, the controllers have made the default
     service accounts (pods cannot be created before)."""
-    started = time.monotonic()
-    last_report, why = 0.0, "starting"
-    while True:
+
+    def check():
         try:
             cluster.call(cluster.core.list_namespace)
             if accounts:
                 cluster.call(cluster.core.read_namespaced_service_account, "default", "default")
                 cluster.call(cluster.core.read_namespaced_service_account, "default", "kube-system")
-            return
+            return None
         except ClusterError as error:
-            why = f"API server not answering ({str(error).rsplit(': ', 1)[-1]})"
+            return f"control plane: API server not answering ({str(error).rsplit(': ', 1)[-1]})"
         except ApiException as error:
-            why = f"API server answers {error.status}" if error.status != 404 else "waiting for the default service accounts"
-        elapsed = time.monotonic() - started
-        if elapsed > timeout:
-            raise SimError(f"the API server at {cluster.server} was not ready after {timeout:.0f}s: {why}")
-        if elapsed - last_report >= 5 or not last_report:
-            last_report = elapsed or 0.01
-            echo(f"  [{elapsed:3.0f}s] control plane: {why}")
-        time.sleep(1)
+            if error.status == 404:
+                return "control plane: waiting for the default service accounts"
+            return f"control plane: API server answers {error.status}"
+
+    poll(check, timeout, echo, lambda why: f"the API server at {cluster.server} was not ready after {timeout:.0f}s: {why}")
 
 
 def register_nodes(cluster: Cluster, nodes: list[NodeSpec]) -> None:
@@ -145,23 +156,16 @@ def create_workloads(cluster: Cluster) -> None:
 
 def wait_workloads(cluster: Cluster, nodes: int, timeout: float, echo=click.echo) -> None:
     """Until every node is Ready and the guide's pods run with addresses (kwok plays them)."""
-    started = time.monotonic()
-    last_report = 0.0
     expected = expected_pods()
-    while True:
+
+    def check():
         ready = [n for n in cluster.call(cluster.core.list_node).items if node_ready(n)]
         pods = cluster.call(cluster.core.list_pod_for_all_namespaces, label_selector=LABEL).items
         running = [p for p in pods if p.status.phase == "Running" and p.status.pod_ip]
         if len(ready) >= nodes and len(running) == len(pods) == expected:
-            echo(f"  [{time.monotonic() - started:3.0f}s] {len(ready)}/{nodes} nodes Ready, the guide's {len(pods)} pods running")
-            return
-        elapsed = time.monotonic() - started
-        if elapsed > timeout:
-            raise SimError(
-                f"after {timeout:.0f}s only {len(ready)}/{nodes} nodes are Ready and {len(running)}/{expected} of the "
-                "guide's pods run; see each node's journal for kubelet.service (kwok)"
-            )
-        if elapsed - last_report >= 5 or not last_report:
-            last_report = elapsed or 0.01
-            echo(f"  [{elapsed:3.0f}s] {len(ready)}/{nodes} nodes Ready, {len(running)}/{expected} of the guide's pods running")
-        time.sleep(1)
+            return None
+        return f"{len(ready)}/{nodes} nodes Ready, {len(running)}/{expected} of the guide's pods running"
+
+    poll(check, timeout, echo, lambda where: f"not ready after {timeout:.0f}s: {where}; see each node's journal "
+                                             "for kubelet.service (kwok)")
+    echo(f"  {nodes}/{nodes} nodes Ready, the guide's {expected} pods running")
