@@ -301,9 +301,7 @@ def count_commands(sim: BenchSim, count: int, logs: Path, chapter: bool = False)
         if chapter:
             text = log_path.read_text(errors="replace")
             counted[kind]["cluster_interpreters"] = len(CLUSTER_FACT.findall(text))
-            counted[kind]["local_commands"] = sum(1 for m in COMMAND_LINE.finditer(text) if m.group(1) == "@local")
-            extra = (f", {counted[kind]['local_commands']} on @local, of which "
-                     f"{counted[kind]['cluster_interpreters']} Python(s) for the cluster facts")
+            extra = f", {counted[kind]['cluster_interpreters']} Python(s) started for the cluster facts"
         log(f"{label} {kind}: {'-'.join(map(str, per_host))} commands/host{extra}"
             + ("" if ours == theirs else f" (the nodes' journals say {theirs})"))
     return counted
