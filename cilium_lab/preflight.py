@@ -145,17 +145,18 @@ def _check_local(host) -> list[str]:
     )
 
     def read():
-        snapshot = host.get_fact(
-            ClusterState,
+        args = dict(
             release=data.cilium_release,
             namespace=data.cilium_namespace,
             values=data.cilium_values,
             kubeconfig=data.get("kubeconfig"),
             context=data.get("kube_context"),
+            pod_cidrs=[],
             **chart,
         )
+        snapshot = host.get_fact(ClusterState, **args)
         if snapshot:
-            remember_cluster_state(host.state, host.name, snapshot)
+            remember_cluster_state(host.state, host.name, args, snapshot)
 
     return _cluster_facts_readable(host, read)
 

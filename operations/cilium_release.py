@@ -35,17 +35,22 @@ from facts.cilium_release import (
 _snapshots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def remember_cluster_state(state, host_name: str, snapshot: dict) -> None:
-    _snapshots.setdefault(state, {})[host_name] = snapshot
+def remember_cluster_state(state, host_name: str, args: dict, snapshot: dict) -> None:
+    """Keep the preflight's ClusterState (read with ``args``) for the cluster operations of this run."""
+    _snapshots.setdefault(state, {})[host_name] = (args, snapshot)
 
 
-def _known(section: str):
-    """This run's ClusterState section for the current host, while nothing changed the cluster."""
+def _known(section: str, **args):
+    """This run's ClusterState section for the current host, while nothing changed the cluster,
+    if it was read for these same arguments."""
     try:
         snapshots = _snapshots.get(host.state) or {}
     except TypeError:  # a state that is no pyinfra State (the fixture tests' stand-in)
         return None
-    return snapshots.get(host.name, {}).get(section)
+    read_with, snapshot = snapshots.get(host.name, ({}, {}))
+    if any(read_with.get(key) != value for key, value in args.items()):
+        return None
+    return snapshot.get(section)
 
 
 def _cluster_changes() -> None:
@@ -91,8 +96,8 @@ def helm_repository(chart: str, version: str | None, repo_name: str, repo_url: s
         )
     """
 
-    state = _known("repo") or host.get_fact(HelmRepository, chart=chart, version=version,
-                                             repo_name=repo_name, repo_url=repo_url)
+    args = dict(chart=chart, version=version, repo_name=repo_name, repo_url=repo_url)
+    state = _known("repo", **args) or host.get_fact(HelmRepository, **args)
     helm = state["helm"]
 
     if not state["needed"]:
@@ -156,11 +161,9 @@ def cilium_release(
         )
     """
 
-    state = _known("release") or host.get_fact(
-        CiliumRelease, release=release, namespace=namespace, chart=chart, version=version,
-        values=values, repo_name=repo_name, repo_url=repo_url, kubeconfig=kubeconfig,
-        context=context,
-    )
+    args = dict(release=release, namespace=namespace, chart=chart, version=version, values=values,
+                repo_name=repo_name, repo_url=repo_url, kubeconfig=kubeconfig, context=context)
+    state = _known("release", **args) or host.get_fact(CiliumRelease, **args)
     installed = state["installed"]
 
     if state["matches"]:
@@ -201,8 +204,8 @@ def cilium_healthy(namespace: str, kubeconfig: str | None = None, context: str |
         )
     """
 
-    health = _known("health") or host.get_fact(CiliumHealth, namespace=namespace, kubeconfig=kubeconfig,
-                                               context=context)
+    args = dict(namespace=namespace, kubeconfig=kubeconfig, context=context)
+    health = _known("health", **args) or host.get_fact(CiliumHealth, **args)
 
     if health["healthy"]:
         host.noop(f"Cilium is healthy on all {len(health['nodes'])} nodes")
@@ -241,8 +244,8 @@ def old_cni_pods_restarted(namespace: str, kubeconfig: str | None = None,
         )
     """
 
-    found = _known("pods") or host.get_fact(OldCniPods, namespace=namespace, kubeconfig=kubeconfig,
-                                            context=context, pod_cidrs=list(pod_cidrs))
+    args = dict(namespace=namespace, kubeconfig=kubeconfig, context=context, pod_cidrs=list(pod_cidrs))
+    found = _known("pods", **args) or host.get_fact(OldCniPods, **args)
 
     for pod in found["unowned"]:
         say(

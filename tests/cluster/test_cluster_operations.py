@@ -106,13 +106,19 @@ def test_operations_use_the_preflights_snapshot_until_one_changes_the_cluster():
             "version_cached": True}
     unhealthy = {"healthy": False, "agents_ready": 0, "nodes": [{}] * 6}
     host = FakeHost({CiliumHealth: {"healthy": True, "nodes": [{}] * 6}})
-    remember_cluster_state(host.state, host.name, {
+    repo_args = dict(chart="cilium/cilium", version="1.16.5", repo_name="cilium", repo_url="https://helm.cilium.io/")
+    remember_cluster_state(host.state, host.name, {**RELEASE_ARGS, **repo_args, "pod_cidrs": []}, {
         "repo": repo, "release": release_fact(False, ["install cilium in kube-system"]),
         "health": unhealthy, "pods": {"owned": [], "unowned": []}})
 
-    assert run_operation(helm_repository, {}, host=host, chart="cilium/cilium", version="1.16.5",
-                         repo_name="cilium", repo_url="https://helm.cilium.io/")[0] == []
-    assert len(run_operation(cilium_release, {}, host=host, **RELEASE_ARGS)[0]) == 1
+    # Read for other arguments, the snapshot is not used: the operation reads its own fact.
+    other = FakeHost({HelmRepository: repo})
+    remember_cluster_state(other.state, other.name, {**repo_args, "version": "1.16.4"}, {"repo": repo})
+    run_operation(helm_repository, {}, host=other, **repo_args)
+    assert [cls for cls, _ in other.fact_calls] == [HelmRepository]
+
+    assert run_operation(helm_repository, {}, host=host, **repo_args)[0] == []
+    assert len(run_operation(cilium_release, {}, host=host, **{**RELEASE_ARGS, **repo_args})[0]) == 1
     assert host.fact_calls == []  # both from the snapshot
     # The release changed: the snapshot's "unhealthy" is stale, the fact is read again.
     assert run_operation(cilium_healthy, {}, host=host, namespace="kube-system")[0] == []
