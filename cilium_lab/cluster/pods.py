@@ -18,7 +18,7 @@ from kubernetes.client.rest import ApiException
 
 from cilium_lab.cluster import ClusterError
 from cilium_lab.cluster.kube import Cluster
-from cilium_lab.cluster.verify import AGENT_SELECTOR, _get, condition, labels_match, name
+from cilium_lab.cluster.verify import AGENT_SELECTOR, condition, labels_match, lookup, name
 
 # Owners that recreate a deleted pod. A mirror pod's owner (a Node) does not.
 CONTROLLER_KINDS = frozenset(("ReplicaSet", "StatefulSet", "DaemonSet", "Job", "Deployment",
@@ -40,7 +40,7 @@ class OldPod:
 
 
 def _controller(pod: dict) -> str | None:
-    for ref in _get(pod, "metadata", "ownerReferences", default=[]):
+    for ref in lookup(pod, "metadata", "ownerReferences", default=[]):
         if ref.get("controller") and ref.get("kind") in CONTROLLER_KINDS:
             return f"{ref['kind']}/{ref.get('name')}"
     return None
@@ -67,7 +67,7 @@ def cilium_cidrs(cluster: Cluster) -> dict[str, list]:
     cidrs: dict[str, list] = {}
     for item in result.get("items", []):
         node = name(item)
-        pod_cidrs = _get(item, "spec", "ipam", "podCIDRs", default=[])
+        pod_cidrs = lookup(item, "spec", "ipam", "podCIDRs", default=[])
         networks = []
         for cidr in pod_cidrs:
             try:
@@ -84,10 +84,10 @@ def _agent_start_times(pods, namespace: str) -> dict[str, object]:
     that was NotReady a while (its node away) does not make the pods Cilium gave addresses old."""
     times = {}
     for pod in pods:
-        node = _get(pod, "spec", "nodeName")
-        if _get(pod, "metadata", "namespace") != namespace or not labels_match(pod, AGENT_SELECTOR) or not node:
+        node = lookup(pod, "spec", "nodeName")
+        if lookup(pod, "metadata", "namespace") != namespace or not labels_match(pod, AGENT_SELECTOR) or not node:
             continue
-        started = _time(_get(pod, "status", "startTime"))
+        started = _time(lookup(pod, "status", "startTime"))
         if condition(pod, "Ready") == "True" and started:
             times[node] = started
     return times
@@ -101,11 +101,11 @@ def classify(pods, cidrs: dict[str, list], namespace: str = "kube-system", extra
     old: list[OldPod] = []
     for pod in pods:
         status = pod.get("status") or {}
-        if _get(pod, "spec", "hostNetwork") or not status.get("podIP"):
+        if lookup(pod, "spec", "hostNetwork") or not status.get("podIP"):
             continue
-        if _get(pod, "metadata", "deletionTimestamp") or status.get("phase") in ("Succeeded", "Failed"):
+        if lookup(pod, "metadata", "deletionTimestamp") or status.get("phase") in ("Succeeded", "Failed"):
             continue
-        node = _get(pod, "spec", "nodeName")
+        node = lookup(pod, "spec", "nodeName")
         started = _time(status.get("startTime"))
         reason = None
         managed = cidrs.get(node, []) + extra
@@ -117,7 +117,7 @@ def classify(pods, cidrs: dict[str, list], namespace: str = "kube-system", extra
         elif node not in started_at:
             reason = f"no Cilium agent is ready on {node} yet: its address is the old CNI's"
         if reason:
-            old.append(OldPod(_get(pod, "metadata", "namespace"), name(pod), node, str(ip), _controller(pod), reason))
+            old.append(OldPod(lookup(pod, "metadata", "namespace"), name(pod), node, str(ip), _controller(pod), reason))
     return sorted(old, key=lambda p: (p.namespace, p.name))
 
 

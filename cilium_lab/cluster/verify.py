@@ -96,7 +96,7 @@ class Health:
         return data
 
 
-def _get(obj: dict, *path, default=None):
+def lookup(obj: dict, *path, default=None):
     """``obj[a][b]...`` of an API object as JSON, ``default`` where any part is missing."""
     for key in path:
         if not isinstance(obj, dict) or obj.get(key) is None:
@@ -106,23 +106,23 @@ def _get(obj: dict, *path, default=None):
 
 
 def labels_match(obj: dict, selector: dict) -> bool:
-    labels = _get(obj, "metadata", "labels", default={})
+    labels = lookup(obj, "metadata", "labels", default={})
     return all(labels.get(k) == v for k, v in selector.items())
 
 
 def condition(obj: dict, kind: str) -> str | None:
-    for entry in _get(obj, "status", "conditions", default=[]):
+    for entry in lookup(obj, "status", "conditions", default=[]):
         if entry.get("type") == kind:
             return entry.get("status")
     return None
 
 
 def name(obj: dict) -> str:
-    return _get(obj, "metadata", "name", default="")
+    return lookup(obj, "metadata", "name", default="")
 
 
 def _internal_ip(node: dict) -> str | None:
-    for address in _get(node, "status", "addresses", default=[]):
+    for address in lookup(node, "status", "addresses", default=[]):
         if address.get("type") == "InternalIP":
             return address.get("address")
     return None
@@ -139,7 +139,7 @@ def snapshot(cluster: Cluster, namespace: str = "kube-system") -> Health:
     pods = [
         pod
         for pod in cluster.get(f"/api/v1/namespaces/{namespace}/pods", labelSelector=selector)["items"]
-        if not _get(pod, "metadata", "deletionTimestamp")
+        if not lookup(pod, "metadata", "deletionTimestamp")
     ]
     daemonsets = cluster.get(f"/apis/apps/v1/namespaces/{namespace}/daemonsets", labelSelector=selector)["items"]
     deployments = cluster.get(f"/apis/apps/v1/namespaces/{namespace}/deployments", labelSelector=selector)["items"]
@@ -153,11 +153,11 @@ def workload(kind: str, obj: dict) -> Workload:
         updated = status.get("updatedNumberScheduled") or 0
         ready = status.get("numberReady") or 0
     else:
-        replicas = _get(obj, "spec", "replicas")
+        replicas = lookup(obj, "spec", "replicas")
         desired = replicas if replicas is not None else 1
         updated = status.get("updatedReplicas") or 0
         ready = status.get("readyReplicas") or 0
-    return Workload(kind, name(obj), desired, updated, ready, _get(obj, "metadata", "generation", default=0),
+    return Workload(kind, name(obj), desired, updated, ready, lookup(obj, "metadata", "generation", default=0),
                     status.get("observedGeneration") or 0)
 
 
@@ -166,7 +166,7 @@ def _failing(pod: dict) -> str | None:
     if status.get("phase") == "Failed":
         return f"pod {name(pod)} failed ({status.get('reason') or 'no reason given'})"
     for container in (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or []):
-        waiting = _get(container, "state", "waiting", default={})
+        waiting = lookup(container, "state", "waiting", default={})
         if waiting.get("reason") in FAILING:
             return f"pod {name(pod)} container {container.get('name')}: {waiting['reason']}"
     return None
@@ -178,7 +178,7 @@ def judge(nodes, pods, daemonsets, deployments, namespace: str = "kube-system") 
     agents_by_node: dict[str, list] = {}
     for pod in pods:
         if labels_match(pod, AGENT_SELECTOR):
-            agents_by_node.setdefault(_get(pod, "spec", "nodeName", default=""), []).append(pod)
+            agents_by_node.setdefault(lookup(pod, "spec", "nodeName", default=""), []).append(pod)
 
     report: list[NodeHealth] = []
     for node in sorted(nodes, key=name):
@@ -193,10 +193,10 @@ def judge(nodes, pods, daemonsets, deployments, namespace: str = "kube-system") 
             agent = agents[0]
             health.agent = name(agent)
             health.agent_ready = condition(agent, "Ready") == "True"
-            health.agent_ip = _get(agent, "status", "podIP")
-            health.host_network = bool(_get(agent, "spec", "hostNetwork"))
+            health.agent_ip = lookup(agent, "status", "podIP")
+            health.host_network = bool(lookup(agent, "spec", "hostNetwork"))
             if not health.agent_ready:
-                phase = _get(agent, "status", "phase", default="Pending")
+                phase = lookup(agent, "status", "phase", default="Pending")
                 health.missing.append(f"agent {health.agent} not ready ({phase})")
             if not health.host_network:
                 health.missing.append(f"agent {health.agent} not on hostNetwork")

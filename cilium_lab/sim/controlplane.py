@@ -50,7 +50,8 @@ class Layout:
     api_port: int = API_PORT
     etcd_client_port: int = 2379
     etcd_peer_port: int = 2380
-    # 0 switches a component's own HTTPS endpoint off (the tests run several side by side).
+    # False switches the controller manager's and scheduler's own HTTPS endpoints off
+    # (--secure-port=0): the tests run several control planes side by side.
     component_ports: bool = True
 
     def file(self, name: str) -> str:
@@ -60,7 +61,7 @@ class Layout:
 # Certificates and kubeconfigs.
 
 
-def write_pki(directory: Path, api_names: list[str], api_addresses: list[str], nodes: list[str]) -> pki.Authority:
+def write_pki(directory: Path, api_names: list[str], api_addresses: list[str], nodes: list[str]) -> None:
     """Every certificate and key the control plane and its clients use, in the guide's file names."""
     ca = pki.Authority.create()
     pki.write(ca.pair, directory, "ca")
@@ -76,7 +77,6 @@ def write_pki(directory: Path, api_names: list[str], api_addresses: list[str], n
         *((*kwok_user(node), f"kwok-{node}") for node in nodes),
     ):
         pki.write(ca.issue(user, group), directory, name)
-    return ca
 
 
 def kubeconfig(server: str, directory: Path, name: str, cluster: str = "cilium-lab-sim") -> str:
@@ -85,15 +85,14 @@ def kubeconfig(server: str, directory: Path, name: str, cluster: str = "cilium-l
     def data(filename: str) -> str:
         return base64.b64encode((directory / filename).read_bytes()).decode()
 
-    user = name
     return yaml.safe_dump(
         {
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [{"name": cluster, "cluster": {"server": server, "certificate-authority-data": data("ca.pem")}}],
-            "users": [{"name": user, "user": {"client-certificate-data": data(f"{name}.pem"),
+            "users": [{"name": name, "user": {"client-certificate-data": data(f"{name}.pem"),
                                                "client-key-data": data(f"{name}-key.pem")}}],
-            "contexts": [{"name": cluster, "context": {"cluster": cluster, "user": user}}],
+            "contexts": [{"name": cluster, "context": {"cluster": cluster, "user": name}}],
             "current-context": cluster,
         },
         sort_keys=False,

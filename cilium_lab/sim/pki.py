@@ -63,10 +63,6 @@ class Authority:
         )
         return cls(cert, key)
 
-    @classmethod
-    def load(cls, cert_pem: bytes, key_pem: bytes) -> Authority:
-        return cls(x509.load_pem_x509_certificate(cert_pem), serialization.load_pem_private_key(key_pem, None))
-
     @property
     def pair(self) -> Pair:
         return Pair(self.cert.public_bytes(serialization.Encoding.PEM), _key_pem(self.key))
