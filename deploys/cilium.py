@@ -11,23 +11,24 @@ machine running pyinfra) do the workstation's part; all other hosts are Kubernet
 
 from pyinfra import host, state
 
-from cilium_lab import preflight
-from cilium_lab.routes import pod_routes
-
+from deploys.support import data, preflight, ssh
 from operations.br_netfilter import br_netfilter_absent
-from operations.cilium_release import (
+from operations.cluster_phase import (
     cilium_healthy,
     cilium_release,
     helm_repository,
     old_cni_pods_restarted,
 )
 from operations.cni import cni_configs_absent
-from operations.kube_proxy import kube_proxy_disabled
 from operations.kube_proxy_rules import kube_proxy_rules_absent
 from operations.phase import phase_reached, workstation_ok
 from operations.routes import pod_cidr_routes_absent
+from operations.systemd_unit import unit_stopped_and_disabled
 
 is_node = "local" not in host.groups
+
+# Every host is connected by now: each small remote command answers without a delayed ACK.
+ssh.no_delay(state)
 
 # Before anything: every host can take the migration, or no host is touched.
 preflight.require(state)
@@ -35,9 +36,9 @@ preflight.require(state)
 # Removing stuff to be replaced with Cilium
 
 if is_node:
-    kube_proxy_disabled(
+    unit_stopped_and_disabled(
         name="Stop and disable kube-proxy",
-        unit=host.data.kube_proxy_unit,
+        unit=data.value(host, "kube_proxy_unit"),
     )
 
     # Cilium's kube-proxy replacement guide: what kube-proxy leaves in iptables goes too.
@@ -45,9 +46,9 @@ if is_node:
 
     cni_configs_absent(
         name="Remove the old CNI configurations and restart kubelet",
-        conf_dir=host.data.cni_conf_dir,
-        backup_dir=host.data.cni_backup_dir,
-        restart_unit=host.data.kubelet_unit,
+        conf_dir=data.value(host, "cni_conf_dir"),
+        backup_dir=data.value(host, "cni_backup_dir"),
+        restart_unit=data.value(host, "kubelet_unit"),
     )
 
 # Installing Cilium, once no node runs kube-proxy or the old CNI any more
@@ -55,58 +56,37 @@ if is_node:
 phase_reached(name="Every node is off kube-proxy and the old CNI", phase="the nodes are ready for Cilium")
 
 if "local" in host.groups:
-    helm_repository(
-        name="Add Cilium's helm repository",
-        chart=host.data.cilium_chart,
-        version=host.data.cilium_chart_version,
-        repo_name=host.data.get("helm_repo_name"),
-        repo_url=host.data.get("helm_repo_url"),
-    )
+    helm_repository(name="Add Cilium's helm repository", **data.chart(host))
 
     cilium_release(
         name="Install Cilium with helm",
-        release=host.data.cilium_release,
-        namespace=host.data.cilium_namespace,
-        chart=host.data.cilium_chart,
-        version=host.data.cilium_chart_version,
-        values=host.data.cilium_values,
-        repo_name=host.data.get("helm_repo_name"),
-        repo_url=host.data.get("helm_repo_url"),
-        kubeconfig=host.data.get("kubeconfig"),
-        context=host.data.get("kube_context"),
-        extra_args=host.data.get("helm_extra_args", []),
+        **data.release(host),
+        extra_args=data.value(host, "helm_extra_args"),
     )
 
     cilium_healthy(
         name="Wait until the cilium and cilium-operator pods are up",
-        namespace=host.data.cilium_namespace,
-        kubeconfig=host.data.get("kubeconfig"),
-        context=host.data.get("kube_context"),
-        timeout=host.data.get("cilium_wait_timeout", 600),
+        **data.cluster(host),
+        timeout=data.value(host, "cilium_wait_timeout"),
     )
 
-    old_cni_pods_restarted(
-        name="Restart the pods started with the previous CNI",
-        namespace=host.data.cilium_namespace,
-        kubeconfig=host.data.get("kubeconfig"),
-        context=host.data.get("kube_context"),
-    )
+    old_cni_pods_restarted(name="Restart the pods started with the previous CNI", **data.cluster(host))
 
 # Cleaning up: Cilium's overlay carries pod traffic now
 
 phase_reached(name="Cilium runs on every node", phase="the old network's last pieces can go")
 
-if "local" in host.groups and (routes := pod_routes(state.inventory)):
+if "local" in host.groups and (routes := data.pod_routes(state.inventory)):
     pod_cidr_routes_absent(
         name="Delete the host routes to the pod CIDRs",
         routes=routes,
-        _sudo=host.data.get("host_routes_sudo", True),
+        _sudo=data.value(host, "host_routes_sudo"),
     )
 
 if is_node:
     br_netfilter_absent(
         name="Unload br_netfilter and stop loading it at boot",
-        backup_dir=host.data.modules_backup_dir,
+        backup_dir=data.value(host, "modules_backup_dir"),
         # Not while Cilium is not healthy (the workstation's part failed): kept for a re-run.
         _if=workstation_ok,
     )

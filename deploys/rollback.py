@@ -12,17 +12,18 @@ routes to the pod CIDRs. Migrate then roll back, and every node is as it was, fi
 
 from pyinfra import host, state
 
-from cilium_lab import preflight
-from cilium_lab.routes import pod_routes
-
+from deploys.support import data, preflight, ssh
 from operations.br_netfilter import br_netfilter_persisted
-from operations.cilium_release import cilium_release_absent
+from operations.cluster_phase import cilium_release_absent
 from operations.cni import cni_configs_restored
-from operations.kube_proxy import kube_proxy_enabled
 from operations.phase import phase_reached, workstation_ok
 from operations.routes import pod_cidr_routes_present
+from operations.systemd_unit import unit_enabled_and_started
 
 is_node = "local" not in host.groups
+
+# Every host is connected by now: each small remote command answers without a delayed ACK.
+ssh.no_delay(state)
 
 # Before anything: every host can be rolled back, or no host is touched.
 preflight.require(state, rollback=True)
@@ -32,11 +33,9 @@ preflight.require(state, rollback=True)
 if "local" in host.groups:
     cilium_release_absent(
         name="Uninstall Cilium",
-        release=host.data.cilium_release,
-        namespace=host.data.cilium_namespace,
-        kubeconfig=host.data.get("kubeconfig"),
-        context=host.data.get("kube_context"),
-        extra_args=host.data.get("helm_uninstall_args", []),
+        release=data.value(host, "cilium_release"),
+        **data.cluster(host),
+        extra_args=data.value(host, "helm_uninstall_args"),
     )
 
 # Bringing back what Cilium replaced, once its agents are gone (a failed uninstall leaves the
@@ -47,29 +46,29 @@ phase_reached(name="Cilium is gone from the cluster", phase="the nodes can have 
 if is_node:
     br_netfilter_persisted(
         name="Load br_netfilter at boot again",
-        backup_dir=host.data.modules_backup_dir,
-        persist_file=host.data.modules_persist_file,
+        backup_dir=data.value(host, "modules_backup_dir"),
+        persist_file=data.value(host, "modules_persist_file"),
         _if=workstation_ok,
     )
 
     cni_configs_restored(
         name="Restore the old CNI configurations and restart kubelet",
-        conf_dir=host.data.cni_conf_dir,
-        backup_dir=host.data.cni_backup_dir,
-        restart_unit=host.data.kubelet_unit,
+        conf_dir=data.value(host, "cni_conf_dir"),
+        backup_dir=data.value(host, "cni_backup_dir"),
+        restart_unit=data.value(host, "kubelet_unit"),
         _if=workstation_ok,
     )
 
     # kube-proxy writes its KUBE-* rules back when it starts.
-    kube_proxy_enabled(
+    unit_enabled_and_started(
         name="Enable and start kube-proxy",
-        unit=host.data.kube_proxy_unit,
+        unit=data.value(host, "kube_proxy_unit"),
         _if=workstation_ok,
     )
 
-if "local" in host.groups and (routes := pod_routes(state.inventory)):
+if "local" in host.groups and (routes := data.pod_routes(state.inventory)):
     pod_cidr_routes_present(
         name="Route the pod CIDRs via the nodes again",
         routes=routes,
-        _sudo=host.data.get("host_routes_sudo", True),
+        _sudo=data.value(host, "host_routes_sudo"),
     )

@@ -9,7 +9,7 @@ import posixpath
 from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
 
-from cilium_lab.say import say
+from operations.log_once import log_once
 
 from facts.br_netfilter import MODULE, PERSISTENCE_LINE_REGEX, BrNetfilter, BrNetfilterBackups
 
@@ -40,7 +40,7 @@ def br_netfilter_absent(backup_dir: str = "/var/backups/cilium-lab/modules-load.
 
     if state["status"] == "builtin" and state["persisted_in"]:
         # Said aloud when the node changes; on quiet re-runs it is only a noop.
-        say(builtin, warn=True)
+        log_once(builtin, warn=True)
 
     if state["persisted_in"]:
         yield StringCommand("mkdir", "-p", QuoteString(backup_dir))
@@ -99,7 +99,7 @@ def br_netfilter_persisted(
         if backup["state"] in ("stripped", "missing"):
             yield StringCommand("mv", "-f", QuoteString(backup["backup"]), QuoteString(path))
         elif backup["state"] == "edited":
-            say(f"{path} changed since its backup: {MODULE} is added to it, the backup stays", warn=True)
+            log_once(f"{path} changed since its backup: {MODULE} is added to it, the backup stays", warn=True)
             yield StringCommand("echo", MODULE, ">>", QuoteString(path))
         else:
             continue

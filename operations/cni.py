@@ -9,7 +9,7 @@ import posixpath
 from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
 
-from cilium_lab.say import say
+from operations.log_once import log_once
 from facts.cni import RESTART_PENDING, CniState
 
 
@@ -98,7 +98,7 @@ def cni_configs_restored(
 
     for name in sorted(set(saved) & set(configs)):
         if not saved[name]["cilium"] and saved[name]["sha256"] != configs[name]["sha256"]:
-            say(f"{name} in {conf_dir} differs from its backup in {backup_dir}: left as it is", warn=True)
+            log_once(f"{name} in {conf_dir} differs from its backup in {backup_dir}: left as it is", warn=True)
 
     if not cilium and not restore and not (restart_unit and state["restart_pending"]):
         host.noop(f"every backed-up CNI configuration is in {conf_dir}, and none of Cilium's")

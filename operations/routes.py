@@ -5,13 +5,30 @@ network, gone once Cilium's overlay carries pod traffic, back on a rollback.
 
 from __future__ import annotations
 
+import ipaddress
+
 from pyinfra import host
 from pyinfra.api import StringCommand, operation
 from pyinfra.api.exceptions import OperationValueError
 
-from cilium_lab.routes import checked_route
-from cilium_lab.say import say
 from facts.routes import HostRoutes
+from operations.log_once import log_once
+
+
+def checked_route(cidr: str, via: str) -> tuple[str, str]:
+    """``(network, gateway)`` in canonical form, or a ValueError that says which value to fix."""
+    try:
+        network = str(ipaddress.IPv4Network(cidr))
+    except ValueError as e:
+        raise ValueError(f"pod_cidr {cidr!r} is not an IPv4 network ({e}): fix it in the inventory") from None
+    try:
+        gateway = str(ipaddress.IPv4Address(via))
+    except ValueError:
+        raise ValueError(
+            f"the route to its pod CIDR would go via {via!r}, which is not an IPv4 address: set "
+            "pod_route_via to the node's address in the inventory"
+        ) from None
+    return network, gateway
 
 
 def _checked(routes: dict[str, str]) -> dict[str, str]:
@@ -23,8 +40,8 @@ def _checked(routes: dict[str, str]) -> dict[str, str]:
 
 
 def _say_not_ours(network: str, found: str | None, gateway: str) -> None:
-    say(f"the route to {network} goes via {found or 'an interface'}, not {gateway}: not the guide's, "
-        "left as it is", warn=True)
+    log_once(f"the route to {network} goes via {found or 'an interface'}, not {gateway}: not the guide's, "
+             "left as it is", warn=True)
 
 
 def _route_command(system: str, action: str, network: str, gateway: str) -> StringCommand:

@@ -7,8 +7,6 @@ Fixtures are JSON files, one case a file, as in pyinfra's own test suite:
   ``{"arg": {...}, "command": "...", "output": [...], "fact": ...}``
 - ``fixtures/operations/<module>.<operation>/<case>.json``:
   ``{"args": {...}, "facts": {"<module>.<FactClass>": ...}, "commands": [...], "noop": "..."}``;
-  a fact read with different arguments is given per arguments, as pyinfra's own fixtures do:
-  ``{"<module>.<FactClass>": {"directory=/etc/cni/net.d": ..., "directory=/var/backups": ...}}``;
   an operation that says several things gives ``"noops": [...]``.
 
 ``module`` is a module of our ``facts`` or ``operations`` package, or a full ``pyinfra.…`` path.
@@ -80,14 +78,7 @@ class FakeHost:
         self.fact_calls.append((cls, kwargs))
         if cls not in self.facts:
             raise AssertionError(f"operation read fact {cls.__name__}, which the case does not give")
-        value = self.facts[cls]
-        # Global arguments (_sudo, ...) are how, not what: they do not pick a value.
-        key = ", ".join(f"{k}={v}" for k, v in sorted(kwargs.items()) if not k.startswith("_"))
-        if key and isinstance(value, dict) and any("=" in k for k in value):
-            if key not in value:
-                raise AssertionError(f"operation read fact {cls.__name__}({key}), which the case does not give")
-            return value[key]
-        return value
+        return self.facts[cls]
 
     def noop(self, description: str) -> None:
         self.noops.append(description)

@@ -3,7 +3,7 @@
 import pytest
 from pyinfra.api.exceptions import DeployError
 
-from cilium_lab.preflight import kernel_version, node_problems, skipped_checks
+from deploys.support.preflight import kernel_version, node_problems, skipped_checks
 
 READY = {
     "root": True,

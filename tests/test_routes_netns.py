@@ -19,7 +19,7 @@ import pytest
 from pyinfra.api import Inventory
 from pyinfra.api.exceptions import DeployError
 
-from cilium_lab.routes import pod_routes
+from deploys.support.data import pod_routes
 
 REPO = Path(__file__).resolve().parents[1]
 PYINFRA = Path(sys.executable).parent / "pyinfra"

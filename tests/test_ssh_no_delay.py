@@ -1,9 +1,9 @@
-"""TCP_NODELAY on the SSH sockets of a run's hosts (cilium_lab/ssh.py), on real loopback sockets."""
+"""TCP_NODELAY on the SSH sockets of a run's hosts (deploys/support/ssh.py), on real loopback sockets."""
 
 import socket
 from types import SimpleNamespace
 
-from cilium_lab.ssh import no_delay
+from deploys.support.ssh import no_delay
 
 
 def host_with(sock):

@@ -1,14 +1,13 @@
 """
 The user's ``helm`` binary: find it, read releases and repositories, check a chart and its
-values, and build the install command. Read-only here; the operations yield the changing
-commands (``helm repo add/update``, ``helm upgrade --install``).
+values. Only reads; the operations build and yield the changing commands (``helm repo
+add/update``, ``helm upgrade --install``, ``helm uninstall``).
 """
 
 from __future__ import annotations
 
 import json
 import re
-import shlex
 import shutil
 import subprocess
 import sys
@@ -178,31 +177,3 @@ def check_values(helm: str, source: list[str], version: str | None, values: dict
 
 def values_json(values: dict) -> str:
     return json.dumps(values or {}, sort_keys=True, separators=(",", ":"))
-
-
-def install_command(helm: str, release_name: str, chart: str, version: str | None, namespace: str,
-                    values: dict, kubeconfig=None, context=None, extra_args=()) -> str:
-    """``helm upgrade --install`` with the values on stdin, as one shell command."""
-    args = ["upgrade", "--install", release_name, chart, "--namespace", namespace]
-    if version and chart_kind(chart) != "path":
-        args += ["--version", version]
-    args += ["--values", "-", *cluster_args(kubeconfig, context), *extra_args]
-    return (
-        f"printf '%s' {shlex.quote(values_json(values))} | "
-        + " ".join(shlex.quote(a) for a in [helm, *args])
-    )
-
-
-def self_command(*args: str) -> str:
-    """This package's CLI, with this Python (the venv need not be on PATH)."""
-    return " ".join(shlex.quote(a) for a in [sys.executable, "-m", "cilium_lab", *args])
-
-
-def cli_cluster_args(namespace, kubeconfig=None, context=None) -> list[str]:
-    """The options that point this package's CLI at a cluster, for ``self_command``."""
-    args = ["--namespace", namespace]
-    if kubeconfig:
-        args += ["--kubeconfig", str(kubeconfig)]
-    if context:
-        args += ["--context", context]
-    return args

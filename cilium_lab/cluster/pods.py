@@ -126,7 +126,7 @@ def find(cluster: Cluster, namespace: str = "kube-system", extra_cidrs=()) -> li
     return classify(pods, cilium_cidrs(cluster), namespace, extra_cidrs)
 
 
-def delete(cluster: Cluster, pods: list[OldPod], echo=None) -> list[OldPod]:
+def delete(cluster: Cluster, pods: list[OldPod]) -> list[OldPod]:
     """Delete the owned ones; return those deleted. Unowned pods are never deleted."""
     deleted = []
     for pod in pods:
@@ -141,8 +141,6 @@ def delete(cluster: Cluster, pods: list[OldPod], echo=None) -> list[OldPod]:
                     f"{error.status} {error.reason}"
                 ) from None
         deleted.append(pod)
-        if echo:
-            echo(f"deleted {pod.namespace}/{pod.name} ({pod.owner} recreates it)")
     return deleted
 
 

@@ -57,7 +57,7 @@ def release(cluster: kube.Cluster, name: str, namespace: str, chart: str, versio
         helm.check_values(helm_path, source, version, values, name, namespace)
 
     return {"helm": helm_path, "server": cluster.server, "installed": installed,
-            "desired": {"chart": chart, "version": desired_version, "values": values},
+            "desired": {"chart": chart, "kind": kind, "version": desired_version, "values": values},
             "matches": not changes, "changes": changes}
 
 

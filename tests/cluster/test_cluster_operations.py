@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import sys
 
-from facts.cilium_release import CiliumHealth, CiliumRelease, HelmRepository, InstalledRelease, OldCniPods
-from operations.cilium_release import (
+from facts.cluster_phase import CiliumHealth, CiliumRelease, HelmRepository, InstalledRelease, OldCniPods
+from operations.cluster_phase import (
     cilium_healthy,
     cilium_release,
     cilium_release_absent,
@@ -21,9 +21,10 @@ RELEASE_ARGS = dict(release="cilium", namespace="kube-system", chart="cilium/cil
                     values=VALUES, kubeconfig="/k/config", context="lab")
 
 
-def release_fact(matches, changes=()):
+def release_fact(matches, changes=(), kind="repo"):
     return {"helm": "/usr/bin/helm", "matches": matches, "changes": list(changes),
-            "installed": {"exists": True, "status": "deployed", "chart": "cilium", "version": "1.16.5"}}
+            "installed": {"exists": True, "status": "deployed", "chart": "cilium", "version": "1.16.5"},
+            "desired": {"kind": kind}}
 
 
 def test_release_matching_runs_nothing():
@@ -40,6 +41,27 @@ def test_release_differing_runs_one_upgrade_with_values_on_stdin():
         "--install cilium cilium/cilium --namespace kube-system --version 1.16.5 --values - "
         "--kubeconfig /k/config --kube-context lab" + half_migrated("installed")
     ]
+
+
+def test_oci_chart_is_pinned():
+    commands, _ = run_operation(
+        cilium_release, {CiliumRelease: release_fact(False, ["install cilium in kube-system"], kind="oci")},
+        **{**RELEASE_ARGS, "chart": "oci://quay.io/cilium/charts/cilium", "kubeconfig": None, "context": None},
+    )
+    assert commands == [
+        "printf '%s' '{\"k8sServicePort\":6443,\"kubeProxyReplacement\":true}' | /usr/bin/helm upgrade "
+        "--install cilium oci://quay.io/cilium/charts/cilium --namespace kube-system --version 1.16.5 "
+        "--values -" + half_migrated("installed")
+    ]
+
+
+def test_packaged_chart_takes_its_own_version():
+    # A .tgz carries its own version; the release fact checked the pinned one against it.
+    commands, _ = run_operation(
+        cilium_release, {CiliumRelease: release_fact(False, ["install cilium in kube-system"], kind="path")},
+        **{**RELEASE_ARGS, "chart": "/srv/cilium-1.16.5.tgz"},
+    )
+    assert len(commands) == 1 and "/srv/cilium-1.16.5.tgz" in commands[0] and "--version" not in commands[0]
 
 
 def test_repository_added_updated_or_left():
@@ -99,7 +121,7 @@ def test_release_removed_only_when_helm_has_it():
 def test_operations_use_the_preflights_snapshot_until_one_changes_the_cluster():
     """The preflight's one ClusterState read serves the cluster operations of a no-change run;
     once an operation changes the cluster, the next ones read their own facts afresh."""
-    from operations.cilium_release import remember_cluster_state
+    from operations.cluster_phase import remember_cluster_state
     from pyinfra_fixtures import FakeHost
 
     repo = {"helm": "helm", "kind": "repo", "needed": True, "present": True, "url_matches": True,

@@ -24,10 +24,10 @@ from gevent.lock import Semaphore
 from pyinfra import logger
 from pyinfra.api.exceptions import DeployError, PyinfraError
 
-from cilium_lab import ssh
-from facts.cilium_release import ClusterState, InstalledRelease
+from deploys.support import data
+from facts.cluster_phase import ClusterState, InstalledRelease
 from facts.preflight import NodePreflight
-from operations.cilium_release import remember_cluster_state
+from operations.cluster_phase import remember_cluster_state
 
 # Every check a node can fail, by the name used to skip it.
 NODE_CHECKS = ("sudo", "systemd", "kernel", "cgroup", "api_name", "api_port")
@@ -97,8 +97,7 @@ def node_problems(state: dict, *, min_kernel: str, service_host: str, service_po
 
 
 def _check_node(host, checks=NODE_CHECKS) -> list[str]:
-    data = host.data
-    values = data.cilium_values
+    values = data.value(host, "cilium_values")
     service_host, service_port = values["k8sServiceHost"], values["k8sServicePort"]
     cgroup_root = values.get("cgroup", {}).get("hostRoot", "/sys/fs/cgroup")
     state = host.get_fact(
@@ -109,12 +108,12 @@ def _check_node(host, checks=NODE_CHECKS) -> list[str]:
     )
     return node_problems(
         state,
-        min_kernel=str(data.cilium_min_kernel),
+        min_kernel=str(data.value(host, "cilium_min_kernel")),
         service_host=service_host,
         service_port=service_port,
         cgroup_root=cgroup_root,
-        user=data.get("ssh_user"),
-        skip=skipped_checks(data) | (set(NODE_CHECKS) - set(checks)),
+        user=host.data.get("ssh_user"),
+        skip=skipped_checks(host.data) | (set(NODE_CHECKS) - set(checks)),
     )
 
 
@@ -136,24 +135,9 @@ def _check_local(host) -> list[str]:
     it cannot. Asked here, they stop the run before the nodes change even with ``-y``, which
     skips change detection and so would first read them after the node steps had run.
     """
-    data = host.data
-    chart = dict(
-        chart=data.cilium_chart,
-        version=data.cilium_chart_version,
-        repo_name=data.get("helm_repo_name"),
-        repo_url=data.get("helm_repo_url"),
-    )
+    args = dict(data.release(host), pod_cidrs=[])
 
     def read():
-        args = dict(
-            release=data.cilium_release,
-            namespace=data.cilium_namespace,
-            values=data.cilium_values,
-            kubeconfig=data.get("kubeconfig"),
-            context=data.get("kube_context"),
-            pod_cidrs=[],
-            **chart,
-        )
         snapshot = host.get_fact(ClusterState, **args)
         if snapshot:
             remember_cluster_state(host.state, host.name, args, snapshot)
@@ -163,14 +147,8 @@ def _check_local(host) -> list[str]:
 
 def _check_local_for_rollback(host) -> list[str]:
     """helm, the kubeconfig and the API server: what reading and removing the release needs."""
-    data = host.data
-    return _cluster_facts_readable(host, lambda: host.get_fact(
-        InstalledRelease,
-        release=data.cilium_release,
-        namespace=data.cilium_namespace,
-        kubeconfig=data.get("kubeconfig"),
-        context=data.get("kube_context"),
-    ))
+    args = dict(release=data.value(host, "cilium_release"), **data.cluster(host))
+    return _cluster_facts_readable(host, lambda: host.get_fact(InstalledRelease, **args))
 
 
 def _check_inventory(state, check_node, check_local) -> dict[str, list[str]]:
@@ -203,8 +181,6 @@ def require(state, rollback: bool = False) -> None:
         checks = (_check_node, _check_local)
     with _lock:
         if state not in _verdicts:
-            # Once per run, before the first remote command.
-            ssh.no_delay(state)
             _verdicts[state] = _check_inventory(state, *checks)
             for name, problems in sorted(_verdicts[state].items()):
                 for problem in problems:

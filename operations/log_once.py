@@ -1,9 +1,9 @@
 """
-Saying something once per run from inside an operation.
+Logging once per run from inside an operation.
 
 pyinfra runs an operation's generator once to detect changes and again to execute them (once
 only with ``-y``); a message logged on every pass would be printed twice. ``host.noop`` suits
-"nothing to do"; what an operation says while it changes something goes through :func:`say`.
+"nothing to do"; what an operation says while it changes something goes through :func:`log_once`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def first_pass() -> bool:
     return not state.should_check_for_changes()
 
 
-def say(message: str, warn: bool = False) -> None:
-    """Log ``message`` for the current host, once per run."""
+def log_once(message: str, warn: bool = False) -> None:
+    """Log ``message`` for the current host, on the generator's first pass only."""
     if first_pass():
         (logger.warning if warn else logger.info)(f"{host.print_prefix}{message}")

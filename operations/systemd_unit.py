@@ -1,5 +1,5 @@
 """
-kube-proxy's systemd unit: gone from a node once Cilium replaces it.
+A systemd unit stopped and disabled, or enabled and started: kube-proxy's, which Cilium replaces.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from facts.systemd_unit import UnitState
 
 
 @operation()
-def kube_proxy_disabled(unit: str = "kube-proxy.service"):
+def unit_stopped_and_disabled(unit: str):
     """
-    Stop kube-proxy and keep it from starting at boot.
+    Stop a unit and keep it from starting at boot.
 
-    + unit: kube-proxy's systemd unit
+    + unit: the unit's full name
 
     A node without the unit has nothing to do; a masked unit already counts as disabled, and a
     static one cannot be disabled (it has no install section), so both are only stopped.
@@ -24,7 +24,7 @@ def kube_proxy_disabled(unit: str = "kube-proxy.service"):
 
     .. code:: python
 
-        kube_proxy_disabled(
+        unit_stopped_and_disabled(
             name="Stop and disable kube-proxy",
             unit="kube-proxy.service",
         )
@@ -46,12 +46,12 @@ def kube_proxy_disabled(unit: str = "kube-proxy.service"):
 
 
 @operation()
-def kube_proxy_enabled(unit: str = "kube-proxy.service"):
+def unit_enabled_and_started(unit: str):
     """
-    Start kube-proxy and have it start at boot again: the way back from Cilium's kube-proxy
-    replacement.
+    Start a unit and have it start at boot again (for kube-proxy: the way back from Cilium's
+    kube-proxy replacement).
 
-    + unit: kube-proxy's systemd unit
+    + unit: the unit's full name
 
     A masked unit is unmasked first (nothing else could start it); a static one is only
     started. A node without the unit has nothing to start, and the operation says so.
@@ -60,7 +60,7 @@ def kube_proxy_enabled(unit: str = "kube-proxy.service"):
 
     .. code:: python
 
-        kube_proxy_enabled(
+        unit_enabled_and_started(
             name="Enable and start kube-proxy",
             unit="kube-proxy.service",
         )

@@ -10,21 +10,24 @@ execution time, so the facts are fresh after the steps before it have run.
 
 from __future__ import annotations
 
+import json
+import os
 import shlex
 import weakref
 
 from pyinfra import host
 from pyinfra.api import operation
 
-from cilium_lab.cluster.helm import cli_cluster_args, cluster_args, install_command, self_command
-from cilium_lab.say import say
-from facts.cilium_release import (
+from facts.cluster_phase import (
     CiliumHealth,
     CiliumRelease,
     HelmRepository,
     InstalledRelease,
     OldCniPods,
+    cilium_lab_command,
+    cluster_options,
 )
+from operations.log_once import log_once
 
 
 # The cluster as the preflight read it (the ClusterState fact: one command for the repository, the
@@ -66,6 +69,31 @@ HALF_MIGRATED = (
     "configurations, and Cilium is not {what}. Fix what is said above and run the deploy again, "
     "or go back with deploys/rollback.py."
 )
+
+
+def _shell(*args: str) -> str:
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def helm_cluster_flags(kubeconfig: str | None, context: str | None) -> list[str]:
+    """The flags that point helm at the cluster; none for helm's own defaults."""
+    return [*(["--kubeconfig", os.path.expanduser(kubeconfig)] if kubeconfig else []),
+            *(["--kube-context", context] if context else [])]
+
+
+def install_command(helm: str, release: str, chart: str, version: str | None, namespace: str,
+                    values: dict, *, versioned: bool = True, kubeconfig=None, context=None,
+                    extra_args=()) -> str:
+    """``helm upgrade --install`` with the values on stdin, as one shell command.
+
+    ``versioned`` is False for a chart directory or .tgz: it carries its own version, which the
+    release fact has checked against the pinned one.
+    """
+    document = json.dumps(values or {}, sort_keys=True, separators=(",", ":"))
+    args = ["upgrade", "--install", release, chart, "--namespace", namespace,
+            *(["--version", version] if version and versioned else []),
+            "--values", "-", *helm_cluster_flags(kubeconfig, context), *extra_args]
+    return f"printf '%s' {shlex.quote(document)} | {_shell(helm, *args)}"
 
 
 def _or_half_migrated(command: str, what: str) -> str:
@@ -110,13 +138,13 @@ def helm_repository(chart: str, version: str | None, repo_name: str, repo_url: s
 
     _cluster_changes()
     if not state["present"]:
-        yield " ".join(shlex.quote(a) for a in [helm, "repo", "add", repo_name, repo_url])
+        yield _shell(helm, "repo", "add", repo_name, repo_url)
     elif not state["url_matches"]:
-        say(f"helm repository {repo_name} points to {state.get('url')}, not {repo_url}")
-        yield " ".join(shlex.quote(a) for a in [helm, "repo", "add", "--force-update", repo_name, repo_url])
+        log_once(f"helm repository {repo_name} points to {state.get('url')}, not {repo_url}")
+        yield _shell(helm, "repo", "add", "--force-update", repo_name, repo_url)
     elif not state["version_cached"]:
-        say(f"helm's index of {repo_name} does not list {chart} {version}")
-        yield " ".join(shlex.quote(a) for a in [helm, "repo", "update", repo_name])
+        log_once(f"helm's index of {repo_name} does not list {chart} {version}")
+        yield _shell(helm, "repo", "update", repo_name)
 
 
 @operation()
@@ -175,10 +203,11 @@ def cilium_release(
 
     _cluster_changes()
     for change in state["changes"]:
-        say(f"release {namespace}/{release}: {change}")
+        log_once(f"release {namespace}/{release}: {change}")
     yield _or_half_migrated(
-        install_command(state["helm"], release, chart, version, namespace, values, kubeconfig,
-                        context, list(extra_args)),
+        install_command(state["helm"], release, chart, version, namespace, values,
+                        versioned=state["desired"].get("kind") != "path", kubeconfig=kubeconfig,
+                        context=context, extra_args=list(extra_args)),
         "installed",
     )
 
@@ -212,13 +241,13 @@ def cilium_healthy(namespace: str, kubeconfig: str | None = None, context: str |
         return
 
     _cluster_changes()
-    say(
+    log_once(
         f"Cilium is not healthy yet: agents ready {health.get('agents_ready', 0)}/"
         f"{len(health['nodes'])}"
     )
     yield _or_half_migrated(
-        self_command("verify", "--wait", "--timeout", f"{float(timeout):g}",
-                     *cli_cluster_args(namespace, kubeconfig, context)),
+        cilium_lab_command("verify", "--wait", "--timeout", f"{float(timeout):g}",
+                           *cluster_options(namespace, kubeconfig, context)),
         "healthy",
     )
 
@@ -248,7 +277,7 @@ def old_cni_pods_restarted(namespace: str, kubeconfig: str | None = None,
     found = _known("pods", **args) or host.get_fact(OldCniPods, **args)
 
     for pod in found["unowned"]:
-        say(
+        log_once(
             f"pod {pod['namespace']}/{pod['name']} on {pod['node']} is from the old CNI "
             f"({pod['reason']}) and no controller recreates it: recreate it yourself",
             warn=True,
@@ -260,11 +289,9 @@ def old_cni_pods_restarted(namespace: str, kubeconfig: str | None = None,
 
     _cluster_changes()
     for pod in found["owned"]:
-        say(f"delete pod {pod['namespace']}/{pod['name']} ({pod['owner']} recreates it)")
-    args = ["restart-pods", "--yes", *cli_cluster_args(namespace, kubeconfig, context)]
-    for cidr in pod_cidrs:
-        args += ["--pod-cidr", cidr]
-    yield self_command(*args)
+        log_once(f"delete pod {pod['namespace']}/{pod['name']} ({pod['owner']} recreates it)")
+    yield cilium_lab_command("restart-pods", "--yes", *cluster_options(namespace, kubeconfig, context),
+                             *[a for cidr in pod_cidrs for a in ("--pod-cidr", cidr)])
 
 
 @operation()
@@ -298,8 +325,7 @@ def cilium_release_absent(release: str, namespace: str, kubeconfig: str | None =
         host.noop(f"no release {namespace}/{release}")
         return
 
-    say(f"uninstall release {namespace}/{release} (chart {state['installed']['chart']} "
-         f"{state['installed']['version']})")
-    args = [state["helm"], "uninstall", release, "--namespace", namespace,
-            *cluster_args(kubeconfig, context), *extra_args]
-    yield " ".join(shlex.quote(a) for a in args)
+    log_once(f"uninstall release {namespace}/{release} (chart {state['installed']['chart']} "
+             f"{state['installed']['version']})")
+    yield _shell(state["helm"], "uninstall", release, "--namespace", namespace,
+                 *helm_cluster_flags(kubeconfig, context), *extra_args)

@@ -2,21 +2,57 @@
 The cluster's side of the migration, read on the ``local`` host (the machine running pyinfra):
 the helm repository, the Cilium release, Cilium's health and the pods from the old CNI.
 
-Each fact's command is this package's own CLI (``python -m cilium_lab status --output json``),
-run with the Python that runs pyinfra, so the venv need not be on PATH. It only reads: helm's
-list/get/search/show/template and the Kubernetes API's get/list. When it cannot read (no helm,
-a bad kubeconfig, an unreachable API server, a chart or version that does not exist, values
-helm rejects) it exits non-zero with one line that says so, and pyinfra stops the host before
-anything changes.
+Each fact's command is the project's CLI (``python -m cilium_lab status --output json``), run
+as a subprocess with the Python that runs pyinfra (nothing here imports it, and the venv need
+not be on PATH). It only reads: helm's list/get/search/show/template and the Kubernetes API's
+get/list. When it cannot read (no helm, a bad kubeconfig, an unreachable API server, a chart or
+version that does not exist, values helm rejects) it exits non-zero with one line that says so,
+and pyinfra stops the host before anything changes.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 
 from pyinfra.api import FactBase
 
-from cilium_lab.cluster.helm import cli_cluster_args, self_command, values_json
+
+def cilium_lab_command(*args: str) -> str:
+    """This package's CLI, with the Python that runs pyinfra (the venv need not be on PATH)."""
+    return " ".join(shlex.quote(a) for a in [sys.executable, "-m", "cilium_lab", *args])
+
+
+def cluster_options(namespace, kubeconfig=None, context=None) -> list[str]:
+    """The options that point the CLI at a cluster and at Cilium's namespace in it."""
+    args = ["--namespace", namespace]
+    if kubeconfig:
+        args += ["--kubeconfig", str(kubeconfig)]
+    if context:
+        args += ["--context", context]
+    return args
+
+
+def chart_options(chart, version=None, repo_name=None, repo_url=None) -> list[str]:
+    """The options that name the chart, its version and its repository to the CLI."""
+    args = ["--chart", chart]
+    if version:
+        args += ["--chart-version", version]
+    if repo_name and repo_url:
+        args += ["--repo-name", repo_name, "--repo-url", repo_url]
+    return args
+
+
+def values_option(values) -> list[str]:
+    # Sorted, so the same values give the same command (pyinfra keys its fact cache by it).
+    return ["--values-json", json.dumps(values or {}, sort_keys=True, separators=(",", ":"))]
+
+
+def status_command(checks, *options: str) -> str:
+    """``cilium-lab status --output json`` for the given checks."""
+    return cilium_lab_command("status", "--output", "json", *[a for c in checks for a in ("--check", c)],
+                              *options)
 
 
 class _StatusFact(FactBase):
@@ -53,12 +89,7 @@ class HelmRepository(_StatusFact):
                 "url_matches": False, "version_cached": False}
 
     def command(self, chart, version, repo_name, repo_url):
-        args = ["status", "--output", "json", "--check", "repo", "--chart", chart]
-        if version:
-            args += ["--chart-version", version]
-        if repo_name and repo_url:
-            args += ["--repo-name", repo_name, "--repo-url", repo_url]
-        return self_command(*args)
+        return status_command(["repo"], *chart_options(chart, version, repo_name, repo_url))
 
 
 class ClusterState(FactBase):
@@ -80,17 +111,13 @@ class ClusterState(FactBase):
 
     def command(self, release, namespace, chart, version, values, repo_name=None, repo_url=None,
                 kubeconfig=None, context=None, pod_cidrs=()):
-        args = ["status", "--output", "json", "--release", release, "--chart", chart,
-                "--values-json", values_json(values), *cli_cluster_args(namespace, kubeconfig, context)]
-        for check in ("repo", "release", "health", "pods"):
-            args += ["--check", check]
-        if version:
-            args += ["--chart-version", version]
-        if repo_name and repo_url:
-            args += ["--repo-name", repo_name, "--repo-url", repo_url]
-        for cidr in pod_cidrs or ():
-            args += ["--pod-cidr", cidr]
-        return self_command(*args)
+        return status_command(
+            ["repo", "release", "health", "pods"],
+            "--release", release, *values_option(values),
+            *chart_options(chart, version, repo_name, repo_url),
+            *cluster_options(namespace, kubeconfig, context),
+            *[a for cidr in pod_cidrs or () for a in ("--pod-cidr", cidr)],
+        )
 
     def process(self, output):
         return json.loads("\n".join(output))
@@ -111,7 +138,8 @@ class CiliumRelease(_StatusFact):
             "server": "https://kubernetes:6443",
             "installed": {"exists": True, "status": "deployed", "chart": "cilium",
                           "version": "1.16.5", "revision": 1, "values": {...}},
-            "desired": {"chart": "cilium/cilium", "version": "1.16.5", "values": {...}},
+            "desired": {"chart": "cilium/cilium", "kind": "repo", "version": "1.16.5",
+                        "values": {...}},
             "matches": True,
             "changes": [],
         }
@@ -126,14 +154,11 @@ class CiliumRelease(_StatusFact):
 
     def command(self, release, namespace, chart, version, values, repo_name=None, repo_url=None,
                 kubeconfig=None, context=None):
-        args = ["status", "--output", "json", "--check", "release", "--release", release,
-                "--chart", chart, "--values-json", values_json(values),
-                *cli_cluster_args(namespace, kubeconfig, context)]
-        if version:
-            args += ["--chart-version", version]
-        if repo_name and repo_url:
-            args += ["--repo-name", repo_name, "--repo-url", repo_url]
-        return self_command(*args)
+        return status_command(
+            ["release"], "--release", release, *values_option(values),
+            *chart_options(chart, version, repo_name, repo_url),
+            *cluster_options(namespace, kubeconfig, context),
+        )
 
 
 class InstalledRelease(_StatusFact):
@@ -158,8 +183,8 @@ class InstalledRelease(_StatusFact):
         return {"helm": "helm", "installed": {"exists": False}}
 
     def command(self, release, namespace, kubeconfig=None, context=None):
-        return self_command("status", "--output", "json", "--check", "installed", "--release", release,
-                            *cli_cluster_args(namespace, kubeconfig, context))
+        return status_command(["installed"], "--release", release,
+                              *cluster_options(namespace, kubeconfig, context))
 
 
 class CiliumHealth(_StatusFact):
@@ -185,8 +210,7 @@ class CiliumHealth(_StatusFact):
         return {"healthy": False, "nodes": [], "problems": ["no health information"]}
 
     def command(self, namespace, kubeconfig=None, context=None):
-        return self_command("status", "--output", "json", "--check", "health",
-                            *cli_cluster_args(namespace, kubeconfig, context))
+        return status_command(["health"], *cluster_options(namespace, kubeconfig, context))
 
 
 class OldCniPods(_StatusFact):
@@ -211,8 +235,5 @@ class OldCniPods(_StatusFact):
         return {"owned": [], "unowned": []}
 
     def command(self, namespace, kubeconfig=None, context=None, pod_cidrs=()):
-        args = ["status", "--output", "json", "--check", "pods",
-                *cli_cluster_args(namespace, kubeconfig, context)]
-        for cidr in pod_cidrs or ():
-            args += ["--pod-cidr", cidr]
-        return self_command(*args)
+        return status_command(["pods"], *cluster_options(namespace, kubeconfig, context),
+                              *[a for cidr in pod_cidrs or () for a in ("--pod-cidr", cidr)])
