@@ -39,6 +39,7 @@ if is_node:
     unit_stopped_and_disabled(
         name="Stop and disable kube-proxy",
         unit=data.value(host, "kube_proxy_unit"),
+        record_dir=data.value(host, "units_record_dir"),
     )
 
     # Cilium's kube-proxy replacement guide: what kube-proxy leaves in iptables goes too.

@@ -18,7 +18,7 @@ from operations.cluster_phase import cilium_release_absent
 from operations.cni import cni_configs_restored
 from operations.phase import phase_reached, workstation_ok
 from operations.routes import pod_cidr_routes_present
-from operations.systemd_unit import unit_enabled_and_started
+from operations.systemd_unit import unit_restored
 
 is_node = "local" not in host.groups
 
@@ -60,9 +60,10 @@ if is_node:
     )
 
     # kube-proxy writes its KUBE-* rules back when it starts.
-    unit_enabled_and_started(
-        name="Enable and start kube-proxy",
+    unit_restored(
+        name="Give kube-proxy back its state from before the migration",
         unit=data.value(host, "kube_proxy_unit"),
+        record_dir=data.value(host, "units_record_dir"),
         _if=workstation_ok,
     )
 

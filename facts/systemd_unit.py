@@ -1,10 +1,13 @@
 """
-The state of one systemd unit, as the migration needs it.
+The state of one systemd unit, as the migration needs it, and as it was before the migration.
 """
 
 from __future__ import annotations
 
-from pyinfra.api import FactBase, QuoteString, StringCommand
+import json
+import shlex
+
+from pyinfra.api import FactBase, FactProcessError, QuoteString, StringCommand
 
 # systemctl reports these UnitFileState values for units that start at boot.
 ENABLED_STATES = frozenset(
@@ -67,11 +70,102 @@ class UnitState(FactBase):
             if sep:
                 values[key] = value
 
-        state = self.default()
-        state["load_state"] = values.get("LoadState", "not-found")
-        state["active_state"] = values.get("ActiveState", "inactive")
-        state["unit_file_state"] = values.get("UnitFileState", "")
-        state["exists"] = state["load_state"] != "not-found"
-        state["running"] = state["active_state"] in RUNNING_STATES
-        state["enabled"] = state["unit_file_state"] in ENABLED_STATES
-        return state
+        return unit_state(
+            load_state=values.get("LoadState", "not-found"),
+            active_state=values.get("ActiveState", "inactive"),
+            unit_file_state=values.get("UnitFileState", ""),
+        )
+
+
+def unit_state(load_state: str, active_state: str, unit_file_state: str) -> dict:
+    """A :class:`UnitState` value from systemctl's three properties."""
+    return {
+        "exists": load_state != "not-found",
+        "load_state": load_state,
+        "active_state": active_state,
+        "unit_file_state": unit_file_state,
+        "running": active_state in RUNNING_STATES,
+        "enabled": unit_file_state in ENABLED_STATES,
+    }
+
+
+# A retired record is renamed to ``<unit>.json.~restored-<UTC time>~``: the shape of the
+# numbered backups the other operations keep (``NAME.~N~``), an older copy rather than
+# something still to restore.
+RETIRED_INFIX = ".~restored-"
+
+
+def record_path(record_dir: str, unit: str) -> str:
+    """Where the migration records ``unit``'s state: one file a unit, named after it."""
+    if not unit or "/" in unit:
+        raise ValueError(f"{unit!r} is not a unit name")
+    return f"{record_dir.rstrip('/') or '/'}/{unit}.json"
+
+
+# What a record keeps of a UnitState: systemctl's own words; the rest is derived from them.
+RECORDED = ("load_state", "unit_file_state", "active_state")
+
+
+class UnitRecord(FactBase):
+    """
+    Returns the state a unit had before the migration changed it, as the migration recorded it
+    in ``<record_dir>/<unit>.json``, and the names of the records earlier rollbacks restored.
+
+    + unit: the unit's full name
+    + record_dir: the directory the records are kept in
+
+    ``record`` is ``None`` when there is no record, else the recorded state in
+    :class:`UnitState`'s shape; ``retired`` lists the restored records, oldest first.
+
+    .. code:: python
+
+        {
+            "record": {
+                "exists": True,
+                "load_state": "loaded",
+                "active_state": "inactive",
+                "unit_file_state": "disabled",
+                "running": False,
+                "enabled": False,
+            },
+            "retired": ["kube-proxy.service.json.~restored-20250101T120000Z~"],
+        }
+    """
+
+    @staticmethod
+    def default():
+        return {"record": None, "retired": []}
+
+    def command(self, unit: str, record_dir: str):
+        path = shlex.quote(record_path(record_dir, unit))
+        # The record comes last: every line after "record" is its JSON, whatever its layout.
+        return (
+            f"for f in {path}{shlex.quote(RETIRED_INFIX)}*'~'; do "
+            '[ -f "$f" ] && echo "retired ${f##*/}"; '
+            "done; "
+            f"if [ -f {path} ]; then echo record; cat {path}; fi; true"
+        )
+
+    def process(self, output):
+        found = self.default()
+        lines = list(output)
+        for index, line in enumerate(lines):
+            if line.startswith("retired "):
+                found["retired"].append(line[len("retired "):])
+            elif line.strip() == "record":
+                found["record"] = self._state("\n".join(lines[index + 1:]))
+                break
+        found["retired"].sort()
+        return found
+
+    @staticmethod
+    def _state(text: str) -> dict:
+        try:
+            recorded = json.loads(text)
+            values = {key: recorded[key] for key in RECORDED}
+        except (ValueError, TypeError, KeyError) as e:
+            # Guessing would give the unit a state the operator never chose: stop instead.
+            raise FactProcessError(f"not a record the migration wrote ({e!r}): {text[:200]!r}") from None
+        if not all(isinstance(value, str) for value in values.values()):
+            raise FactProcessError(f"not a record the migration wrote: {text[:200]!r}")
+        return unit_state(**values)

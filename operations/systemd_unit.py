@@ -1,24 +1,37 @@
 """
-A systemd unit stopped and disabled, or enabled and started: kube-proxy's, which Cilium replaces.
+A systemd unit stopped and disabled, its state from before recorded; and given that state back:
+kube-proxy's, which Cilium replaces.
 """
 
 from __future__ import annotations
 
+import json
+import posixpath
+import shlex
+
 from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
 
-from facts.systemd_unit import UnitState
+from facts.systemd_unit import RETIRED_INFIX, UnitRecord, UnitState, record_path
+from operations.log_once import log_once
 
 
 @operation()
-def unit_stopped_and_disabled(unit: str):
+def unit_stopped_and_disabled(unit: str, record_dir: str):
     """
-    Stop a unit and keep it from starting at boot.
+    Record a unit's state, then stop it and keep it from starting at boot.
 
     + unit: the unit's full name
+    + record_dir: where the unit's state from before the first change is recorded, for
+      :func:`unit_restored`
 
-    A node without the unit has nothing to do; a masked unit already counts as disabled, and a
-    static one cannot be disabled (it has no install section), so both are only stopped.
+    The record (``<record_dir>/<unit>.json``: systemctl's ``LoadState``, ``UnitFileState`` and
+    ``ActiveState``) is written once, before the first change, also when the unit needs none
+    (disabled or masked by hand, or not installed): the way back must know. A record already
+    there is never overwritten, so a re-run does not take the migrated state for the original.
+
+    A node without the unit has nothing to stop; a masked unit already counts as disabled, and
+    a static one cannot be disabled (it has no install section), so both are only stopped.
 
     **Example:**
 
@@ -27,13 +40,19 @@ def unit_stopped_and_disabled(unit: str):
         unit_stopped_and_disabled(
             name="Stop and disable kube-proxy",
             unit="kube-proxy.service",
+            record_dir="/var/backups/cilium-lab/units",
         )
     """
 
     state = host.get_fact(UnitState, unit=unit)
+    recorded = host.get_fact(UnitRecord, unit=unit, record_dir=record_dir)
+
+    if recorded["record"] is None:
+        yield _write_record(unit, record_dir, state)
 
     if not state["exists"]:
-        host.noop(f"{unit} is not installed")
+        if recorded["record"] is not None:
+            host.noop(f"{unit} is not installed")
         return
 
     if state["running"]:
@@ -41,45 +60,165 @@ def unit_stopped_and_disabled(unit: str):
 
     if state["enabled"]:
         yield StringCommand("systemctl", "disable", QuoteString(unit))
-    elif not state["running"]:
+    elif not state["running"] and recorded["record"] is not None:
         host.noop(f"{unit} is stopped and {state['unit_file_state'] or 'disabled'}")
 
 
 @operation()
-def unit_enabled_and_started(unit: str):
+def unit_restored(unit: str, record_dir: str):
     """
-    Start a unit and have it start at boot again (for kube-proxy: the way back from Cilium's
-    kube-proxy replacement).
+    Give a unit back the state :func:`unit_stopped_and_disabled` recorded before the migration:
+    the way back from Cilium's kube-proxy replacement, as the operator had kube-proxy.
 
     + unit: the unit's full name
+    + record_dir: where :func:`unit_stopped_and_disabled` recorded it
 
-    A masked unit is unmasked first (nothing else could start it); a static one is only
-    started. A node without the unit has nothing to start, and the operation says so.
+    An enabled unit is enabled again, a running one started; a disabled or masked one stays so
+    (masked again if something unmasked it), a static one is only started if it ran, and one
+    that was not installed is left alone. When the unit ends up stopped, the run says how to
+    start it by hand. The record is then renamed aside (``<unit>.json.~restored-<time>~``): the
+    next migration records afresh, and a second rollback changes nothing.
+
+    A node without a record (migrated by an older version, or never) gets the guide's state:
+    the unit unmasked, enabled and started; the run says so.
 
     **Example:**
 
     .. code:: python
 
-        unit_enabled_and_started(
-            name="Enable and start kube-proxy",
+        unit_restored(
+            name="Give kube-proxy back its state from before the migration",
             unit="kube-proxy.service",
+            record_dir="/var/backups/cilium-lab/units",
         )
     """
 
     state = host.get_fact(UnitState, unit=unit)
+    recorded = host.get_fact(UnitRecord, unit=unit, record_dir=record_dir)
+    was = recorded["record"]
 
+    if was is None:
+        if recorded["retired"]:
+            # Already given back: what the operator did with the unit since is theirs.
+            host.noop(f"{unit} has its state from before the migration back ({recorded['retired'][-1]})")
+            return
+        yield from _enabled_and_started(unit, state, record_dir)
+        return
+
+    if was["exists"] and not state["exists"]:
+        # The record stays: a rollback after the unit is installed again can still use it.
+        host.noop(f"{unit} was {_describe(was)} before the migration, and is not installed now: nothing to restore")
+        return
+
+    if was["exists"]:
+        yield from _state_restored(unit, was, state)
+    else:
+        log_once(f"{unit} was not installed before the migration: nothing to restore")
+
+    path = record_path(record_dir, unit)
+    # Renamed aside, not removed: a second rollback must tell "given back already" (nothing to
+    # do) from "never recorded" (enable and start), or it would enable a unit disabled by hand.
+    yield (
+        f"mv --backup=numbered -- {shlex.quote(path)} "
+        f"{shlex.quote(path + RETIRED_INFIX)}\"$(date -u +%Y%m%dT%H%M%SZ)\"'~'"
+    )
+
+
+def _write_record(unit: str, record_dir: str, state: dict) -> str:
+    path = shlex.quote(record_path(record_dir, unit))
+    text = json.dumps(
+        {
+            "unit": unit,
+            "load_state": state["load_state"],
+            "unit_file_state": state["unit_file_state"],
+            "active_state": state["active_state"],
+        },
+        sort_keys=True,
+    )
+    directory = shlex.quote(posixpath.dirname(record_path(record_dir, unit)))
+    temp = shlex.quote(f".{unit}.json.XXXXXX")
+    # Written whole beside its final name, then linked there: the record appears complete or
+    # not at all, and ln fails rather than replace one. A record that appeared since the fact
+    # was read (another run) was taken earlier still, so it stands and the run goes on.
+    return (
+        f"mkdir -p -- {directory} && t=$(mktemp -p {directory} {temp}) && "
+        f"printf '%s\\n' {shlex.quote(text)} > \"$t\" && "
+        f"{{ ln -- \"$t\" {path} 2>/dev/null || [ -f {path} ]; }}; "
+        'rc=$?; rm -f -- "$t"; exit $rc'
+    )
+
+
+def _masked(state: dict) -> bool:
+    return state["load_state"] == "masked" or state["unit_file_state"].startswith("masked")
+
+
+def _describe(state: dict) -> str:
+    if not state["exists"]:
+        return "not installed"
+    running = "running" if state["running"] else "stopped"
+    return f"{state['unit_file_state'] or state['load_state']} and {running}"
+
+
+def _state_restored(unit: str, was: dict, now: dict):
+    runtime = ["--runtime"] if was["unit_file_state"].endswith("-runtime") else []
+    name = QuoteString(unit)
+
+    if _masked(now) and not _masked(was):
+        now_runtime = ["--runtime"] if now["unit_file_state"] == "masked-runtime" else []
+        yield StringCommand("systemctl", "unmask", *now_runtime, name)
+    elif _masked(was) and not _masked(now):
+        yield StringCommand("systemctl", "mask", *runtime, name)
+
+    if was["enabled"] and not now["enabled"]:
+        yield StringCommand("systemctl", "enable", *runtime, name)
+    elif was["unit_file_state"] == "disabled" and now["enabled"]:
+        yield StringCommand("systemctl", "disable", name)
+
+    running = now["running"]
+    if was["running"] and not running and not _masked(was):
+        yield StringCommand("systemctl", "start", name)
+        running = True
+    elif not was["running"] and running:
+        # Started by someone since the migration stopped it; the operator had it stopped.
+        yield StringCommand("systemctl", "stop", name)
+        running = False
+
+    if not running:
+        quoted = shlex.quote(unit)
+        by_hand = f"systemctl start {quoted}"
+        if _masked(was):
+            by_hand = f"systemctl unmask {' '.join(runtime + [quoted])} && {by_hand}"
+        # Masked while it ran: the mask is given back, which leaves no way to start it.
+        why = " (a masked unit cannot be started)" if was["running"] else ""
+        log_once(
+            f"{unit} was {_describe(was)} before the migration: left stopped{why}; to start it by "
+            f"hand: {by_hand}",
+            warn=True,
+        )
+
+
+def _enabled_and_started(unit: str, state: dict, record_dir: str):
+    """The guide's state, for a node with no record to go by."""
     if not state["exists"]:
         host.noop(f"{unit} is not installed: nothing to start")
         return
 
-    masked = state["load_state"] == "masked" or state["unit_file_state"].startswith("masked")
+    name = QuoteString(unit)
+    masked = _masked(state)
+    commands = []
     if masked:
-        yield StringCommand("systemctl", "unmask", QuoteString(unit))
-
+        commands.append(StringCommand("systemctl", "unmask", name))
     if masked or state["unit_file_state"] == "disabled":
-        yield StringCommand("systemctl", "enable", QuoteString(unit))
-
+        commands.append(StringCommand("systemctl", "enable", name))
     if not state["running"]:
-        yield StringCommand("systemctl", "start", QuoteString(unit))
-    elif not masked and state["unit_file_state"] != "disabled":
+        commands.append(StringCommand("systemctl", "start", name))
+
+    if not commands:
         host.noop(f"{unit} is running and {state['unit_file_state'] or 'enabled'}")
+        return
+    log_once(
+        f"no record of {unit}'s state from before the migration in {record_dir} (migrated by an "
+        "older cilium-lab, or never): it is enabled and started, as the guide has it",
+        warn=True,
+    )
+    yield from commands

@@ -7,12 +7,16 @@ _sudo = True
 # Units the guide installs in /etc/systemd/system/.
 kube_proxy_unit = "kube-proxy.service"
 kubelet_unit = "kubelet.service"
+# What kube-proxy's unit was before the migration (enabled, disabled, masked; running or not),
+# recorded once; the rollback gives it back exactly that.
+units_record_dir = "/var/backups/cilium-lab/units"
 
 # CNI configuration: the directory kubelet reads, and where the old files go (never deleted).
 cni_conf_dir = "/etc/cni/net.d"
 cni_backup_dir = "/var/backups/cilium-lab/cni"
 
-# br_netfilter persistence files are backed up here before a line is removed from them.
+# br_netfilter persistence files are recorded (type, link target, mode, owner, SHA-256, the lines
+# removed) and copied here before a line is removed from them; the rollback gives them back exactly.
 modules_backup_dir = "/var/backups/cilium-lab/modules-load.d"
 # Where the rollback persists br_netfilter when no file and no backup of one did.
 modules_persist_file = "/etc/modules-load.d/br_netfilter.conf"

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.e2e
 OURS = "/var/backups/cilium-lab"
 OP_BR_NETFILTER = "Load br_netfilter at boot again"
 OP_CNI = "Restore the old CNI configurations and restart kubelet"
-OP_KUBE_PROXY = "Enable and start kube-proxy"
+OP_KUBE_PROXY = "Give kube-proxy back its state from before the migration"
 OP_UNINSTALL = "Uninstall Cilium"
 OP_ROUTES = "Route the pod CIDRs via the nodes again"
 
