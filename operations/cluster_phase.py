@@ -46,21 +46,25 @@ def remember_cluster_state(state, host_name: str, args: dict, snapshot: dict) ->
 def _known(section: str, **args):
     """This run's ClusterState section for the current host, while nothing changed the cluster,
     if it was read for these same arguments."""
-    try:
-        snapshots = _snapshots.get(host.state) or {}
-    except TypeError:  # a state that is no pyinfra State (the fixture tests' stand-in)
-        return None
+    snapshots = _snapshots.get(host.state) or {}
     read_with, snapshot = snapshots.get(host.name, ({}, {}))
     if any(read_with.get(key) != value for key, value in args.items()):
         return None
     return snapshot.get(section)
 
 
-def _cluster_changes() -> None:
-    try:
-        _snapshots.pop(host.state, None)
-    except TypeError:
-        pass
+# The hosts whose Cilium release this run installs or upgrades, per run.
+_released: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _cluster_changes(release: bool = False) -> None:
+    _snapshots.pop(host.state, None)
+    if release:
+        _released.setdefault(host.state, set()).add(host.name)
+
+
+def _release_changes_in_this_run() -> bool:
+    return host.name in _released.get(host.state, ())
 
 
 # Said when the cluster phase fails: by then the node phase has taken the old network away.
@@ -201,7 +205,7 @@ def cilium_release(
         )
         return
 
-    _cluster_changes()
+    _cluster_changes(release=True)
     for change in state["changes"]:
         log_once(f"release {namespace}/{release}: {change}")
     yield _or_half_migrated(
@@ -217,6 +221,8 @@ def cilium_healthy(namespace: str, kubeconfig: str | None = None, context: str |
                    timeout: float = 600):
     """
     Wait until Cilium runs on every node: agents ready with their nodes' IPs, operator available.
+    After an install or upgrade in the same run it always waits; otherwise only when Cilium is
+    not healthy now.
 
     + namespace: Cilium's namespace
     + kubeconfig, context: the cluster; None for the client's defaults
@@ -233,6 +239,18 @@ def cilium_healthy(namespace: str, kubeconfig: str | None = None, context: str |
         )
     """
 
+    wait = _or_half_migrated(
+        cilium_lab_command("verify", "--wait", "--timeout", f"{float(timeout):g}",
+                           *cluster_options(namespace, kubeconfig, context)),
+        "healthy",
+    )
+    if _release_changes_in_this_run():
+        # Always waited for, not only when found unhealthy a moment after helm returned: what
+        # --dry plans is then what the run does, however fast the agents come up.
+        log_once("the release changes in this run: wait until Cilium runs its new version on every node")
+        yield wait
+        return
+
     args = dict(namespace=namespace, kubeconfig=kubeconfig, context=context)
     health = _known("health", **args) or host.get_fact(CiliumHealth, **args)
 
@@ -245,11 +263,7 @@ def cilium_healthy(namespace: str, kubeconfig: str | None = None, context: str |
         f"Cilium is not healthy yet: agents ready {health.get('agents_ready', 0)}/"
         f"{len(health['nodes'])}"
     )
-    yield _or_half_migrated(
-        cilium_lab_command("verify", "--wait", "--timeout", f"{float(timeout):g}",
-                           *cluster_options(namespace, kubeconfig, context)),
-        "healthy",
-    )
+    yield wait
 
 
 @operation()

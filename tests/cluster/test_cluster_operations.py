@@ -142,6 +142,21 @@ def test_operations_use_the_preflights_snapshot_until_one_changes_the_cluster():
     assert run_operation(helm_repository, {}, host=host, **repo_args)[0] == []
     assert len(run_operation(cilium_release, {}, host=host, **{**RELEASE_ARGS, **repo_args})[0]) == 1
     assert host.fact_calls == []  # both from the snapshot
-    # The release changed: the snapshot's "unhealthy" is stale, the fact is read again.
-    assert run_operation(cilium_healthy, {}, host=host, namespace="kube-system")[0] == []
-    assert [cls for cls, _ in host.fact_calls] == [CiliumHealth]
+    # The release changed: the wait runs whatever the snapshot said (it is stale), reading nothing.
+    commands = run_operation(cilium_healthy, {}, host=host, namespace="kube-system")[0]
+    assert len(commands) == 1 and " verify --wait " in commands[0]
+    assert host.fact_calls == []
+    # The next operation reads its own fact afresh.
+    host.facts[OldCniPods] = {"owned": [], "unowned": []}
+    assert run_operation(old_cni_pods_restarted, {}, host=host, namespace="kube-system")[0] == []
+    assert [cls for cls, _ in host.fact_calls] == [OldCniPods]
+
+
+def test_health_is_read_when_the_release_did_not_change():
+    """Nothing installed in this run: the wait runs only when Cilium is not healthy."""
+    healthy = {"healthy": True, "nodes": [{}] * 6}
+    commands, host = run_operation(cilium_healthy, {CiliumHealth: healthy}, namespace="kube-system")
+    assert commands == [] and host.noops == ["Cilium is healthy on all 6 nodes"]
+    unhealthy = {"healthy": False, "agents_ready": 5, "nodes": [{}] * 6}
+    commands, _ = run_operation(cilium_healthy, {CiliumHealth: unhealthy}, namespace="kube-system")
+    assert len(commands) == 1 and " verify --wait " in commands[0]
