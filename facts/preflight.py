@@ -11,24 +11,38 @@ from pyinfra.api import FactBase
 
 class NodePreflight(FactBase):
     """
-    Returns, in one command, what the migration needs from a node: that the command ran as
-    root (so sudo works), that systemd is PID 1, the kernel release, the file system type at the
-    cgroup root Cilium will use, and whether the API server's name resolves and its port answers
-    from the node (without kube-proxy, Cilium's agents reach the API server only that way).
+    Returns, in one command, what the migration needs from a node: who the SSH user is and
+    whether sudo works without a password, that systemd is PID 1, the kernel release, the file
+    system type at the cgroup root Cilium will use, the addresses the API server's name
+    resolves to and whether its port answers from the node (without kube-proxy, Cilium's agents
+    reach the API server only that way), whether the CNI directory exists and how much it
+    holds, and, for each backup directory, the room on its file system.
+
+    It runs as the SSH user, without sudo: a sudo that asks for a password is reported here
+    instead of prompting (pyinfra would ask for it on a terminal, and fail without one).
 
     + service_host: the name Cilium's agents use for the API server (``k8sServiceHost``)
     + service_port: its port (``k8sServicePort``)
     + cgroup_root: the cgroup v2 mount Cilium uses (``cgroup.hostRoot``)
+    + conf_dir: the CNI configuration directory
+    + backup_dirs: the directories the migration writes its backups and records to; each is
+      measured at its nearest existing ancestor (it may not exist yet); ``room`` lists them in
+      the order given
 
     .. code:: python
 
         {
-            "root": True,
+            "root": False,
+            "sudo": True,
             "systemd": True,
             "kernel": "5.15.0-83-generic",
             "cgroup_fs": "cgroup2fs",
+            "addresses": ["192.168.1.10"],
             "resolves": True,
             "reachable": True,
+            "conf_dir": True,
+            "conf_kib": 8,
+            "room": [{"free_kib": 1048576, "read_only": False}],
         }
     """
 
@@ -37,33 +51,67 @@ class NodePreflight(FactBase):
         # What a node that could not be asked looks like: every check fails.
         return {
             "root": False,
+            "sudo": False,
             "systemd": False,
             "kernel": "",
             "cgroup_fs": "",
+            "addresses": [],
             "resolves": False,
             "reachable": False,
+            "conf_dir": False,
+            "conf_kib": 0,
+            "room": [],
         }
 
-    def command(self, service_host: str, service_port: int, cgroup_root: str):
+    def command(self, service_host: str, service_port: int, cgroup_root: str, conf_dir: str = "",
+                backup_dirs=()):
         name, port = shlex.quote(service_host), int(service_port)
         tcp = shlex.quote(f"</dev/tcp/{service_host}/{port}")
+        room = "".join(
+            f"d={shlex.quote(path)}; "
+            'while [ ! -e "$d" ] && [ "$d" != / ]; do d=$(dirname "$d"); done; '
+            # By position: the path itself may hold anything.
+            f'echo "room={index}|$(df -Pk "$d" 2>/dev/null | awk \'NR==2 {{print $4}}\')|'
+            '$(findmnt -n -o OPTIONS -T "$d" 2>/dev/null)"; '
+            for index, path in enumerate(backup_dirs)
+        )
         return (
             'echo "uid=$(id -u)"; '
+            "sudo -n true 2>/dev/null && echo sudo=yes; "
             "[ -d /run/systemd/system ] && echo systemd=yes; "
             'echo "kernel=$(uname -r)"; '
             f'echo "cgroup_fs=$(stat -fc %T {shlex.quote(cgroup_root)} 2>/dev/null)"; '
-            f"getent hosts {name} >/dev/null 2>&1 && echo resolves=yes; "
+            f'echo "addresses=$(getent ahosts {name} 2>/dev/null | cut -d" " -f1 | sort -u | tr "\\n" " ")"; '
             f"timeout 3 bash -c {tcp} >/dev/null 2>&1 && echo reachable=yes; "
-            "true"
+            + (f"[ -d {shlex.quote(conf_dir)} ] && echo conf_dir=yes && "
+               f'echo "conf_kib=$(du -skL {shlex.quote(conf_dir)} 2>/dev/null | cut -f1)"; ' if conf_dir else "")
+            + room
+            + "true"
         )
 
     def process(self, output):
-        values = dict(line.strip().partition("=")[::2] for line in output)
-        return {
-            "root": values.get("uid") == "0",
-            "systemd": values.get("systemd") == "yes",
-            "kernel": values.get("kernel", ""),
-            "cgroup_fs": values.get("cgroup_fs", ""),
-            "resolves": values.get("resolves") == "yes",
-            "reachable": values.get("reachable") == "yes",
-        }
+        state = self.default()
+        values = {}
+        for line in output:
+            key, _, value = line.strip().partition("=")
+            if key == "room":
+                _, free, options = (value.split("|") + ["", ""])[:3]
+                state["room"].append({
+                    "free_kib": int(free) if free.isdigit() else None,
+                    "read_only": "ro" in options.split(","),
+                })
+            else:
+                values[key] = value
+        state.update(
+            root=values.get("uid") == "0",
+            sudo=values.get("sudo") == "yes",
+            systemd=values.get("systemd") == "yes",
+            kernel=values.get("kernel", ""),
+            cgroup_fs=values.get("cgroup_fs", ""),
+            addresses=values.get("addresses", "").split(),
+            reachable=values.get("reachable") == "yes",
+            conf_dir=values.get("conf_dir") == "yes",
+            conf_kib=int(values["conf_kib"]) if values.get("conf_kib", "").isdigit() else 0,
+        )
+        state["resolves"] = bool(state["addresses"])
+        return state

@@ -3,18 +3,35 @@
 import pytest
 from pyinfra.api.exceptions import DeployError
 
-from deploys.support.preflight import kernel_version, node_problems, skipped_checks
+from deploys.support.preflight import (
+    directory_problems,
+    kernel_version,
+    node_problems,
+    skipped_checks,
+    values_problems,
+)
 
 READY = {
-    "root": True,
+    "root": False,
+    "sudo": True,
     "systemd": True,
     "kernel": "5.15.0-83-generic",
     "cgroup_fs": "cgroup2fs",
+    "addresses": ["192.168.1.10"],
     "resolves": True,
     "reachable": True,
+    "conf_dir": True,
+    "conf_kib": 8,
+    "room": [{"free_kib": 100_000, "read_only": False}],
+}
+DIRS = {
+    "cni_conf_dir": "/etc/cni/net.d",
+    "cni_backup_dir": "/var/backups/cilium-lab/cni",
+    "modules_backup_dir": "/var/backups/cilium-lab/modules-load.d",
 }
 SETTINGS = dict(
-    min_kernel="5.4", service_host="kubernetes", service_port=6443, cgroup_root="/sys/fs/cgroup", user="ubuntu"
+    min_kernel="5.4", service_host="kubernetes", service_port=6443, cgroup_root="/sys/fs/cgroup", user="ubuntu",
+    conf_dir="/etc/cni/net.d", backup_dirs=["/var/backups/cilium-lab/cni"],
 )
 
 
@@ -25,11 +42,15 @@ def test_ready_node_has_no_problem():
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        ({"root": False}, "commands did not run as root: give ubuntu sudo"),
+        ({"sudo": False}, "sudo asks ubuntu for a password: allow ubuntu sudo without one"),
         ({"systemd": False}, "systemd is not running as PID 1"),
         ({"kernel": "4.15.0-20-generic"}, "kernel 4.15.0-20-generic is older than 5.4"),
         ({"cgroup_fs": "tmpfs"}, "no cgroup v2 mounted at /sys/fs/cgroup (found tmpfs)"),
-        ({"resolves": False, "reachable": False}, "'kubernetes' does not resolve on the node"),
+        ({"resolves": False, "reachable": False, "addresses": []}, "'kubernetes' does not resolve on the node"),
+        ({"addresses": ["127.0.1.1"]}, "'kubernetes' resolves to 127.0.1.1 on the node, a loopback address"),
+        ({"conf_dir": False}, "cni_conf_dir /etc/cni/net.d does not exist on the node"),
+        ({"room": [{"free_kib": 10, "read_only": False}]}, "/var/backups/cilium-lab/cni has 10 KiB free and the backups need 72 KiB"),
+        ({"room": [{"free_kib": 100_000, "read_only": True}]}, "/var/backups/cilium-lab/cni is on a read-only file system"),
         ({"reachable": False}, "kubernetes:6443 does not answer from the node"),
     ],
 )
@@ -40,10 +61,50 @@ def test_each_failed_check_is_one_problem(change, expected):
 
 
 def test_a_node_that_could_not_be_asked():
-    problems = node_problems({**READY, "kernel": "", "root": False}, **SETTINGS)
-    assert problems == [
-        "the preflight command could not run: check SSH and that ubuntu can use sudo without a password"
-    ]
+    problems = node_problems({**READY, "kernel": "", "sudo": False}, **SETTINGS)
+    assert problems == ["the preflight command could not run (pyinfra says why above): check SSH to the node"]
+
+
+@pytest.mark.parametrize("who", [{"root": True}, {"password_given": True}])
+def test_sudo_without_a_password_is_not_needed_by_root_or_with_a_password(who):
+    state = {**READY, "sudo": False, "root": who.get("root", False)}
+    assert node_problems(state, password_given=who.get("password_given", False), **SETTINGS) == []
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({"k8sServiceHost": "kubernetes", "k8sServicePort": 6443}, []),
+        ({"k8sServiceHost": "kubernetes", "k8sServicePort": "6443"}, []),
+        ("kubeProxyReplacement=true", ["cilium_values is a str, not a mapping of the chart's values"]),
+        ({"k8sServicePort": 6443}, ["cilium_values has no k8sServiceHost"]),
+        ({"k8sServiceHost": "kubernetes"}, ["cilium_values k8sServicePort None is not a port number"]),
+        ({"k8sServiceHost": "kubernetes", "k8sServicePort": 70000}, ["cilium_values k8sServicePort 70000"]),
+        ({"k8sServiceHost": "127.0.0.1", "k8sServicePort": 6443}, ["cilium_values k8sServiceHost '127.0.0.1' is a loopback"]),
+        ({"k8sServiceHost": "localhost", "k8sServicePort": 6443}, ["cilium_values k8sServiceHost 'localhost' is a loopback"]),
+    ],
+)
+def test_values(values, expected):
+    problems = values_problems(values)
+    assert len(problems) == len(expected)
+    assert all(p.startswith(e) for p, e in zip(problems, expected)), problems
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({}, []),
+        ({"cni_conf_dir": "etc/cni/net.d"}, ["cni_conf_dir 'etc/cni/net.d' is not an absolute path"]),
+        ({"cni_backup_dir": "/etc/cni/net.d/"}, ["cni_backup_dir and cni_conf_dir are both /etc/cni/net.d"]),
+        ({"cni_backup_dir": "/etc/cni/net.d/old"}, ["cni_backup_dir /etc/cni/net.d/old is inside cni_conf_dir"]),
+        ({"modules_backup_dir": "/var/backups/cilium-lab/cni"}, ["modules_backup_dir and cni_backup_dir are both"]),
+        ({"cni_backup_dir": "/etc/cni/net.d.old"}, []),
+    ],
+)
+def test_directories(change, expected):
+    problems = directory_problems({**DIRS, **change})
+    assert len(problems) == len(expected)
+    assert all(p.startswith(e) for p, e in zip(problems, expected)), problems
 
 
 def test_skipped_checks_are_not_reported():

@@ -6,6 +6,8 @@ Only reads: helm's list/get/search/show/template and the Kubernetes API's get/li
 
 from __future__ import annotations
 
+from kubernetes.client.rest import ApiException
+
 from cilium_lab.cluster import ClusterError, helm, kube, pods, verify
 
 CHECKS = ("repo", "release", "installed", "health", "pods")
@@ -29,8 +31,26 @@ def repo(chart: str, version: str | None, repo_name: str | None, repo_url: str |
     return state
 
 
+def require_cluster_info(cluster: kube.Cluster) -> None:
+    """``k8sServiceHost: auto`` makes Cilium's agents read the API server's address from
+    ``kube-public/cluster-info``, which kubeadm writes and hand-built clusters lack."""
+    try:
+        cluster.get("/api/v1/namespaces/kube-public/configmaps/cluster-info")
+    except ApiException as error:
+        if error.status != 404:
+            raise ClusterError(f"cannot read kube-public/cluster-info on {cluster.server}: "
+                               f"{error.status} {error.reason}") from None
+        raise ClusterError(
+            "cilium_values k8sServiceHost is 'auto', but the cluster has no kube-public/cluster-info "
+            "to take the API server's address from (hand-built clusters have none): set "
+            "k8sServiceHost and k8sServicePort to the address every node reaches the API server by"
+        ) from None
+
+
 def release(cluster: kube.Cluster, name: str, namespace: str, chart: str, version: str | None,
             values: dict, repo_name=None, repo_url=None, kubeconfig=None, context=None) -> dict:
+    if isinstance(values, dict) and values.get("k8sServiceHost") == "auto":
+        require_cluster_info(cluster)
     helm_path = helm.find_helm()
     installed = helm.release(helm_path, name, namespace, kubeconfig, context)
     source = helm.chart_source(helm_path, chart, repo_name, repo_url)

@@ -29,6 +29,10 @@ cilium_values = {
     "cgroup": {"automount": {"enabled": False}, "hostRoot": "/sys/fs/cgroup"},
 }
 
+# Each run holds this file's lock on every node while it runs (through its SSH connection), so two
+# runs never change a node at once; /run/lock is writable by every user on Debian and Ubuntu.
+node_lock_file = "/run/lock/cilium-lab.lock"
+
 # The oldest kernel the pinned Cilium release (local.py: cilium_chart_version) supports: Cilium
 # 1.18 and later need Linux 5.10 (their "System Requirements").
 cilium_min_kernel = "5.10"

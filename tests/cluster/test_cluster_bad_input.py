@@ -97,6 +97,17 @@ def test_values_key_rejected(kubeconfig, cluster, helm_env, chart):
     assert release_secrets(cluster) == []
 
 
+def test_auto_service_host_needs_cluster_info(kubeconfig, cluster, helm_env, chart):
+    """Like the guide's, this hand-built control plane has no kube-public/cluster-info: Cilium's
+    agents could not take the API server's address from it."""
+    result = subprocess.run([sys.executable, "-m", "cilium_lab", "status", "--check", "release",
+                             "--kubeconfig", str(kubeconfig), "--chart", str(chart),
+                             "--values-json", json.dumps({"k8sServiceHost": "auto"})],
+                            env=helm_env, capture_output=True, text=True, timeout=120)
+    assert_clear_error(result, "k8sServiceHost is 'auto', but the cluster has no kube-public/cluster-info")
+    assert release_secrets(cluster) == []
+
+
 @pytest.mark.skipif(not os.environ.get("CILIUM_LAB_KUBECONFIG"), reason="set CILIUM_LAB_KUBECONFIG to a real cluster")
 def test_real_cluster_verify_reads():
     """Opt-in: against a real cluster, verify (no wait) and restart-pods (list only) only read."""

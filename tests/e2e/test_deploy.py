@@ -205,15 +205,20 @@ def node_down(sim, drifted):
         drift(sim, node)
     before = sim.snapshot_all()
     sim.cli("stop", down)
-    run = sim.pyinfra("-y", "--data", "cilium_wait_timeout=15")
+    refused = sim.pyinfra("-y", "--data", "cilium_wait_timeout=15")
+    untouched = {node: sim.snapshot(node) for node in sim.nodes if node != down}
+    # Told how to go on without it: the others migrate, and Cilium is installed for them.
+    run = sim.pyinfra("-y", "--exclude", down, "--data", "cilium_wait_timeout=15")
     others = {node: sim.snapshot(node) for node in sim.nodes if node != down}
+    health = json.loads(sim.verify("--no-wait", "--output", "json").stdout)
+    agents = {node["node"] for node in health["nodes"] if not node["missing"]}
     sim.cli("start", down)
     restarted = sim.snapshot(down)
     # Back and Ready; its Cilium agent too, as its kubelet (kwok) brings it back.
     healthy = sim.verify("--timeout", "60")
     assert healthy.returncode == 0, healthy.stdout + healthy.stderr
     rerun = sim.pyinfra("-y")
-    return down, before, run, others, restarted, rerun, sim.snapshot_all()
+    return down, before, run, others, restarted, rerun, sim.snapshot_all(), refused, untouched, agents
 
 
 @pytest.fixture(scope="module", params=[OP_KUBE_PROXY, OP_CNI, OP_BR_NETFILTER])
@@ -373,16 +378,25 @@ def test_drift_is_fixed_on_that_node_only(sim, drifted):
     assert len(names) == 2, names
 
 
-# 5. A node down: named in a clear error, the others converge; once back, a re-run converges it.
+# 5. A node down at the start: no node changes, and the run says how to go on without it. Left
+#    out with --exclude, the others converge and Cilium is installed for them; once the node is
+#    back, a re-run converges it.
 
 
-def test_node_down_is_named_and_the_run_fails(node_down):
-    """Its SSH fails, its Node goes NotReady (its kubelet is gone with it): the wait for Cilium
-    names it, and the run says where the migration stopped."""
-    down, _, run, _, _, _, _ = node_down
+def test_node_down_at_the_start_changes_no_node(node_down):
+    down, before, _, _, _, _, _, refused, untouched, _ = node_down
+    assert refused.returncode != 0
+    lines = [line for line in refused.log.splitlines() if "preflight:" in line]
+    assert len(lines) == 1 and f"[{down}]" in lines[0] and f"--exclude {down}" in lines[0], refused.log
+    assert "nothing was changed on any host" in refused.log
+    assert untouched == {node: before[node] for node in untouched}
+
+
+def test_node_left_out_is_named_and_the_run_fails(node_down):
+    """Its Node goes NotReady (its kubelet is gone with it): the wait for Cilium names it, and
+    the run says where the migration stopped."""
+    down, _, run, _, _, _, _, _, _, _ = node_down
     assert run.returncode != 0
-    errors = [line for line in run.log.splitlines() if f"[{down}]" in line]
-    assert any(re.search(r"Could not connect|No route|timed out|refused", line) for line in errors), run.log
     report = [line for line in run.log.splitlines() if re.search(rf"\]\s+{down}\s", line)]
     assert report and "node not Ready" in report[-1], run.log
     assert "the migration stopped half-way" in run.log
@@ -391,7 +405,7 @@ def test_node_down_is_named_and_the_run_fails(node_down):
 def test_node_down_the_others_leave_the_old_network_but_keep_br_netfilter(node_down):
     """The others lose kube-proxy and their old CNI; br_netfilter, which only goes once Cilium
     carries the traffic, stays while Cilium is not healthy."""
-    down, before, run, others, _, _, _ = node_down
+    down, before, run, others, _, _, _, _, _, _ = node_down
     problems = {node: [p for p in convergence_problems(before[node], snap) if not p.startswith("/etc/modules")]
                 for node, snap in others.items()}
     assert not any(problems.values()), problems
@@ -401,8 +415,15 @@ def test_node_down_the_others_leave_the_old_network_but_keep_br_netfilter(node_d
     assert OP_BR_NETFILTER not in run.changed() or not run.changed()[OP_BR_NETFILTER]
 
 
+def test_node_left_out_the_others_get_cilium(node_down):
+    """Installing for the nodes that did migrate beats withholding: without it they would have
+    no network at all (their old CNI is gone), with it their pods are served (README)."""
+    down, _, _, others, _, _, _, _, _, agents = node_down
+    assert agents == set(others)
+
+
 def test_node_down_converges_after_it_is_back(sim, node_down):
-    down, before, _, _, restarted, rerun, final = node_down
+    down, before, _, _, restarted, rerun, final, _, _, _ = node_down
     # Down, it was left alone: its drift is still there after it booted again.
     assert restarted["files"] == before[down]["files"]
     assert unit(restarted, KUBE_PROXY)["UnitFileState"] == "enabled"
