@@ -1,5 +1,11 @@
 """Preflight verdicts: a node's checks in, the problems (with what to do) out."""
 
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import pytest
 from pyinfra.api.exceptions import DeployError
 
@@ -132,3 +138,24 @@ def test_unknown_skip_is_refused():
 def test_kernel_version(release, version):
     assert kernel_version(release) == version
     assert (kernel_version(release) >= kernel_version("5.4")) == (version >= (5, 4))
+
+
+@pytest.mark.skipif(not shutil.which("unshare"), reason="needs unshare (util-linux)")
+def test_workstation_sudo_is_checked_for_the_routes_as_the_user_running_pyinfra():
+    """Run as a user who is not root (a user namespace of its own makes this process nobody) on
+    a machine where sudo cannot run without asking, or is not there: refused in one line."""
+    script = textwrap.dedent("""
+        from types import SimpleNamespace
+        from deploys.support.preflight import _workstation_sudo
+        node = SimpleNamespace(name="worker0", groups=[], data={"pod_cidr": "10.4.0.0/16", "ssh_hostname": "192.168.1.14"})
+        node.data = SimpleNamespace(get=node.data.get)
+        local = SimpleNamespace(name="@local", groups=["local"])
+        local.data = SimpleNamespace(get=lambda key, default=None: {"host_routes_sudo": True}.get(key, default))
+        local.state = SimpleNamespace(inventory=[node, local])
+        print("\\n".join(_workstation_sudo(local)) or "ok")
+    """)
+    result = subprocess.run(["unshare", "--user", "--", sys.executable, "-c", script],
+                            capture_output=True, text=True, cwd=Path(__file__).parents[1], timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("host_routes_sudo is set and sudo "), result.stdout
+    assert "--data host_routes_sudo=False" in result.stdout
