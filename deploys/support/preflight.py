@@ -306,15 +306,18 @@ def _in_parallel(hosts, job) -> dict[str, list[str]]:
 
 
 def _take_locks(state) -> dict[str, list[str]]:
-    """Every node's lock, one node after the other in name order: of two runs started together,
-    the one that takes the first node's goes on and the other stops there, holding none."""
+    """Every node's lock: the first node's (by name) alone, then the others side by side. Of two
+    runs started together, the one that takes the first node's goes on, and the other stops
+    there, holding none; the rest cost one round trip, however many nodes."""
     me = lock.holder()
+
+    def take(host):
+        refused = lock.take(host, data.value(host, "node_lock_file"), me)
+        return [refused] if refused else []
+
     nodes = sorted((h for h in state.inventory.get_active_hosts() if "local" not in h.groups), key=lambda h: h.name)
-    for host in nodes:
-        refused = _one_line(lambda host: [lock.take(host, data.value(host, "node_lock_file"), me)], host)
-        if refused != [None]:
-            return {host.name: refused}
-    return {}
+    first = _in_parallel(nodes[:1], take)
+    return first or _in_parallel(nodes[1:], take)
 
 
 def _verdict(state, check_node, check_local) -> dict[str, list[str]]:
