@@ -1,13 +1,16 @@
 """
-Whether ``br_netfilter`` is in the kernel, how, and where it is made persistent.
+Whether ``br_netfilter`` is in the kernel, how, and where it is made persistent; and what the
+migration recorded of the persistence files before it edited them.
 """
 
 from __future__ import annotations
 
 import posixpath
+import re
 import shlex
+from urllib.parse import quote
 
-from pyinfra.api import FactBase
+from pyinfra.api import FactBase, FactProcessError
 
 MODULE = "br_netfilter"
 # systemd-modules-load reads these; the guide writes /etc/modules-load.d/cloud-init.conf.
@@ -15,112 +18,249 @@ PERSISTENCE_FILES = ("/etc/modules-load.d/*.conf", "/etc/modules")
 # A line that loads the module: its name alone, maybe padded (comments start with # or ;).
 PERSISTENCE_LINE_REGEX = f"^[[:space:]]*{MODULE}[[:space:]]*$"
 
+# A record's file name ends so; retired ones continue with ".~restored-<UTC time>~", which
+# reads as an older copy (NAME.~N~) to people and tools alike.
+RECORD_SUFFIX = ".record"
+RETIRED_INFIX = ".~restored-"
+
+# Describes one path, one "key=value" a line, beginning with "path=": what it is (file,
+# symlink, other; nothing more when it is gone), its owner, and for a link the text it holds
+# and the file it resolves to, for a file its mode, SHA-256, the SHA-256 it would have without
+# the module's lines, and those lines ("module_line=<number>:<text>"). The facts read the nodes
+# with it, and the migration writes each record with it, so that a record and what a fact reads
+# now compare field by field. Paths with a newline are not supported.
+DESCRIBE = (
+    "d() { "
+    "printf 'path=%s\\n' \"$1\"; "
+    'if [ -L "$1" ]; then '
+    "echo type=symlink; "
+    "stat -c owner=%u:%g -- \"$1\"; "
+    "printf 'target=%s\\nresolved=%s\\n' \"$(readlink -- \"$1\")\" \"$(readlink -f -- \"$1\")\"; "
+    'elif [ -f "$1" ]; then '
+    "echo type=file; "
+    "stat -c mode=%a -- \"$1\"; "
+    "stat -c owner=%u:%g -- \"$1\"; "
+    's=$(sha256sum < "$1") && echo "sha256=${s%% *}"; '
+    f"s=$(sed '/{PERSISTENCE_LINE_REGEX}/d' -- \"$1\" | sha256sum) && echo \"stripped_sha256=${{s%% *}}\"; "
+    f"grep -nE '{PERSISTENCE_LINE_REGEX}' -- \"$1\" | sed 's/^/module_line=/'; "
+    'elif [ -e "$1" ]; then '
+    "echo type=other; "
+    "fi; }"
+)
+
+
+def record_name(path: str) -> str:
+    """The record's file name for ``path``: the whole path, so that no two paths share one
+    (``/etc/modules`` is ``etc%2Fmodules.record``)."""
+    return quote(path.lstrip("/"), safe="") + RECORD_SUFFIX
+
+
+def original_path(backup_name: str) -> str:
+    """Where a backup without a record came from (made by a version that kept no records):
+    ``modules`` is ``/etc/modules``, the rest were in ``/etc/modules-load.d``."""
+    return "/etc/modules" if backup_name == "modules" else f"/etc/modules-load.d/{backup_name}"
+
+
+# Older copies of the same name, as cp --backup=numbered renames them.
+NUMBERED = re.compile(r"\.~\d+~$")
+
+
+def copy_base(name: str) -> str:
+    """The name a copy was made under: ``modules.~2~`` was ``modules``."""
+    return NUMBERED.sub("", name)
+
+
+def parse_descriptions(lines, markers=()) -> tuple[dict[str, list[str]], list[dict]]:
+    """Split :data:`DESCRIBE` output (with other ``key=value`` lines around it) into the other
+    lines' values by key and one dict a described path.
+
+    A line whose key is in ``markers`` tags the description that follows it (``record=NAME``).
+    """
+    others: dict[str, list[str]] = {}
+    described: list[dict] = []
+    tags: dict[str, str] = {}
+    current = None
+    for line in lines:
+        key, sep, value = line.partition("=")
+        if not sep:
+            continue
+        if tags and key != "path":
+            raise FactProcessError(f"{', '.join(tags.values())}: no description follows")
+        if key == "path":
+            current = {"path": value, "type": "missing", **tags}
+            described.append(current)
+            tags = {}
+        elif key in markers:
+            tags[key] = value
+        elif key in ("type", "owner", "target", "resolved", "sha256", "stripped_sha256") and current:
+            current[key] = value
+        elif key == "mode" and current:
+            current["mode"] = value.zfill(4)
+        elif key == "module_line" and current:
+            number, _, text = value.partition(":")
+            current.setdefault("module_lines", []).append({"line": int(number), "text": text})
+        else:
+            others.setdefault(key, []).append(value)
+    if tags:
+        raise FactProcessError(f"{', '.join(tags.values())}: no description follows")
+    for entry in described:
+        if entry["type"] == "file":
+            entry.setdefault("module_lines", [])
+    return others, described
+
+
+def _files(described: list[dict]) -> dict[str, dict]:
+    return {
+        entry["path"]: {key: value for key, value in entry.items() if key != "path"}
+        for entry in described
+        if entry["type"] != "missing"
+    }
+
 
 class BrNetfilter(FactBase):
     """
-    Returns how ``br_netfilter`` is present in the running kernel and every file that loads it
-    at boot.
+    Returns how ``br_netfilter`` is present in the running kernel, every file that loads it at
+    boot, and what each of those files is.
+
+    + paths: more paths to describe in ``files`` (the rollback's recorded ones)
 
     ``status`` is ``module`` (loaded, listed in ``/proc/modules``), ``builtin`` (active but
     compiled in, so it cannot be unloaded) or ``absent``. ``module_support`` is False on a
-    kernel without loadable modules (no ``/proc/modules``).
+    kernel without loadable modules (no ``/proc/modules``). ``persisted_in`` lists the
+    persistence files that load the module, a symlink as well as the file it points to.
+    ``files`` describes them, the files their symlinks resolve to, and ``paths``; a path that
+    does not exist is left out.
 
     .. code:: python
 
         {
-            "status": "module",
-            "module_support": True,
-            "persisted_in": ["/etc/modules-load.d/cloud-init.conf"],
+            "status": "builtin",
+            "module_support": False,
+            "persisted_in": ["/etc/modules-load.d/modules.conf", "/etc/modules"],
+            "files": {
+                "/etc/modules-load.d/modules.conf": {
+                    "type": "symlink", "owner": "0:0", "target": "../modules", "resolved": "/etc/modules",
+                },
+                "/etc/modules": {
+                    "type": "file", "mode": "0640", "owner": "0:0",
+                    "sha256": "5f1c…", "stripped_sha256": "0e7a…",
+                    "module_lines": [{"line": 3, "text": "br_netfilter"}],
+                },
+            },
         }
     """
 
     @staticmethod
     def default():
-        return {"status": "absent", "module_support": True, "persisted_in": []}
+        return {"status": "absent", "module_support": True, "persisted_in": [], "files": {}}
 
-    def command(self):
+    def command(self, paths=()):
         # br_netfilter is what registers the net.bridge.bridge-nf-* sysctls, so their
         # directory shows it active whether it is a module or built in.
+        described = (
+            f"for f in {' '.join(shlex.quote(path) for path in paths)}; do "
+            'd "$f"; [ -L "$f" ] && d "$(readlink -f -- "$f")"; '
+            "done; "
+            if paths
+            else ""
+        )
         return (
             "if [ -e /proc/modules ]; then echo module_support=yes; "
             f"grep -qs '^{MODULE} ' /proc/modules && echo status=module; "
             "else echo module_support=no; fi; "
             "[ -d /proc/sys/net/bridge ] && echo active=yes; "
+            f"{DESCRIBE}; "
             f"for f in {' '.join(PERSISTENCE_FILES)}; do "
-            f"[ -f \"$f\" ] && grep -qsE '{PERSISTENCE_LINE_REGEX}' \"$f\" && echo \"persisted=$f\"; "
-            "done; true"
+            f"[ -f \"$f\" ] && grep -qsE '{PERSISTENCE_LINE_REGEX}' \"$f\" || continue; "
+            "printf 'persisted=%s\\n' \"$f\"; "
+            'd "$f"; [ -L "$f" ] && d "$(readlink -f -- "$f")"; '
+            "done; "
+            f"{described}true"
         )
 
     def process(self, output):
+        others, described = parse_descriptions(output)
         state = self.default()
-        state["module_support"] = False
-        active = False
-        for line in output:
-            key, _, value = line.strip().partition("=")
-            if key == "module_support":
-                state["module_support"] = value == "yes"
-            elif key == "status":
-                state["status"] = value
-            elif key == "active":
-                active = True
-            elif key == "persisted":
-                state["persisted_in"].append(value)
-
-        if active and state["status"] != "module":
+        state["module_support"] = others.get("module_support") == ["yes"]
+        state["status"] = (others.get("status") or ["absent"])[-1]
+        if others.get("active") and state["status"] != "module":
             state["status"] = "builtin"
+        state["persisted_in"] = others.get("persisted", [])
+        state["files"] = _files(described)
         return state
 
 
-def original_path(backup_name: str) -> str:
-    """Where a file in the backup directory came from: ``modules`` is ``/etc/modules``."""
-    return "/etc/modules" if backup_name == "modules" else f"/etc/modules-load.d/{backup_name}"
+# What a record must hold to be given back, by the type it records.
+RECORDED = {"file": ("mode", "owner", "sha256", "stripped_sha256"), "symlink": ("owner", "target")}
 
 
 class BrNetfilterBackups(FactBase):
     """
-    Returns, for each persistence file backed up before its ``br_netfilter`` line was removed,
-    how the file is now, by the file's own path:
+    Returns what :func:`operations.br_netfilter.br_netfilter_absent` kept in the backup
+    directory: its records by the path each describes, and its copies by file name.
 
-    - ``stripped``: exactly the backup without the module's lines (nothing else changed since);
-    - ``edited``: changed since in other ways too;
-    - ``persisted``: it loads the module again;
-    - ``missing``: it is gone.
+    + backup_dir: the directory ``br_netfilter_absent`` kept them in
 
-    + backup_dir: the directory ``br_netfilter_absent`` copied the files to
-
-    Backups without the module's line, and numbered older ones (``NAME.~1~``), are left out.
+    A record (``<path, %-quoted>.record``) describes a persistence file as it was right before
+    the migration first removed the module's lines from it, in :class:`BrNetfilter`'s ``files``
+    shape, with its own ``name``. Each copy (``NAME``, older ones ``NAME.~N~``) is a file's
+    content before one such edit, described the same way; a record's copy is the one with its
+    SHA-256. Retired records (``….record.~restored-…~``) and temporary files are left out.
 
     .. code:: python
 
         {
-            "/etc/modules-load.d/cloud-init.conf": {
-                "backup": "/var/backups/cilium-lab/modules-load.d/cloud-init.conf",
-                "state": "stripped",
+            "records": {
+                "/etc/modules": {
+                    "name": "etc%2Fmodules.record",
+                    "type": "file", "mode": "0640", "owner": "0:0",
+                    "sha256": "5f1c…", "stripped_sha256": "0e7a…",
+                    "module_lines": [{"line": 3, "text": "br_netfilter"}],
+                },
+            },
+            "copies": {
+                "modules": {
+                    "type": "file", "mode": "0640", "owner": "0:0",
+                    "sha256": "5f1c…", "stripped_sha256": "0e7a…",
+                    "module_lines": [{"line": 3, "text": "br_netfilter"}],
+                },
             },
         }
     """
 
-    default = dict
+    @staticmethod
+    def default():
+        return {"records": {}, "copies": {}}
 
     def command(self, backup_dir: str):
         return (
-            f"d={shlex.quote(backup_dir)}; "
-            '[ -d "$d" ] || exit 0; '
-            'for b in "$d"/*.conf "$d"/modules; do '
-            '[ -f "$b" ] || continue; '
-            f"grep -qs '{PERSISTENCE_LINE_REGEX}' \"$b\" || continue; "
-            'n=${b##*/}; if [ "$n" = modules ]; then o=/etc/modules; else o="/etc/modules-load.d/$n"; fi; '
-            'if [ ! -e "$o" ]; then s=missing; '
-            f"elif grep -qs '{PERSISTENCE_LINE_REGEX}' \"$o\"; then s=persisted; "
-            f"elif sed '/{PERSISTENCE_LINE_REGEX}/d' \"$b\" | cmp -s - \"$o\"; then s=stripped; "
-            "else s=edited; fi; "
-            'echo "$s $b"; '
+            f"b={shlex.quote(backup_dir)}; "
+            '[ -d "$b" ] || exit 0; '
+            f"{DESCRIBE}; "
+            'for f in "$b"/*; do '
+            '[ -f "$f" ] && [ ! -L "$f" ] || continue; '
+            'case "${f##*/}" in '
+            f"*{RECORD_SUFFIX}) printf 'record=%s\\n' \"${{f##*/}}\"; cat -- \"$f\";; "
+            f"*{RECORD_SUFFIX}.~*~) ;; "
+            '*) d "$f";; '
+            "esac; "
             "done"
         )
 
     def process(self, output):
-        backups = {}
-        for line in output:
-            state, backup = line.rstrip("\n").split(" ", 1)
-            backups[original_path(posixpath.basename(backup))] = {"backup": backup, "state": state}
-        return backups
+        _, described = parse_descriptions(output, markers=("record",))
+        found = self.default()
+        for entry in described:
+            fields = {key: value for key, value in entry.items() if key not in ("path", "record")}
+            if "record" in entry:
+                required = RECORDED.get(entry["type"])
+                missing = [key for key in required or ("type",) if required is None or key not in fields]
+                if missing:
+                    # Guessing would give a file content or a mode nobody chose: stop instead.
+                    raise FactProcessError(
+                        f"{entry['record']} is not a record the migration wrote: no {', '.join(missing)}"
+                    )
+                found["records"][entry["path"]] = {"name": entry["record"], **fields}
+            elif entry["type"] == "file":
+                found["copies"][posixpath.basename(entry["path"])] = fields
+        return found

@@ -1,17 +1,29 @@
 """
-br_netfilter: no longer loaded, nor loaded at boot, once Cilium carries the traffic.
+br_netfilter: no longer loaded, nor loaded at boot, once Cilium carries the traffic; and back.
 """
 
 from __future__ import annotations
 
 import posixpath
+import shlex
 
 from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
 
 from operations.log_once import log_once
 
-from facts.br_netfilter import MODULE, PERSISTENCE_LINE_REGEX, BrNetfilter, BrNetfilterBackups
+from facts.br_netfilter import (
+    DESCRIBE,
+    MODULE,
+    NUMBERED,
+    PERSISTENCE_LINE_REGEX,
+    RETIRED_INFIX,
+    BrNetfilter,
+    BrNetfilterBackups,
+    copy_base,
+    original_path,
+    record_name,
+)
 
 
 @operation()
@@ -19,11 +31,21 @@ def br_netfilter_absent(backup_dir: str = "/var/backups/cilium-lab/modules-load.
     """
     Stop loading ``br_netfilter`` at boot and unload it.
 
-    + backup_dir: where each persistence file is copied before a line is removed from it
+    + backup_dir: where each persistence file is recorded and copied before a line is removed
+      from it
 
     Only the lines that name the module alone go; other lines of the same file (``overlay``,
-    comments) stay. A module built into the kernel cannot be unloaded: the operation says so
-    and goes on.
+    comments) stay. A symlink stays a symlink: the file it points to is edited, once however
+    many links lead to it (Debian's ``/etc/modules-load.d/modules.conf -> ../modules``).
+
+    Before the first edit, each file and each link to it is recorded in ``backup_dir``
+    (``<path, %-quoted>.record``: type, link target, mode, owner, SHA-256, the module's lines
+    and their numbers), and the file's content is copied there (``NAME``; an older copy of the
+    same name becomes ``NAME.~1~``). A record is written once: later runs, and runs at the same
+    time, leave it as the first one took it, so :func:`br_netfilter_persisted` gives back the
+    node as it was before the migration.
+
+    A module built into the kernel cannot be unloaded: the operation says so and goes on.
 
     **Example:**
 
@@ -42,9 +64,20 @@ def br_netfilter_absent(backup_dir: str = "/var/backups/cilium-lab/modules-load.
         # Said aloud when the node changes; on quiet re-runs it is only a noop.
         log_once(builtin, warn=True)
 
-    if state["persisted_in"]:
-        yield StringCommand("mkdir", "-p", QuoteString(backup_dir))
+    files = state.get("files", {})
+    edited: list[str] = []
+    links: list[str] = []
     for path in state["persisted_in"]:
+        described = files.get(path, {})
+        if described.get("type") == "symlink":
+            links.append(path)
+            path = described["resolved"]
+        if path not in edited:
+            edited.append(path)
+
+    if edited:
+        yield StringCommand("mkdir", "-p", QuoteString(backup_dir))
+    for path in edited:
         # Copied, not moved: the file may hold other modules the node still needs.
         yield StringCommand(
             "cp",
@@ -53,7 +86,14 @@ def br_netfilter_absent(backup_dir: str = "/var/backups/cilium-lab/modules-load.
             QuoteString(path),
             QuoteString(posixpath.join(backup_dir, posixpath.basename(path))),
         )
-        yield StringCommand("sed", "-i", QuoteString(f"/{PERSISTENCE_LINE_REGEX}/d"), QuoteString(path))
+    if edited:
+        yield _records_written(backup_dir, edited + links)
+    for path in edited:
+        # The resolved file already; --follow-symlinks still keeps a link a link should the
+        # path have become one since the fact was read.
+        yield StringCommand(
+            "sed", "-i", "--follow-symlinks", QuoteString(f"/{PERSISTENCE_LINE_REGEX}/d"), QuoteString(path)
+        )
 
     if state["status"] == "module":
         yield StringCommand("modprobe", "-r", MODULE)
@@ -65,6 +105,28 @@ def br_netfilter_absent(backup_dir: str = "/var/backups/cilium-lab/modules-load.
         host.noop(f"{MODULE} is not loaded and not loaded at boot")
 
 
+def _records_written(backup_dir: str, paths: list[str]) -> StringCommand:
+    """Each path described, at the last moment before its first edit, into its record."""
+    calls = " && ".join(
+        f"rec {shlex.quote(path)} {shlex.quote(posixpath.join(backup_dir, record_name(path)))}" for path in paths
+    )
+    # Written whole beside its final name, then hard-linked there: a record appears complete or
+    # not at all, and ln never replaces one. A record already there was taken before any edit
+    # (every run links its record before its sed), by an earlier migration not rolled back yet
+    # or by a run beside this one: it stands, and this run's description, which may show a file
+    # already stripped, is dropped.
+    return StringCommand(
+        f"{DESCRIBE}; "
+        "rec() { "
+        '[ -e "$2" ] && return 0; '
+        't=$(mktemp "${2%/*}/.${2##*/}.XXXXXX") || return 1; '
+        'd "$1" > "$t" && { ln -- "$t" "$2" 2>/dev/null || [ -e "$2" ]; }; '
+        's=$?; rm -f -- "$t"; return $s; '
+        "}; "
+        f"{calls}"
+    )
+
+
 @operation()
 def br_netfilter_persisted(
     backup_dir: str = "/var/backups/cilium-lab/modules-load.d",
@@ -73,12 +135,15 @@ def br_netfilter_persisted(
     """
     Load ``br_netfilter`` at boot again, and now where the kernel has modules: the way back.
 
-    + backup_dir: where :func:`br_netfilter_absent` copied each persistence file
-    + persist_file: the file to add the module to when no file and no backup loads it
+    + backup_dir: where :func:`br_netfilter_absent` recorded and copied each persistence file
+    + persist_file: the file to add the module to when no file and no record loads it
 
-    A file that is exactly its backup without the module's lines (or that is gone) gets the
-    backup back, byte for byte, with its mode and owner. A file changed since in other ways keeps
-    those changes and gets the module's line appended; its backup stays.
+    A file that is exactly its record without the module's lines (or that is gone) gets its
+    recorded content back, byte for byte, with its recorded mode and owner; a symlink that is
+    gone comes back pointing where it did. A file changed since in other ways keeps those changes
+    and gets the module's line appended; its copy stays. Each record is then renamed aside
+    (``….record.~restored-<UTC time>~``), so the next migration records afresh and a second
+    rollback changes nothing.
 
     **Example:**
 
@@ -90,19 +155,64 @@ def br_netfilter_persisted(
         )
     """
 
-    state = host.get_fact(BrNetfilter)
     backups = host.get_fact(BrNetfilterBackups, backup_dir=backup_dir)
+    records, copies = backups["records"], backups["copies"]
+    legacy = _legacy_backups(records, copies)
+    state = host.get_fact(BrNetfilter, paths=sorted(set(records) | set(legacy)))
+    now = state.get("files", {})
     persisted = bool(state["persisted_in"])
     changed = False
+    taken: set[str] = set()
 
-    for path, backup in sorted(backups.items()):
-        if backup["state"] in ("stripped", "missing"):
-            yield StringCommand("mv", "-f", QuoteString(backup["backup"]), QuoteString(path))
-        elif backup["state"] == "edited":
-            log_once(f"{path} changed since its backup: {MODULE} is added to it, the backup stays", warn=True)
-            yield StringCommand("echo", MODULE, ">>", QuoteString(path))
-        else:
+    def added(path: str, why: str):
+        log_once(f"{path} {why}: {MODULE} is added to it", warn=True)
+        return StringCommand("echo", MODULE, ">>", QuoteString(path))
+
+    # Files first, then links: a link comes back to a file that is back.
+    for path, record in sorted(records.items(), key=lambda item: item[1]["type"] == "symlink"):
+        current = now.get(path)
+        if record["type"] == "symlink":
+            if current is None:
+                yield StringCommand("ln", "-s", "--", QuoteString(record["target"]), QuoteString(path))
+                yield StringCommand("chown", "-h", record["owner"], QuoteString(path))
+                changed = True
+            elif current["type"] != "symlink" or current["target"] != record["target"]:
+                log_once(
+                    f"{path} was a symlink to {record['target']} before the migration and has changed since: "
+                    "left as it is",
+                    warn=True,
+                )
             continue
+
+        if current is not None and current["type"] == "file" and current["sha256"] == record["sha256"]:
+            continue
+        if current is None or (current["type"] == "file" and current["sha256"] == record["stripped_sha256"]):
+            name = _copy_of(path, record["sha256"], copies, taken)
+            if name is not None:
+                taken.add(name)
+                yield from _copy_restored(posixpath.join(backup_dir, name), path, copies[name], record)
+            else:
+                yield added(path, f"has no copy of its recorded content in {backup_dir}")
+            persisted = changed = True
+        elif current["type"] != "file":
+            log_once(f"{path} was a file before the migration, a {current['type']} now: left as it is", warn=True)
+        elif not current["module_lines"]:
+            yield added(path, f"changed since the migration recorded it; its earlier content stays in {backup_dir}")
+            persisted = changed = True
+
+    # Copies from a version that kept no records: restored as that version did, by file name.
+    # Cheap to keep (their names still say where they came from, and the same facts describe
+    # them), and a node migrated before an upgrade rolls back without a step by hand.
+    for path, name in sorted(legacy.items()):
+        described, current = now.get(path), _content(now, path)
+        if described is None or (current is not None and current["sha256"] == copies[name]["stripped_sha256"]):
+            # Into the file a link resolves to, so that the link stays one.
+            target = described["resolved"] if described and described["type"] == "symlink" else path
+            yield StringCommand("mv", "-f", QuoteString(posixpath.join(backup_dir, name)), QuoteString(target))
+        elif current is None or current["module_lines"]:
+            continue
+        else:
+            yield added(path, f"changed since its backup: the backup stays in {backup_dir}")
         persisted = changed = True
 
     if not persisted:
@@ -113,6 +223,61 @@ def br_netfilter_persisted(
         changed = True
         yield StringCommand("modprobe", MODULE)
 
+    for path, record in sorted(records.items()):
+        # Renamed aside, not removed: it stays the account of what the migration took from each
+        # file and what the rollback gave back, should a node be found not as expected. Nothing
+        # reads it again; the record's own name is free for the next migration's.
+        recorded = shlex.quote(posixpath.join(backup_dir, record["name"]))
+        yield StringCommand(
+            f"mv --backup=numbered -- {recorded} "
+            f"{recorded}{shlex.quote(RETIRED_INFIX)}\"$(date -u +%Y%m%dT%H%M%SZ)\"'~'"
+        )
+        changed = True
+
     if not changed:
-        now = {"module": "loaded", "builtin": "built into the kernel"}.get(state["status"], "not loaded")
-        host.noop(f"{MODULE} is loaded at boot by {', '.join(state['persisted_in'])}, and {now} now")
+        loaded = {"module": "loaded", "builtin": "built into the kernel"}.get(state["status"], "not loaded")
+        host.noop(f"{MODULE} is loaded at boot by {', '.join(state['persisted_in'])}, and {loaded} now")
+
+
+def _copy_of(path: str, sha256: str, copies: dict, taken: set[str]) -> str | None:
+    """The copy holding a record's content, found by its SHA-256: a run beside the migration may
+    have made a later copy of the same name, of the file already stripped."""
+    base = posixpath.basename(path)
+    found = [name for name, copy in copies.items() if copy.get("sha256") == sha256 and name not in taken]
+    # The one named after the file first: moved back, it leaves no copy without a number.
+    found.sort(key=lambda name: (name != base, copy_base(name) != base, name))
+    return found[0] if found else None
+
+
+def _copy_restored(copy_path: str, path: str, copy: dict, record: dict):
+    # Moved, as the older versions did: cp --preserve=all gave the copy the file's mode, owner
+    # and times, which mv keeps; the record has the last word on mode and owner.
+    yield StringCommand("mv", "-f", QuoteString(copy_path), QuoteString(path))
+    if copy.get("owner") != record["owner"]:
+        yield StringCommand("chown", record["owner"], QuoteString(path))
+    if copy.get("mode") != record["mode"]:
+        yield StringCommand("chmod", record["mode"], QuoteString(path))
+
+
+def _legacy_backups(records: dict, copies: dict) -> dict[str, str]:
+    """Original path -> copy name, for the copies no record accounts for that still load the
+    module (a copy without the line has nothing to give back)."""
+    recorded = {record.get("sha256") for record in records.values()}
+    legacy = {}
+    for name, copy in copies.items():
+        if NUMBERED.search(name) or not copy.get("module_lines") or copy.get("sha256") in recorded:
+            continue
+        path = original_path(name)
+        if path not in records:
+            legacy[path] = name
+    return legacy
+
+
+def _content(files: dict, path: str) -> dict | None:
+    """The file ``path`` reads as, through a symlink; None when there is none."""
+    described = files.get(path)
+    if described is not None and described["type"] == "symlink":
+        described = files.get(described.get("resolved", ""))
+    if described is None or described["type"] != "file":
+        return None
+    return described
