@@ -1,79 +1,186 @@
 """
-The CNI network configurations kubelet finds in its directory, and those the migration kept.
+The CNI network configurations kubelet finds in its directory, those the migration kept, and the
+migration's record of what it moved.
 """
 
 from __future__ import annotations
 
+import json
 import shlex
 
 from pyinfra.api import FactBase
+from pyinfra.api.exceptions import FactProcessError
 
-# The file names libcni loads; anything else in the directory is not a CNI configuration.
-CNI_CONFIG_PATTERNS = ("*.conf", "*.conflist", "*.json")
+# The file names libcni loads (its ConfFiles: every entry of the directory that is not a
+# directory, by extension, dot files too); anything else in the directory is not a configuration.
+CNI_CONFIG_SUFFIXES = (".conf", ".conflist", ".json")
 
 # Cilium's agent writes its own configuration (05-cilium.conflist by default) with this plugin type.
 CILIUM_PLUGIN_TYPE = "cilium-cni"
 
+# With cni.exclusive (the chart's default) Cilium's agent renames every other configuration in
+# the directory to NAME.cilium_bak; `cilium-dbg cleanup` renames them back.
+CILIUM_BACKUP_SUFFIX = ".cilium_bak"
 
 # Left in the backup directory from before the first move until kubelet has restarted, so that
 # a run killed in between still restarts kubelet the next time.
 RESTART_PENDING = ".kubelet-restart-pending"
 
+# What the migration moved, written once, before its first move (see operations.cni). A name
+# without a CNI extension, so that nothing reads it as a configuration.
+RECORD = "migration-record"
+
+# A rollback that put everything back renames the record to
+# ``migration-record.~restored-<UTC time>~``: the shape of the numbered backups kept beside it
+# (``NAME.~N~``), an older copy rather than something still to restore.
+RETIRED_INFIX = ".~restored-"
+
+# Fields of an entry, as the record keeps them (the fact adds whether it is Cilium's).
+RECORDED = ("type", "mode", "target", "sha256")
+
+
+def _hex(text: str) -> str:
+    return text.encode("utf-8", "surrogateescape").hex()
+
+
+def _unhex(text: str) -> str:
+    # File names are bytes: those that are not UTF-8 come back as surrogates, and go out again
+    # as the same bytes (see operations.cni).
+    return bytes.fromhex(text).decode("utf-8", "surrogateescape")
+
+
+def record_text(conf_dir: str, entries: dict[str, dict]) -> str:
+    """The record of ``entries`` (name -> a :class:`CniState` entry) moved out of ``conf_dir``:
+    one line of ASCII JSON, names with newlines or any other byte included."""
+    files = [{"name": name, **{key: entries[name][key] for key in RECORDED}} for name in sorted(entries)]
+    return json.dumps({"conf_dir": conf_dir, "files": files}, ensure_ascii=True, sort_keys=True)
+
 
 class CniState(FactBase):
     """
-    Returns the CNI configuration files kubelet would load from its directory and those kept in
-    the backup directory, by file name, telling Cilium's own (a ``cilium-cni`` plugin inside)
-    from the others, with each file's SHA-256; and whether a kubelet restart is pending (a run
-    moved files and was stopped before it restarted kubelet). One command reads all of it, so a
-    re-run pays one round trip for the CNI state.
+    Returns the CNI configurations kubelet would load from its directory, those kept in the
+    backup directory, those Cilium's agent renamed to ``NAME.cilium_bak``, the migration's record
+    of what it moved, and whether a kubelet restart is pending (a run moved files and was stopped
+    before it restarted kubelet). One command reads all of it, so a re-run pays one round trip
+    for the CNI state.
 
     + conf_dir: the CNI configuration directory
     + backup_dir: where the migration keeps the configurations it moved
 
-    Missing or empty directories give ``{}``; other files (notes, ``NAME.~1~`` backups) are not
-    listed.
+    A configuration is a regular file or a symlink (followed or dangling) named ``*.conf``,
+    ``*.conflist`` or ``*.json``, as libcni finds them; directories, other files (notes,
+    ``NAME.~1~`` backups) and other kinds of entry are not listed. Each entry has its type, its
+    mode, a symlink's target as written, the SHA-256 of what it reads as (``None`` when that is
+    not a regular file) and whether a ``cilium-cni`` plugin is in it. ``renamed`` is keyed by the
+    name before Cilium's agent renamed it. ``record`` is ``None`` when there is none; ``retired``
+    lists the records of finished rollbacks. Names are read hex-encoded, so that any byte in them,
+    newlines included, comes through. Missing or empty directories give the default.
 
     .. code:: python
 
         {
-            "configs": {"05-cilium.conflist": {"cilium": True, "sha256": "41d0…"}},
-            "backups": {"10-bridge.conf": {"cilium": False, "sha256": "9f2c…"}},
+            "configs": {
+                "05-cilium.conflist": {"type": "file", "mode": "644", "target": None,
+                                       "sha256": "41d0…", "cilium": True},
+            },
+            "backups": {
+                "10-bridge.conf": {"type": "symlink", "mode": "777",
+                                   "target": "../templates/bridge.conf", "sha256": None,
+                                   "cilium": False},
+            },
+            "renamed": {},
+            "record": {
+                "10-bridge.conf": {"type": "symlink", "mode": "777",
+                                   "target": "../templates/bridge.conf", "sha256": "9f2c…"},
+            },
+            "retired": [],
             "restart_pending": False,
         }
     """
 
     @staticmethod
     def default():
-        return {"configs": {}, "backups": {}, "restart_pending": False}
+        return {
+            "configs": {},
+            "backups": {},
+            "renamed": {},
+            "record": None,
+            "retired": [],
+            "restart_pending": False,
+        }
 
     def command(self, conf_dir: str, backup_dir: str):
-        globs = " ".join(f'"$2"/{pattern}' for pattern in CNI_CONFIG_PATTERNS)
+        names = "|".join(f"*{suffix}|*{suffix}{CILIUM_BACKUP_SUFFIX}" for suffix in CNI_CONFIG_SUFFIXES)
         backup = shlex.quote(backup_dir)
-        # One line a file: "<conf|backup> <cilium|other> <sha256> <name>"; the name comes last so
-        # that spaces in it survive.
+        record = shlex.quote(f"{backup_dir.rstrip('/')}/{RECORD}")
+        # One line a file: "<conf|backup> <file|symlink> <mode> <cilium|other> <sha256|-> <name>
+        # <target|->", name and target hex-encoded: pyinfra hands the output over in lines.
         return (
+            "x() { od -An -v -tx1 | tr -d ' \\n'; }; "
             "list() { "
             '[ -d "$2" ] || return 0; '
-            f"for f in {globs}; do "
-            '[ -f "$f" ] || continue; '
-            f"if grep -qs '\"{CILIUM_PLUGIN_TYPE}\"' \"$f\"; then k=cilium; else k=other; fi; "
-            's=$(sha256sum < "$f") || exit 1; '
-            'echo "$1 $k ${s%% *} ${f##*/}"; '
+            'for f in "$2"/* "$2"/.*; do '
+            f'case ${{f##*/}} in .|..) continue ;; {names}) ;; *) continue ;; esac; '
+            'if [ -L "$f" ]; then t=symlink; l=$(readlink -n "$f" | x); [ -n "$l" ] || exit 1; '
+            'elif [ -f "$f" ]; then t=file; l=-; '
+            "else continue; fi; "
+            'm=$(stat -c %a "$f") || exit 1; '
+            "k=other; s=-; "
+            # Only what reads as a regular file is read: a symlink to a FIFO would block.
+            'if [ -f "$f" ]; then '
+            's=$(sha256sum < "$f") || exit 1; s=${s%% *}; '
+            f"grep -qs '\"{CILIUM_PLUGIN_TYPE}\"' \"$f\" && k=cilium; "
+            "fi; "
+            'echo "$1 $t $m $k $s $(printf %s "${f##*/}" | x) $l"; '
             "done; }; "
             f"list conf {shlex.quote(conf_dir)}; list backup {backup}; "
+            f"for f in {record}{shlex.quote(RETIRED_INFIX)}*'~'; do "
+            '[ -f "$f" ] && echo "retired $(printf %s "${f##*/}" | x)"; '
+            "done; "
+            f"if [ -f {record} ]; then echo \"record $(x < {record})\"; fi; "
             f"[ -e {backup}/{RESTART_PENDING} ] && echo restart_pending; true"
         )
 
     def process(self, output):
         state = self.default()
         for line in output:
-            if line.strip() == "restart_pending":
-                state["restart_pending"] = True
-                continue
-            where, kind, sha256, name = line.split(" ", 3)
-            state["configs" if where == "conf" else "backups"][name] = {
-                "cilium": kind == "cilium",
-                "sha256": sha256,
-            }
+            fields = line.split()
+            try:
+                if fields == ["restart_pending"]:
+                    state["restart_pending"] = True
+                elif fields[0] == "retired":
+                    state["retired"].append(_unhex(fields[1]))
+                elif fields[0] == "record":
+                    state["record"] = self._record(_unhex(fields[1]) if len(fields) > 1 else "")
+                else:
+                    where, kind, mode, plugin, sha256, name, target = fields
+                    entry = {
+                        "type": kind,
+                        "mode": mode,
+                        "target": None if target == "-" else _unhex(target),
+                        "sha256": None if sha256 == "-" else sha256,
+                        "cilium": plugin == "cilium",
+                    }
+                    name = _unhex(name)
+                    if where == "backup":
+                        state["backups"][name] = entry
+                    elif name.endswith(CILIUM_BACKUP_SUFFIX):
+                        state["renamed"][name[: -len(CILIUM_BACKUP_SUFFIX)]] = entry
+                    else:
+                        state["configs"][name] = entry
+            except (ValueError, IndexError):
+                raise FactProcessError(f"unexpected line in the CNI state: {line!r}") from None
+        state["retired"].sort()
         return state
+
+    @staticmethod
+    def _record(text: str) -> dict[str, dict]:
+        try:
+            files = json.loads(text)["files"]
+            record = {entry["name"]: {key: entry[key] for key in RECORDED} for entry in files}
+        except (ValueError, TypeError, KeyError) as e:
+            # Restoring from a guess could put back what was never there: stop instead.
+            raise FactProcessError(f"not a record the migration wrote ({e!r}): {text[:200]!r}") from None
+        if not all(isinstance(name, str) and entry["type"] in ("file", "symlink") for name, entry in record.items()):
+            raise FactProcessError(f"not a record the migration wrote: {text[:200]!r}")
+        return record

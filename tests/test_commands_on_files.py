@@ -5,7 +5,13 @@ what the operation promises to real files: nothing lost, nothing else touched.
 """
 
 import hashlib
+import json
+import os
+import stat
 import subprocess
+
+import pytest
+from pyinfra.api.exceptions import FactProcessError, OperationValueError
 
 from facts.br_netfilter import BrNetfilter
 from facts.cni import CniState
@@ -29,36 +35,112 @@ def sha256(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_cni_fact_reads_real_directory(tmp_path):
-    conf = tmp_path / "net d"
-    conf.mkdir()
-    (conf / "10 my bridge.conf").write_text('{"type": "bridge", "bridge": "cnio0"}')
-    (conf / "05-cilium.conflist").write_text('{"plugins": [{"type": "cilium-cni"}]}')
-    (conf / "99-loopback.json").write_text('{"type": "loopback"}')
-    (conf / "README").write_text("not a CNI file")
-    (conf / "10-bridge.conf.cilium_bak").write_text("Cilium's own backup")
+def tree(directory) -> dict[bytes, tuple]:
+    """Every entry of a directory by its name's bytes: symlinks by target text, files by content and mode."""
+    found = {}
+    for entry in os.scandir(os.fsencode(directory)):
+        st = os.lstat(entry.path)
+        if entry.is_symlink():
+            found[entry.name] = ("symlink", os.readlink(entry.path))
+        elif entry.is_file(follow_symlinks=False):
+            found[entry.name] = ("file", stat.S_IMODE(st.st_mode), st.st_mtime_ns, open(entry.path, "rb").read())
+        else:
+            found[entry.name] = (stat.S_IFMT(st.st_mode),)
+    return found
 
-    backup = tmp_path / "backup"
-    backup.mkdir()
+
+def converge(operation, conf, backup):
+    """Read the fact from the files, run the operation's commands for real (no unit to restart)."""
+    commands, host = run_operation(
+        operation, {CniState: read_cni(conf, backup)}, conf_dir=str(conf), backup_dir=str(backup), restart_unit=None
+    )
+    for command in commands:
+        sh(command)
+    return commands
+
+
+NEWLINE = "10-new\nline.conf"
+QUOTED = "-x $(touch pwned) `touch pwned`; 'q\".conf"
+NOT_UTF8 = os.fsdecode(b"\xff\xfe-latin1-\xe9.conf")
+
+
+def odd_cni_dir(tmp_path):
+    """A CNI directory with every kind of name and entry kubelet would load, and some it would not."""
+    conf = tmp_path / "net d"
+    templates = tmp_path / "templates"
+    conf.mkdir()
+    templates.mkdir()
+    (templates / "bridge.conf").write_text('{"type": "bridge"}')
+    (conf / NEWLINE).write_text('{"type": "bridge", "name": "newline"}')
+    (conf / QUOTED).write_text('{"type": "bridge", "name": "quoted"}')
+    (conf / NOT_UTF8).write_text('{"type": "bridge", "name": "latin1"}')
+    (conf / ".hidden.json").write_text('{"type": "loopback"}')
+    (conf / "20-flannel.conflist").write_text('{"plugins": [{"type": "flannel"}]}')
+    (conf / "20-flannel.conflist").chmod(0o600)
+    (conf / "10-bridge.conf").symlink_to("../templates/bridge.conf")
+    (conf / "15-alias.conflist").symlink_to("20-flannel.conflist")
+    (conf / "30-gone.json").symlink_to("../templates/gone\nwith a newline.json")
+    (conf / "05-cilium.conflist").write_text('{"plugins": [{"type": "cilium-cni"}]}')
+    (conf / "README").write_text("not a CNI file")
+    (conf / "old.conf.d").mkdir()
+    (conf / "dir.conf").mkdir()
+    os.mkfifo(conf / "fifo.conf")
+    return conf
+
+
+def test_cni_fact_reads_real_directory(tmp_path):
+    conf = odd_cni_dir(tmp_path)
+    (conf / "40-calico.conflist.cilium_bak").write_text('{"plugins": [{"type": "calico"}]}')
+    backup = tmp_path / "backups" / "cni"
+    backup.mkdir(parents=True)
     (backup / "20-flannel.conflist").write_text('{"type": "flannel"}')
     (backup / "20-flannel.conflist.~1~").write_text("an older backup")
+    (backup / "10-bridge.conf").symlink_to("../templates/bridge.conf")
 
+    def file(path, cilium=False, mode="644"):
+        return {"type": "file", "mode": mode, "target": None, "sha256": sha256(path), "cilium": cilium}
+
+    bridge = tmp_path / "templates" / "bridge.conf"
     assert read_cni(conf, backup) == {
         "configs": {
-            "10 my bridge.conf": {"cilium": False, "sha256": sha256(conf / "10 my bridge.conf")},
-            "05-cilium.conflist": {"cilium": True, "sha256": sha256(conf / "05-cilium.conflist")},
-            "99-loopback.json": {"cilium": False, "sha256": sha256(conf / "99-loopback.json")},
+            NEWLINE: file(conf / NEWLINE),
+            QUOTED: file(conf / QUOTED),
+            NOT_UTF8: file(conf / NOT_UTF8),
+            ".hidden.json": file(conf / ".hidden.json"),
+            "20-flannel.conflist": file(conf / "20-flannel.conflist", mode="600"),
+            "10-bridge.conf": {"type": "symlink", "mode": "777", "target": "../templates/bridge.conf",
+                               "sha256": sha256(bridge), "cilium": False},
+            "15-alias.conflist": {"type": "symlink", "mode": "777", "target": "20-flannel.conflist",
+                                  "sha256": sha256(conf / "20-flannel.conflist"), "cilium": False},
+            "30-gone.json": {"type": "symlink", "mode": "777", "target": "../templates/gone\nwith a newline.json",
+                             "sha256": None, "cilium": False},
+            "05-cilium.conflist": file(conf / "05-cilium.conflist", cilium=True),
         },
-        "backups": {"20-flannel.conflist": {"cilium": False, "sha256": sha256(backup / "20-flannel.conflist")}},
+        "backups": {
+            "20-flannel.conflist": file(backup / "20-flannel.conflist"),
+            # ../templates from the backup directory is another place: it dangles there.
+            "10-bridge.conf": {"type": "symlink", "mode": "777", "target": "../templates/bridge.conf",
+                               "sha256": None, "cilium": False},
+        },
+        "renamed": {"40-calico.conflist": file(conf / "40-calico.conflist.cilium_bak")},
+        "record": None,
+        "retired": [],
         "restart_pending": False,
     }
     (backup / ".kubelet-restart-pending").touch()
     assert read_cni(conf, backup)["restart_pending"] is True
+    assert not (conf / "pwned").exists()
 
 
 def test_cni_fact_missing_and_empty_directory(tmp_path):
     assert read_cni(tmp_path / "absent") == CniState.default()
     assert read_cni(tmp_path, tmp_path) == CniState.default()
+
+
+def test_cni_fact_stops_on_a_record_it_did_not_write(tmp_path):
+    (tmp_path / "migration-record").write_text("{not json\n")
+    with pytest.raises(FactProcessError):
+        read_cni(tmp_path, tmp_path)
 
 
 def test_cni_configs_absent_moves_and_never_overwrites_a_backup(tmp_path):
@@ -67,56 +149,102 @@ def test_cni_configs_absent_moves_and_never_overwrites_a_backup(tmp_path):
     (conf / "10-bridge.conf").write_text("first")
     (conf / "notes.txt").write_text("left alone")
 
-    def converge():
-        commands, _ = run_operation(
-            cni_configs_absent,
-            {CniState: read_cni(conf, backup)},
-            conf_dir=str(conf),
-            backup_dir=str(backup),
-            restart_unit=None,
-        )
-        for command in commands:
-            sh(command)
-        return commands
-
-    assert converge()
+    assert converge(cni_configs_absent, conf, backup)
+    record = (backup / "migration-record").read_bytes()
     # A second pass finds nothing to do.
-    assert converge() == []
+    assert converge(cni_configs_absent, conf, backup) == []
 
     # The bridge config comes back with other content (drift) and is removed again.
     (conf / "10-bridge.conf").write_text("second")
-    assert converge()
+    assert converge(cni_configs_absent, conf, backup)
 
     assert sorted(p.name for p in conf.iterdir()) == ["notes.txt"]
     assert (backup / "10-bridge.conf").read_text() == "second"
     assert (backup / "10-bridge.conf.~1~").read_text() == "first"
+    # The record is the first run's, untouched, and alone.
+    assert (backup / "migration-record").read_bytes() == record
+    assert json.loads(record)["files"][0]["sha256"] == hashlib.sha256(b"first").hexdigest()
+    assert sorted(p.name for p in backup.iterdir()) == [
+        "10-bridge.conf", "10-bridge.conf.~1~", "migration-record"
+    ]
+
+
+def test_cni_record_is_written_whole_and_never_replaced(tmp_path):
+    conf, backup = tmp_path / "net.d", tmp_path / "cni"
+    conf.mkdir()
+    (conf / "10-bridge.conf").write_text("{}")
+    commands, _ = run_operation(
+        cni_configs_absent, {CniState: read_cni(conf, backup)}, conf_dir=str(conf), backup_dir=str(backup),
+        restart_unit=None,
+    )
+    write_record = next(command for command in commands if "migration-record" in command)
+    backup.mkdir()
+    (backup / "migration-record").write_text("an earlier record\n")
+    with pytest.raises(subprocess.CalledProcessError):
+        sh(write_record)
+    assert (backup / "migration-record").read_text() == "an earlier record\n"
+    assert sorted(p.name for p in backup.iterdir()) == ["migration-record"]
 
 
 def test_cni_round_trip_puts_every_file_back_as_it_was(tmp_path):
-    conf, backup = tmp_path / "net.d", tmp_path / "backups" / "cni"
+    conf, backup = odd_cni_dir(tmp_path), tmp_path / "backups" / "cni"
+    cilium = conf / "05-cilium.conflist"
+    cilium.rename(tmp_path / "cilium.conflist")
+    before = tree(conf)
+
+    assert converge(cni_configs_absent, conf, backup)
+    assert sorted(tree(conf)) == sorted([b"README", b"old.conf.d", b"dir.conf", b"fifo.conf"])
+    record = json.loads((backup / "migration-record").read_text())
+    assert {os.fsencode(entry["name"]) for entry in record["files"]} == set(before) - set(tree(conf))
+    assert {entry["name"]: entry["target"] for entry in record["files"] if entry["type"] == "symlink"} == {
+        "10-bridge.conf": "../templates/bridge.conf",
+        "15-alias.conflist": "20-flannel.conflist",
+        "30-gone.json": "../templates/gone\nwith a newline.json",
+    }
+    assert converge(cni_configs_absent, conf, backup) == []
+
+    # What Cilium's agent writes once it runs, and takes along on the way back; and what it
+    # renames (cni.exclusive): a config that appeared later, and one that clashes with a kept one.
+    (tmp_path / "cilium.conflist").rename(cilium)
+    (conf / "40-calico.conflist.cilium_bak").write_text('{"plugins": [{"type": "calico"}]}')
+    (conf / "40-calico.conflist.cilium_bak").chmod(0o640)
+    (conf / (NEWLINE + ".cilium_bak")).write_text("a copy put back by hand, then renamed by the agent")
+    renamed = tree(conf)
+
+    assert converge(cni_configs_restored, conf, backup)
+    assert converge(cni_configs_restored, conf, backup) == []
+
+    expected = dict(before)
+    expected[b"40-calico.conflist"] = renamed[b"40-calico.conflist.cilium_bak"]
+    expected[os.fsencode(NEWLINE + ".cilium_bak")] = renamed[os.fsencode(NEWLINE + ".cilium_bak")]
+    assert tree(conf) == expected
+    assert (conf / "10-bridge.conf").read_text() == '{"type": "bridge"}'
+    assert (conf / "15-alias.conflist").read_text() == '{"plugins": [{"type": "flannel"}]}'
+    kept = sorted(name.decode() for name in tree(backup))
+    assert kept[0] == "05-cilium.conflist" and kept[1].startswith("migration-record.~restored-") and len(kept) == 2
+    assert not (conf / "pwned").exists() and not (tmp_path / "pwned").exists()
+
+    # The next migration records afresh.
+    assert converge(cni_configs_absent, conf, backup)
+    assert "40-calico.conflist" in (backup / "migration-record").read_text()
+
+
+def test_cni_restore_from_backups_made_before_records(tmp_path):
+    conf, backup = tmp_path / "net.d", tmp_path / "cni"
     conf.mkdir()
-    (conf / "10-bridge.conf").write_text('{"type": "bridge"}')
-    (conf / "99 loopback.conf").write_text('{"type": "loopback"}')
-    (conf / "README").write_text("left alone")
-    (conf / "10-bridge.conf").chmod(0o600)
-    before = {p.name: (p.read_bytes(), p.stat().st_mode, p.stat().st_mtime) for p in conf.iterdir()}
+    backup.mkdir()
+    (backup / "10-bridge.conf").write_text("{}")
+    (backup / "05-cilium.conflist").write_text('{"plugins": [{"type": "cilium-cni"}]}')
+    assert converge(cni_configs_restored, conf, backup)
+    assert sorted(p.name for p in conf.iterdir()) == ["10-bridge.conf"]
+    assert converge(cni_configs_restored, conf, backup) == []
 
-    def run(operation):
-        commands, _ = run_operation(operation, {CniState: read_cni(conf, backup)}, conf_dir=str(conf),
-                                    backup_dir=str(backup), restart_unit=None)
-        for command in commands:
-            sh(command)
-        return commands
 
-    assert run(cni_configs_absent)
-    # What Cilium's agent writes once it runs, and takes along on the way back.
-    (conf / "05-cilium.conflist").write_text('{"plugins": [{"type": "cilium-cni"}]}')
-    assert run(cni_configs_restored)
-    assert run(cni_configs_restored) == []
-
-    after = {p.name: (p.read_bytes(), p.stat().st_mode, p.stat().st_mtime) for p in conf.iterdir()}
-    assert after == before
-    assert sorted(p.name for p in backup.iterdir()) == ["05-cilium.conflist"]
+def test_cni_backup_dir_inside_conf_dir_is_refused(tmp_path):
+    for operation in (cni_configs_absent, cni_configs_restored):
+        with pytest.raises(OperationValueError):
+            run_operation(operation, {CniState: CniState.default()}, conf_dir="/etc/cni/net.d",
+                          backup_dir="/etc/cni/net.d/backup/", restart_unit=None)
 
 
 def test_br_netfilter_absent_keeps_other_lines_and_a_backup(tmp_path):
