@@ -11,7 +11,7 @@ machine running pyinfra) do the workstation's part; all other hosts are Kubernet
 
 from pyinfra import host, state
 
-from deploys.support import data, preflight, ssh
+from deploys.support import data, interrupt, preflight, ssh
 from operations.br_netfilter import br_netfilter_absent
 from operations.cluster_phase import (
     cilium_healthy,
@@ -26,6 +26,10 @@ from operations.routes import pod_cidr_routes_absent
 from operations.systemd_unit import unit_stopped_and_disabled
 
 is_node = "local" not in host.groups
+
+# Ctrl-C ends the run at once, non-zero, saying what it may have left (pyinfra's own handler
+# exits 0 and can hang: tests/upstream/test_pyinfra_sigint.py).
+interrupt.exit_non_zero_on_interrupt(state)
 
 # Every host is connected by now: each small remote command answers without a delayed ACK.
 ssh.no_delay(state)

@@ -12,7 +12,7 @@ routes to the pod CIDRs. Migrate then roll back, and every node is as it was, fi
 
 from pyinfra import host, state
 
-from deploys.support import data, preflight, ssh
+from deploys.support import data, interrupt, preflight, ssh
 from operations.br_netfilter import br_netfilter_persisted
 from operations.cluster_phase import cilium_release_absent
 from operations.cni import cni_configs_restored
@@ -21,6 +21,9 @@ from operations.routes import pod_cidr_routes_present
 from operations.systemd_unit import unit_restored
 
 is_node = "local" not in host.groups
+
+# Ctrl-C ends the run at once, non-zero, saying what it may have left (see deploys/cilium.py).
+interrupt.exit_non_zero_on_interrupt(state, "hosts may be half rolled back; run deploys/rollback.py again")
 
 # Every host is connected by now: each small remote command answers without a delayed ACK.
 ssh.no_delay(state)
