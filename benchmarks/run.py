@@ -46,20 +46,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-# The venv's tools, beside the interpreter running this script (not resolved: .venv/bin/python
-# is a symlink to the system's python).
-BIN = Path(sys.executable).parent
-PYINFRA = BIN / "pyinfra"
-CILIUM_LAB = BIN / "cilium-lab"
-DEPLOY = REPO / "deploys" / "cilium.py"
-# A sim inventory outside inventories/ does not pick up the group data by itself.
-GROUP_DATA = REPO / "inventories" / "group_data"
+try:
+    # The simulated lab's driver, shared with the end-to-end tests (tests/e2e).
+    from cilium_lab.sim import SimError
+    from cilium_lab.sim.harness import BENCH_SUBNETS, CILIUM_LAB, DEFAULT_CHARTS, PYINFRA, REPO, SimLab, free_subnet
+except ModuleNotFoundError as e:  # not the venv's Python: the package is installed there
+    sys.exit(f"{e}: run make venv, then this script with .venv/bin/python")
+
 BRIDGE = "cilbench0"
-# The user's sim uses 10.251.0.0/24 and the e2e tests 10.252.x.0/24.
-SUBNET_POOL = "10.253.0.0/16"
 
 RUN_KINDS = {
     "first": ["-y"],
@@ -173,59 +170,33 @@ def summary(values: list[float]) -> dict:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
-class BenchSim:
-    """The benchmark's own sim, driven through the project's CLI, in an environment of its own."""
+class BenchSim(SimLab):
+    """The benchmark's own sim: each step's output goes to a log, and a failed step raises RunFailed."""
 
     def __init__(self, home: Path, subnet: str, charts: Path | None = None):
-        self.home = home
-        self.inventory = home / "inventory.py"
+        # helm's repositories and cache: the benchmark's own, beside the sim's home.
+        super().__init__(home, BRIDGE, subnet, helm_home=home.parent)
         self.charts = charts
-        self.env = {
-            **os.environ,
-            "CILIUM_LAB_SIM_HOME": str(home),
-            "CILIUM_LAB_SIM_BRIDGE": BRIDGE,
-            "CILIUM_LAB_SIM_SUBNET": subnet,
-            # helm's repositories and cache: the benchmark's own.
-            **{f"HELM_{name}_HOME": str(home.parent / f"helm-{name.lower()}") for name in ("CONFIG", "CACHE", "DATA")},
-        }
 
-    @property
-    def is_up(self) -> bool:
-        return (self.home / "state.json").exists()
-
-    def cli(self, *args: str, log_path: Path) -> None:
+    def logged(self, log_path: Path, step: Callable[..., subprocess.CompletedProcess], *args) -> None:
+        """``step`` (up or down) with its output appended to ``log_path``; shielded: Ctrl-C here
+        waits for it to finish (see SimLab.run_cli)."""
         with open(log_path, "ab") as out:
-            # A session of its own, so that Ctrl-C here never reaches it: `sim up` interrupted while
-            # it starts a node can leave that node running where `sim down` does not find it.
-            proc = subprocess.Popen(
-                [str(CILIUM_LAB), "sim", *args], env=self.env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
-            )
-            try:
-                proc.wait()
-            except KeyboardInterrupt:
-                signal.signal(signal.SIGINT, signal.SIG_IGN)
-                log(f"interrupted: waiting for cilium-lab sim {args[0]} to finish")
-                proc.wait()
-                raise
+            proc = step(*args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, shield=True)
         if proc.returncode != 0:
-            raise RunFailed(f"cilium-lab sim {' '.join(args)} failed", log_path)
+            raise RunFailed(f"cilium-lab sim {' '.join(proc.args[2:])} failed", log_path)
 
-    def up(self, count: int, log_path: Path, chapter: bool = False) -> float:
+    def boot(self, count: int, log_path: Path, chapter: bool = False) -> float:
+        """A fresh sim of ``count`` nodes (down first if one is up): the seconds `sim up` took."""
         if self.is_up:
-            self.cli("down", log_path=log_path)
+            self.logged(log_path, self.down)
         self.home.mkdir(parents=True, exist_ok=True)
         start = time.monotonic()
-        plane = ["--charts", str(self.charts)] if chapter else ["--no-control-plane"]
-        self.cli("up", "--nodes", str(count), "--inventory", str(self.inventory), *plane, log_path=log_path)
+        self.logged(log_path, self.up, count, self.charts if chapter else None)
         return time.monotonic() - start
 
-    def down(self, log_path: Path) -> None:
-        self.cli("down", log_path=log_path)
-
     def pyinfra(self, kind: str, log_path: Path, debug: bool = False) -> dict:
-        cmd = [str(PYINFRA), *RUN_KINDS[kind], *(["--debug"] if debug else [])]
-        cmd += ["--group-data", str(GROUP_DATA), str(self.inventory), str(DEPLOY)]
+        cmd = self.pyinfra_command(*RUN_KINDS[kind], *(["--debug"] if debug else []))
         result = timed(cmd, log_path, self.env)
         if result["returncode"] != 0:
             raise RunFailed(f"{' '.join(cmd)} exited {result['returncode']}", log_path)
@@ -233,25 +204,14 @@ class BenchSim:
 
     # The nodes' own view: every command of the deploy runs through sudo, which logs it.
 
-    def _node_sh(self, leaders: dict[str, int], node: str, script: str) -> str:
-        proc = subprocess.run(["nsenter", "-t", str(leaders[node]), "-a", "sh", "-c", script], capture_output=True, text=True)
-        return proc.stdout
-
-    def leaders(self) -> dict[str, int]:
-        from cilium_lab.sim.config import SimConfig
-        from cilium_lab.sim.nodes import leader_pid
-
-        cfg = SimConfig.load(self.home)
-        return {name: leader_pid(cfg, name) for name in cfg.nodes}
-
     def sudo_commands(self, leaders: dict[str, int]) -> dict[str, int]:
         """Commands sudo has logged on each node since it booted."""
         counts = {}
-        for node in leaders:
+        for node, leader in leaders.items():
             # --sync: journald has stored what sudo sent it before we count. The whole journal, not
             # --after-cursor: the nodes' journald puts some of sudo's entries in user-1000.journal,
             # and a cursor taken in system.journal before the run missed them.
-            out = self._node_sh(leaders, node, "journalctl --sync; journalctl -q _COMM=sudo -o cat")
+            out = self.nsenter(leader, "journalctl --sync; journalctl -q _COMM=sudo -o cat").stdout
             counts[node] = sum(1 for line in out.splitlines() if " : " in line and "COMMAND=" in line)
         return counts
 
@@ -280,7 +240,7 @@ def changed_operations(log_text: str) -> int | None:
 def count_commands(sim: BenchSim, count: int, logs: Path, chapter: bool = False) -> dict[str, dict]:
     """One untimed --debug run of each kind on a fresh sim, in order: first, re-run, dry."""
     label = f"[{count} nodes{' chapter' if chapter else ''}]"
-    sim.up(count, logs / f"sim-{count}.log", chapter)
+    sim.boot(count, logs / f"sim-{count}.log", chapter)
     leaders = sim.leaders()
     hosts = list(leaders)
     counted = {}
@@ -323,7 +283,7 @@ def bench_nodes(sim: BenchSim, count: int, runs: int, logs: Path, chapter: bool 
 
     for i in range(1, runs + 1):
         # Only a fresh sim is unmigrated: down + up each time, outside the timed part.
-        sim_up_seconds.append(sim.up(count, logs / f"sim-{count}.log", chapter))
+        sim_up_seconds.append(sim.boot(count, logs / f"sim-{count}.log", chapter))
         sample("first", i)
     for kind in ("re-run", "dry"):
         for i in range(1, runs + 1):
@@ -451,7 +411,7 @@ def main() -> int:
     parser.add_argument("--nodes", default="6,12,24", help="node counts, comma-separated (default 6,12,24; none: the chapter rows only)")
     parser.add_argument("--runs", type=int, default=5, help="timed samples per node count and run (default 5)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks", help="where results.json and results.md go")
-    parser.add_argument("--charts", type=Path, default=REPO.parent / "shared" / "charts",
+    parser.add_argument("--charts", type=Path, default=DEFAULT_CHARTS,
                         help="Cilium's charts for the chapter rows (default ../shared/charts)")
     parser.add_argument("--no-chapter", action="store_true", help="only the node rows")
     args = parser.parse_args()
@@ -465,12 +425,8 @@ def main() -> int:
             parser.error(f"{tool} is missing: run make venv, then this script with .venv/bin/python")
     if (Path("/sys/class/net") / BRIDGE).exists():
         parser.error(f"{BRIDGE} exists: another benchmark is running (or left it behind)")
-    # Imported here, once the venv is known to be there: the package is installed in it.
-    from cilium_lab.sim import SimError
-    from cilium_lab.sim.network import free_subnet
-
     try:
-        subnet = free_subnet(SUBNET_POOL)
+        subnet = free_subnet(BENCH_SUBNETS)
     except SimError as e:
         parser.error(str(e))
 
@@ -505,7 +461,7 @@ def main() -> int:
         try:
             if sim.is_up:
                 log("taking the benchmark's sim down")
-                sim.down(logs / "sim-down.log")
+                sim.logged(logs / "sim-down.log", sim.down)
             shutil.rmtree(sim.home, ignore_errors=True)
         except RunFailed as e:
             log(f"{e}: see {e.log}; retry with: CILIUM_LAB_SIM_HOME={sim.home} {CILIUM_LAB} sim down")
@@ -520,7 +476,7 @@ def main() -> int:
     report = {
         "command": " ".join([".venv/bin/python", "benchmarks/run.py", *sys.argv[1:]]),
         "runs": args.runs,
-        "settings": {"nodes": counts, "bridge": BRIDGE, "subnet": sim.env["CILIUM_LAB_SIM_SUBNET"]},
+        "settings": {"nodes": counts, "bridge": BRIDGE, "subnet": sim.subnet},
         "machine": info,
         "floor": floor_row,
         "results": rows,

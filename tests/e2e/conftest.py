@@ -13,7 +13,8 @@ import subprocess
 
 import pytest
 
-from e2e_sim import CHARTS, CILIUM_LAB, REPO, Sim, free_subnet, leftovers, why_not_runnable
+from cilium_lab.sim.harness import E2E_SUBNETS, free_subnet
+from e2e_sim import CHARTS, Sim, leftovers, why_not_runnable
 
 
 def pytest_collection_modifyitems(items):
@@ -30,24 +31,12 @@ def sim(tmp_path_factory):
         pytest.skip(reason)
     home = tmp_path_factory.mktemp("sim")
     bridge = f"cilt{os.getpid() % 100000}"
-    env = {
-        **os.environ,
-        "CILIUM_LAB_SIM_HOME": str(home),
-        "CILIUM_LAB_SIM_BRIDGE": bridge,
-        "CILIUM_LAB_SIM_SUBNET": free_subnet(),
-    }
-    sim = Sim(home, env)
+    sim = Sim(home, bridge, free_subnet(E2E_SUBNETS))
     if not (CHARTS / "index.yaml").is_file():
         pytest.skip(f"Cilium's charts are not in {CHARTS} (set CILIUM_LAB_CHARTS to their directory)")
-    up = subprocess.run(
-        [str(CILIUM_LAB), "sim", "up", "--nodes", "6", "--inventory", str(sim.inventory), "--charts", str(CHARTS)],
-        env=env,
-        cwd=REPO,
-        # The first build (debootstrap) shows its progress in pytest's live output with -s.
-        stdout=None if os.environ.get("CILIUM_LAB_E2E_VERBOSE") else subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    # The first build (debootstrap) shows its progress in pytest's live output with -s.
+    verbose = os.environ.get("CILIUM_LAB_E2E_VERBOSE")
+    up = sim.up(6, CHARTS, stdout=None if verbose else subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     nodes = (sim.cfg.nodes if sim.cfg else [])
     try:
         assert up.returncode == 0, f"cilium-lab sim up failed:\n{up.stdout}"
@@ -55,6 +44,6 @@ def sim(tmp_path_factory):
         sim.pristine = sim.snapshot_all()
         yield sim
     finally:
-        down = subprocess.run([str(CILIUM_LAB), "sim", "down"], env=env, capture_output=True, text=True, cwd=REPO)
+        down = sim.down(capture_output=True, text=True)
         left = leftovers(home, bridge, nodes)
         assert down.returncode == 0 and not left, f"sim down: {down.stdout}{down.stderr}; left behind: {left}"

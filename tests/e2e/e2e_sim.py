@@ -1,5 +1,6 @@
 """
-Helpers for the end-to-end tests: drive the sim and pyinfra's CLI, read node state with nsenter.
+Helpers for the end-to-end tests: the sim's driver (cilium_lab.sim.harness) with what the tests
+read and assert: pyinfra's JSON reports, node snapshots, the cluster, leftovers after `down`.
 
 Node state is read from inside the nodes, never from the deploy's own reports.
 """
@@ -16,14 +17,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-PYINFRA = BIN / "pyinfra"
-CILIUM_LAB = BIN / "cilium-lab"
-DEPLOY = REPO / "deploys" / "cilium.py"
+# The tests import these paths from here too.
+from cilium_lab.sim.harness import BIN, CILIUM_LAB, DEFAULT_CHARTS, DEPLOY, PYINFRA, REPO, SimLab
+from cilium_lab.sim.harness import GROUP_DATA  # noqa: F401 (test_preflight_on_sim's)
+
 ROLLBACK = REPO / "deploys" / "rollback.py"
-GROUP_DATA = REPO / "inventories" / "group_data"
-CHARTS = Path(os.environ.get("CILIUM_LAB_CHARTS") or REPO.parent / "shared" / "charts")
+CHARTS = Path(os.environ.get("CILIUM_LAB_CHARTS") or DEFAULT_CHARTS)
 
 # What the migration may touch, hashed before and after each run.
 TREES = ("/etc/cni/net.d", "/etc/modules-load.d", "/etc/modules", "/etc/systemd/system", "/var/backups")
@@ -47,13 +46,6 @@ def why_not_runnable() -> str | None:
     if not DEPLOY.exists():
         return f"no deploy at {DEPLOY}"
     return None
-
-
-def free_subnet() -> str:
-    """A /24 in 10.252.0.0/16 that no interface of this machine uses (a user's sim has 10.251.0.0/24)."""
-    from cilium_lab.sim.network import free_subnet
-
-    return free_subnet("10.252.0.0/16")
 
 
 @dataclass
@@ -88,55 +80,37 @@ class Run:
         return set().union(*self.plan().values())
 
 
-class Sim:
-    """The session's sim, driven through the CLI; node state read with nsenter."""
+class Sim(SimLab):
+    """The session's sim (see conftest), with the tests' reads of it: a failing command fails the test."""
 
-    def __init__(self, home: Path, env: dict[str, str]):
-        self.home = home
-        # helm's repositories and cache: the session's own, not the user's.
-        self.env = {**env, **{f"HELM_{name}_HOME": str(home / f"helm-{name.lower()}") for name in ("CONFIG", "CACHE", "DATA")}}
-        self.inventory = home / "inventory.py"
+    def __init__(self, home: Path, bridge: str, subnet: str):
+        super().__init__(home, bridge, subnet)
         # Every node as the sim booted it, taken once before any test runs (see conftest).
         self.pristine: dict[str, dict] = {}
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        proc = subprocess.run([str(CILIUM_LAB), "sim", *args], env=self.env, capture_output=True, text=True, cwd=REPO)
+        proc = self.run_cli(*args, capture_output=True, text=True)
         if check and proc.returncode != 0:
             raise AssertionError(f"cilium-lab sim {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
         return proc
 
-    @property
-    def cfg(self):
-        from cilium_lab.sim.config import SimConfig
-
-        return SimConfig.load(self.home)
-
-    @property
-    def nodes(self) -> list[str]:
-        return self.cfg.nodes
-
     def sh(self, node: str, script: str, check: bool = True) -> str:
-        from cilium_lab.sim.nodes import leader_pid
-
-        leader = leader_pid(self.cfg, node)
+        leader = self.leader(node)
         assert leader, f"node {node} is not running"
-        proc = subprocess.run(["nsenter", "-t", str(leader), "-a", "sh", "-c", script], capture_output=True, text=True)
+        proc = self.nsenter(leader, script)
         if check and proc.returncode != 0:
             raise AssertionError(f"{node}: {script!r} failed ({proc.returncode}): {proc.stderr}")
         return proc.stdout
 
-    def pyinfra_command(self, *args: str, deploy: Path = DEPLOY) -> list[str]:
-        return [str(PYINFRA), "--json", *args, "--group-data", str(GROUP_DATA), str(self.inventory), str(deploy)]
-
     def pyinfra(self, *args: str, deploy: Path = DEPLOY) -> Run:
-        proc = subprocess.run(self.pyinfra_command(*args, deploy=deploy), capture_output=True, text=True, cwd=REPO,
-                              timeout=300, env=self.env)
+        proc = self.run_pyinfra("--json", *args, deploy=deploy, capture_output=True, text=True, timeout=300)
         return Run(proc.returncode, _json_or_none(proc.stdout), proc.stderr)
 
     def pyinfra_interrupted(self, trigger: str) -> Run:
         """A real run, sent SIGINT (Ctrl-C) as soon as its log shows ``trigger``."""
         proc = subprocess.Popen(
-            self.pyinfra_command("-y"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=self.env
+            self.pyinfra_command("--json", "-y"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+            env=self.env,
         )
         log = []
         for line in proc.stderr:
