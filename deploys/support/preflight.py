@@ -321,13 +321,16 @@ def _take_locks(state) -> dict[str, list[str]]:
 
 
 def _verdict(state, check_node, check_local) -> dict[str, list[str]]:
+    # The locks are taken while the checks run (the workstation's cluster read is the longest):
+    # a run the checks refuse ends at once, and its locks with it.
+    locks = gevent.spawn(_take_locks, state)
     verdict = _unreachable(state)
     verdict.update(_in_parallel(
         state.inventory.get_active_hosts(),
         lambda host: (check_local if "local" in host.groups else check_node)(host),
     ))
-    # Locked only when every host can go ahead: a refused run holds nothing.
-    return verdict or _take_locks(state)
+    locks.join()
+    return verdict or locks.value
 
 
 def require(state, rollback: bool = False) -> None:
