@@ -55,7 +55,7 @@ def test_ready_node_has_no_problem():
         ({"resolves": False, "reachable": False, "addresses": []}, "'kubernetes' does not resolve on the node"),
         ({"addresses": ["127.0.1.1"]}, "'kubernetes' resolves to 127.0.1.1 on the node, a loopback address"),
         ({"conf_dir": False}, "cni_conf_dir /etc/cni/net.d does not exist on the node"),
-        ({"room": [{"free_kib": 10, "read_only": False}]}, "/var/backups/cilium-lab/cni has 10 KiB free and the backups need 72 KiB"),
+        ({"room": [{"free_kib": 10, "read_only": False}]}, "/var/backups/cilium-lab/cni: 10 KiB free, and the backups need 72 KiB"),
         ({"room": [{"free_kib": 100_000, "read_only": True}]}, "/var/backups/cilium-lab/cni is on a read-only file system"),
         ({"reachable": False}, "kubernetes:6443 does not answer from the node"),
     ],
@@ -111,6 +111,16 @@ def test_directories(change, expected):
     problems = directory_problems({**DIRS, **change})
     assert len(problems) == len(expected)
     assert all(p.startswith(e) for p, e in zip(problems, expected)), problems
+
+
+def test_backup_directories_on_one_file_system_are_one_line():
+    room = [{"free_kib": 10, "read_only": False}] * 2
+    problems = node_problems({**READY, "room": room}, **{**SETTINGS, "backup_dirs": ["/b/cni", "/b/modules"]})
+    assert problems == ["/b/cni, /b/modules: 10 KiB free, and the backups need 72 KiB: make room, or choose "
+                        "another place"]
+    room = [{"free_kib": 10, "read_only": True}] * 2
+    problems = node_problems({**READY, "room": room}, **{**SETTINGS, "backup_dirs": ["/b/cni", "/b/modules"]})
+    assert problems == ["/b/cni, /b/modules are on a read-only file system: choose a writable place"]
 
 
 def test_skipped_checks_are_not_reported():

@@ -168,13 +168,17 @@ def node_problems(state: dict, *, min_kernel: str, service_host: str, service_po
          f"cni_conf_dir {conf_dir} does not exist on the node: set it to the directory kubelet reads "
          "CNI configurations from"),
     ]
+    # Backup directories usually share one file system: one line for all that share a problem.
+    read_only = [path for path, room in zip(backup_dirs, state.get("room", [])) if room["read_only"]]
+    checks.append(("room", not read_only, f"{', '.join(read_only)} {'is' if len(read_only) == 1 else 'are'} on a "
+                                          "read-only file system: choose a writable place"))
+    short: dict[int, list[str]] = {}
     for path, room in zip(backup_dirs, state.get("room", [])):
-        checks.append(("room", not room["read_only"],
-                       f"{path} is on a read-only file system: choose a writable place for it"))
-        free = room["free_kib"]
-        checks.append(("room", free is None or free >= need,
-                       f"{path} has {free} KiB free and the backups need {need} KiB: make room, or choose "
-                       "another place"))
+        if not room["read_only"] and room["free_kib"] is not None and room["free_kib"] < need:
+            short.setdefault(room["free_kib"], []).append(path)
+    for free, paths in short.items():
+        checks.append(("room", False, f"{', '.join(paths)}: {free} KiB free, and the backups need {need} KiB: "
+                                      "make room, or choose another place"))
     return [message for name, ok, message in checks if not ok and name not in skip]
 
 

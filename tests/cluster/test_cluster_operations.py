@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import sys
 
+import pytest
+
 from facts.cluster_phase import CiliumHealth, CiliumRelease, HelmRepository, InstalledRelease, OldCniPods
 from operations.cluster_phase import (
     cilium_healthy,
@@ -33,25 +35,23 @@ def test_release_matching_runs_nothing():
     assert host.noops == ["release kube-system/cilium is deployed with chart cilium 1.16.5 and the values"]
 
 
-def test_release_differing_runs_one_upgrade_with_values_on_stdin():
-    commands, _ = run_operation(cilium_release, {CiliumRelease: release_fact(False, ["chart version 1.16.4 -> 1.16.5"])},
-                                **RELEASE_ARGS)
-    assert commands == [
-        "printf '%s' '{\"k8sServicePort\":6443,\"kubeProxyReplacement\":true}' | /usr/bin/helm upgrade "
-        "--install cilium cilium/cilium --namespace kube-system --version 1.16.5 --values - "
-        "--kubeconfig /k/config --kube-context lab" + half_migrated("installed")
-    ]
-
-
-def test_oci_chart_is_pinned():
+@pytest.mark.parametrize(
+    ("chart", "kind", "cluster", "where"),
+    [
+        ("cilium/cilium", "repo", {}, " --kubeconfig /k/config --kube-context lab"),
+        # An OCI reference needs no repository and is pinned like a repository chart.
+        ("oci://quay.io/cilium/charts/cilium", "oci", {"kubeconfig": None, "context": None}, ""),
+    ],
+)
+def test_release_differing_runs_one_upgrade_with_values_on_stdin(chart, kind, cluster, where):
     commands, _ = run_operation(
-        cilium_release, {CiliumRelease: release_fact(False, ["install cilium in kube-system"], kind="oci")},
-        **{**RELEASE_ARGS, "chart": "oci://quay.io/cilium/charts/cilium", "kubeconfig": None, "context": None},
+        cilium_release, {CiliumRelease: release_fact(False, ["chart version 1.16.4 -> 1.16.5"], kind=kind)},
+        **{**RELEASE_ARGS, "chart": chart, **cluster},
     )
     assert commands == [
         "printf '%s' '{\"k8sServicePort\":6443,\"kubeProxyReplacement\":true}' | /usr/bin/helm upgrade "
-        "--install cilium oci://quay.io/cilium/charts/cilium --namespace kube-system --version 1.16.5 "
-        "--values -" + half_migrated("installed")
+        f"--install cilium {chart} --namespace kube-system --version 1.16.5 --values -{where}"
+        + half_migrated("installed")
     ]
 
 

@@ -197,6 +197,36 @@ class Sim(SimLab):
                               capture_output=True, text=True, env=self.env, timeout=120)
 
 
+# The directory the deploys keep their copies and records in: a round trip rightly leaves it.
+OURS = "/var/backups/cilium-lab"
+
+
+def comparable(snap: dict) -> dict:
+    """A node's snapshot without what a migrate → rollback round trip may rightly change: our
+    backup directory (the copies and the retired records it keeps), and when units were last
+    started."""
+    return {
+        "files": {path: entry for path, entry in snap["files"].items() if not path.startswith(OURS)},
+        "texts": snap["texts"],
+        "units": {name: {k: v for k, v in unit.items() if k != "InvocationID"} for name, unit in snap["units"].items()},
+        "iptables": snap["iptables"],
+    }
+
+
+def differences(before: dict, after: dict) -> list[str]:
+    """Where two snapshots of every node differ, node by node and key by key."""
+    out = []
+    for node in sorted(set(before) | set(after)):
+        for part in sorted(set(before.get(node, {})) | set(after.get(node, {}))):
+            b, a = before.get(node, {}).get(part), after.get(node, {}).get(part)
+            if isinstance(b, dict) and isinstance(a, dict):
+                out += [f"{node} {part} {key}: {b.get(key)!r} -> {a.get(key)!r}"
+                        for key in sorted(set(b) | set(a)) if b.get(key) != a.get(key)]
+            elif b != a:
+                out.append(f"{node} {part}: {b!r} -> {a!r}")
+    return out
+
+
 def _json_or_none(text: str) -> dict | None:
     try:
         return json.loads(text)

@@ -19,11 +19,10 @@ import tarfile
 
 import pytest
 
-from e2e_sim import CNI_BACKUP, CNI_DIR, ROLLBACK
+from e2e_sim import CNI_BACKUP, CNI_DIR, OURS, ROLLBACK, comparable
 
 pytestmark = pytest.mark.e2e
 
-OURS = "/var/backups/cilium-lab"
 TEMPLATES = "/etc/cni/templates"
 # What a node's CNI state is made of, and what else the round trip must leave alone.
 TREES = ("/etc/cni", "/etc/modules-load.d", "/etc/modules", "/etc/systemd/system", "/var/backups")
@@ -76,14 +75,6 @@ def cni_configs(entries: dict[str, tuple], directory: str = CNI_DIR) -> dict[str
     }
 
 
-def comparable(snap: dict) -> dict:
-    """An e2e_sim snapshot without what a round trip may rightly change (as test_rollback has it)."""
-    return {
-        "files": {path: entry for path, entry in snap["files"].items() if not path.startswith(OURS)},
-        "texts": snap["texts"],
-        "units": {name: {k: v for k, v in unit.items() if k != "InvocationID"} for name, unit in snap["units"].items()},
-        "iptables": snap["iptables"],
-    }
 
 
 def undo(sim, node_a: str, node_b: str) -> None:

@@ -12,11 +12,10 @@ import shlex
 
 import pytest
 
-from e2e_sim import MODULES_BACKUP, ROLLBACK
+from e2e_sim import MODULES_BACKUP, ROLLBACK, comparable
 
 pytestmark = pytest.mark.e2e
 
-OURS = "/var/backups/cilium-lab"
 OP_MIGRATE = "Unload br_netfilter and stop loading it at boot"
 OP_ROLLBACK = "Load br_netfilter at boot again"
 LINK = "/etc/modules-load.d/modules.conf"
@@ -27,15 +26,6 @@ ASIDE = "/root/modules.before-exact-rollback-test"
 RECORDS = {MODULES: "etc%2Fmodules.record", LINK: "etc%2Fmodules-load.d%2Fmodules.conf.record"}
 
 
-def comparable(snap: dict) -> dict:
-    """A node's state without what a round trip may rightly change: our backup directory (the
-    records and copies it keeps), and when units were last started."""
-    return {
-        "files": {path: entry for path, entry in snap["files"].items() if not path.startswith(OURS)},
-        "texts": snap["texts"],
-        "units": {name: {k: v for k, v in unit.items() if k != "InvocationID"} for name, unit in snap["units"].items()},
-        "iptables": snap["iptables"],
-    }
 
 
 def module_files(snap: dict) -> dict:

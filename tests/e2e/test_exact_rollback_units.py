@@ -12,13 +12,12 @@ import json
 
 import pytest
 
-from e2e_sim import ROLLBACK
+from e2e_sim import ROLLBACK, comparable
 
 pytestmark = pytest.mark.e2e
 
 UNIT = "kube-proxy.service"
 RECORDS = "/var/backups/cilium-lab/units"
-OURS = "/var/backups/cilium-lab"
 OP_MIGRATE = "Stop and disable kube-proxy"
 OP_RESTORE = "Give kube-proxy back its state from before the migration"
 # Where the masked node's unit file goes: systemctl refuses to mask a unit whose file is in
@@ -52,15 +51,6 @@ START_BY_HAND = {
 }
 
 
-def comparable(snap: dict) -> dict:
-    """A node's state without what a round trip may rightly change: our backup directory (the
-    records and backups it keeps), and when units were last started."""
-    return {
-        "files": {path: entry for path, entry in snap["files"].items() if not path.startswith(OURS)},
-        "texts": snap["texts"],
-        "units": {name: {k: v for k, v in unit.items() if k != "InvocationID"} for name, unit in snap["units"].items()},
-        "iptables": snap["iptables"],
-    }
 
 
 def kube_proxy(sim, node: str) -> dict[str, str]:

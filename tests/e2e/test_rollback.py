@@ -10,11 +10,10 @@ import subprocess
 
 import pytest
 
-from e2e_sim import ROLLBACK
+from e2e_sim import OURS, ROLLBACK, comparable
 
 pytestmark = pytest.mark.e2e
 
-OURS = "/var/backups/cilium-lab"
 OP_BR_NETFILTER = "Load br_netfilter at boot again"
 OP_CNI = "Restore the old CNI configurations and restart kubelet"
 OP_KUBE_PROXY = "Give kube-proxy back its state from before the migration"
@@ -22,15 +21,6 @@ OP_UNINSTALL = "Uninstall Cilium"
 OP_ROUTES = "Route the pod CIDRs via the nodes again"
 
 
-def comparable(snap: dict) -> dict:
-    """A node's state without what a round trip may rightly change: our backup directory (it
-    keeps any numbered older backups), and when units were last started."""
-    return {
-        "files": {path: entry for path, entry in snap["files"].items() if not path.startswith(OURS)},
-        "texts": snap["texts"],
-        "units": {name: {k: v for k, v in unit.items() if k != "InvocationID"} for name, unit in snap["units"].items()},
-        "iptables": snap["iptables"],
-    }
 
 
 def backed_up_files(snap: dict) -> list[str]:
