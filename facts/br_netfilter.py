@@ -170,6 +170,10 @@ class BrNetfilter(FactBase):
             "else echo module_support=no; fi; "
             "[ -d /proc/sys/net/bridge ] && echo active=yes; "
             f"{DESCRIBE}; "
+            # One grep asks whether any file loads the module (what a migrated node answers no
+            # to) before one a file says which; -D/-d skip keeps it off FIFOs and directories,
+            # which the loop's [ -f ] leaves out.
+            f"grep -qsE -D skip -d skip '{PERSISTENCE_LINE_REGEX}' -- {' '.join(PERSISTENCE_FILES)} && "
             f"for f in {' '.join(PERSISTENCE_FILES)}; do "
             f"[ -f \"$f\" ] && grep -qsE '{PERSISTENCE_LINE_REGEX}' \"$f\" || continue; "
             "printf 'persisted=%s\\n' \"$f\"; "

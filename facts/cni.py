@@ -39,14 +39,26 @@ RETIRED_INFIX = ".~restored-"
 RECORDED = ("type", "mode", "target", "sha256")
 
 
-def _hex(text: str) -> str:
-    return text.encode("utf-8", "surrogateescape").hex()
+# Names and link targets made only of these come through as they are; any other goes hex-encoded
+# ("x:<hex>"), so that any byte, newlines included, comes through. Listed one by one: a range
+# ([a-z]) would depend on the node's locale.
+PLAIN = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+,@%~/-"
+HEXED = "x:"
 
 
-def _unhex(text: str) -> str:
+def _encoded(text: str) -> str:
+    """A name or target as the fact's command prints it (for fixtures and tests)."""
+    if text and not text.startswith("-") and all(char in PLAIN for char in text):
+        return text
+    return HEXED + text.encode("utf-8", "surrogateescape").hex()
+
+
+def _decoded(field: str) -> str:
+    if not field.startswith(HEXED):
+        return field
     # File names are bytes: those that are not UTF-8 come back as surrogates, and go out again
     # as the same bytes (see operations.cni).
-    return bytes.fromhex(text).decode("utf-8", "surrogateescape")
+    return bytes.fromhex(field[len(HEXED):]).decode("utf-8", "surrogateescape")
 
 
 def record_text(conf_dir: str, entries: dict[str, dict]) -> str:
@@ -73,8 +85,9 @@ class CniState(FactBase):
     mode, a symlink's target as written, the SHA-256 of what it reads as (``None`` when that is
     not a regular file) and whether a ``cilium-cni`` plugin is in it. ``renamed`` is keyed by the
     name before Cilium's agent renamed it. ``record`` is ``None`` when there is none; ``retired``
-    lists the records of finished rollbacks. Names are read hex-encoded, so that any byte in them,
-    newlines included, comes through. Missing or empty directories give the default.
+    lists the records of finished rollbacks. Names and targets with anything but letters, digits
+    and ``._+,@%~/-`` are read hex-encoded, so that any byte in them, newlines included, comes
+    through. Missing or empty directories give the default.
 
     .. code:: python
 
@@ -113,55 +126,85 @@ class CniState(FactBase):
         names = "|".join(f"*{suffix}|*{suffix}{CILIUM_BACKUP_SUFFIX}" for suffix in CNI_CONFIG_SUFFIXES)
         backup = shlex.quote(backup_dir)
         record = shlex.quote(f"{backup_dir.rstrip('/')}/{RECORD}")
-        # One line a file: "<conf|backup> <file|symlink> <mode> <cilium|other> <sha256|-> <name>
-        # <target|->", name and target hex-encoded: pyinfra hands the output over in lines.
+        # One line an entry: "<conf|backup> <file|symlink> <sha256|-> <name> <target|->", names
+        # and targets encoded by e() (pyinfra hands the output over in lines, as UTF-8). The
+        # regular files' modes and whether Cilium's plugin is in them follow each directory's
+        # entries, in their order ("modes ...", "cilium <count> ..."): one stat and one grep a
+        # directory rather than one a file. What does not read as a regular file carries its
+        # mode on its own line, and is not read (a symlink to a FIFO would block).
         return (
-            "x() { od -An -v -tx1 | tr -d ' \\n'; }; "
+            f"e() {{ case $1 in -*|*[!{PLAIN}]*) "
+            f"v={HEXED}$(printf %s \"$1\" | od -An -v -tx1 | tr -d ' \\n') ;; *) v=$1 ;; esac; }}; "
             "list() { "
             '[ -d "$2" ] || return 0; '
-            'for f in "$2"/* "$2"/.*; do '
+            'w=$1 d=$2; shift 2; '
+            'for f in "$d"/* "$d"/.*; do '
             f'case ${{f##*/}} in .|..) continue ;; {names}) ;; *) continue ;; esac; '
-            'if [ -L "$f" ]; then t=symlink; l=$(readlink -n "$f" | x); [ -n "$l" ] || exit 1; '
-            'elif [ -f "$f" ]; then t=file; l=-; '
+            # The dot keeps a target's trailing newlines from the command substitution.
+            'if [ -L "$f" ]; then t=symlink; l=$(readlink -n -- "$f" && echo .) || exit 1; l=${l%.}; '
+            '[ -n "$l" ] || exit 1; e "$l"; l=$v; '
+            "elif [ -f \"$f\" ]; then t=file; l=-; "
             "else continue; fi; "
-            'm=$(stat -c %a "$f") || exit 1; '
-            "k=other; s=-; "
-            # Only what reads as a regular file is read: a symlink to a FIFO would block.
+            'e "${f##*/}"; '
             'if [ -f "$f" ]; then '
-            's=$(sha256sum < "$f") || exit 1; s=${s%% *}; '
-            f"grep -qs '\"{CILIUM_PLUGIN_TYPE}\"' \"$f\" && k=cilium; "
-            "fi; "
-            'echo "$1 $t $m $k $s $(printf %s "${f##*/}" | x) $l"; '
-            "done; }; "
+            's=$(sha256sum < "$f") || exit 1; echo "$w $t ${s%% *} $v $l"; set -- "$@" "$f"; '
+            'else m=$(stat -c %a -- "$f") || exit 1; echo "$w $t - $v $l $m"; fi; '
+            "done; "
+            "[ $# -gt 0 ] || return 0; "
+            'm=$(stat -c %a -- "$@") || exit 1; '
+            f"k=$(grep -hcs -- '\"{CILIUM_PLUGIN_TYPE}\"' \"$@\"); [ $? -lt 2 ] || exit 1; "
+            "echo modes $m; echo cilium $k; }; "
             f"list conf {shlex.quote(conf_dir)}; list backup {backup}; "
             f"for f in {record}{shlex.quote(RETIRED_INFIX)}*'~'; do "
-            '[ -f "$f" ] && echo "retired $(printf %s "${f##*/}" | x)"; '
+            '[ -f "$f" ] && e "${f##*/}" && echo "retired $v"; '
             "done; "
-            f"if [ -f {record} ]; then echo \"record $(x < {record})\"; fi; "
-            f"[ -e {backup}/{RESTART_PENDING} ] && echo restart_pending; true"
+            f"[ -e {backup}/{RESTART_PENDING} ] && echo restart_pending; "
+            # The record comes last: every line after "record" is its bytes, as od prints them.
+            f"if [ -f {record} ]; then echo record; od -An -v -tx1 < {record}; fi; true"
         )
 
     def process(self, output):
         state = self.default()
-        for line in output:
+        lines = list(output)
+        # The regular files of the directory being listed, waiting for their modes and plugins.
+        regular: list[dict] = []
+        for index, line in enumerate(lines):
             fields = line.split()
             try:
                 if fields == ["restart_pending"]:
                     state["restart_pending"] = True
+                elif fields == ["record"]:
+                    text = bytes.fromhex("".join("".join(lines[index + 1:]).split()))
+                    state["record"] = self._record(text.decode("utf-8", "surrogateescape"))
+                    break
                 elif fields[0] == "retired":
-                    state["retired"].append(_unhex(fields[1]))
-                elif fields[0] == "record":
-                    state["record"] = self._record(_unhex(fields[1]) if len(fields) > 1 else "")
+                    (name,) = fields[1:]
+                    state["retired"].append(_decoded(name))
+                elif fields[0] == "modes":
+                    if len(fields) - 1 != len(regular):
+                        raise ValueError
+                    for entry, mode in zip(regular, fields[1:]):
+                        entry["mode"] = mode
+                elif fields[0] == "cilium":
+                    if len(fields) - 1 != len(regular) or any(entry["mode"] is None for entry in regular):
+                        raise ValueError
+                    for entry, count in zip(regular, fields[1:]):
+                        entry["cilium"] = int(count) > 0
+                    regular = []
                 else:
-                    where, kind, mode, plugin, sha256, name, target = fields
+                    where, kind, sha256, name, target, *mode = fields
+                    if len(mode) != (sha256 == "-"):
+                        raise ValueError
                     entry = {
                         "type": kind,
-                        "mode": mode,
-                        "target": None if target == "-" else _unhex(target),
+                        "mode": mode[0] if mode else None,
+                        "target": None if target == "-" else _decoded(target),
                         "sha256": None if sha256 == "-" else sha256,
-                        "cilium": plugin == "cilium",
+                        "cilium": False,
                     }
-                    name = _unhex(name)
+                    if not mode:
+                        regular.append(entry)
+                    name = _decoded(name)
                     if where == "backup":
                         state["backups"][name] = entry
                     elif name.endswith(CILIUM_BACKUP_SUFFIX):
@@ -170,6 +213,8 @@ class CniState(FactBase):
                         state["configs"][name] = entry
             except (ValueError, IndexError):
                 raise FactProcessError(f"unexpected line in the CNI state: {line!r}") from None
+        if regular:
+            raise FactProcessError("the CNI state ends before the modes of the files it lists")
         state["retired"].sort()
         return state
 

@@ -9,6 +9,20 @@ import shlex
 from pyinfra.api import FactBase
 
 
+# Reads the mount table, then df's "<free KiB> <mount point>" lines (after its header); prints a
+# "room=<index>|<free KiB>|<options>" line a path, with the options of the last mount at its mount
+# point (the one seen there). The mount table escapes space, tab, newline and backslash.
+ROOM_AWK = r"""
+NR == FNR {
+    m = $2; gsub(/\\040/, " ", m); gsub(/\\011/, "\t", m); gsub(/\\012/, "\n", m); gsub(/\\134/, "\\\\", m);
+    options[m] = $4; next
+}
+FNR > 1 { t = $0; sub(/^ *[^ ]+ /, "", t); free[c + 0] = $1; at[c++] = t }
+END { for (i = 0; i < n; i++) print "room=" i "|" (c == n ? free[i] "|" options[at[i]] : "|") }
+"""
+ROOM_AWK = " ".join(line.strip() for line in ROOM_AWK.strip().splitlines())
+
+
 class NodePreflight(FactBase):
     """
     Returns, in one command, what the migration needs from a node: who the SSH user is and
@@ -67,34 +81,51 @@ class NodePreflight(FactBase):
                 backup_dirs=()):
         name, port = shlex.quote(service_host), int(service_port)
         tcp = shlex.quote(f"</dev/tcp/{service_host}/{port}")
-        room = "".join(
-            f"d={shlex.quote(path)}; "
-            'while [ ! -e "$d" ] && [ "$d" != / ]; do d=$(dirname "$d"); done; '
-            # By position: the path itself may hold anything.
-            f'echo "room={index}|$(df -Pk "$d" 2>/dev/null | awk \'NR==2 {{print $4}}\')|'
-            '$(findmnt -n -o OPTIONS -T "$d" 2>/dev/null)"; '
-            for index, path in enumerate(backup_dirs)
-        )
+        room = ""
+        if backup_dirs:
+            room = (
+                # Each at its nearest existing ancestor, by parameter expansion (dirname would cost
+                # a process a level).
+                "set --; "
+                f"for d in {' '.join(shlex.quote(path) for path in backup_dirs)}; do "
+                'while [ ! -e "$d" ]; do case $d in */*) d=${d%/*}; d=${d:-/} ;; *) d=. ;; esac; done; '
+                'set -- "$@" "$d"; '
+                "done; "
+                # One df for all of them, and one read of the mount table for their mounts'
+                # options: "room=<index>|<free KiB>|<options>", by position (the paths may hold
+                # anything). Fewer lines than paths (a df that failed for one) would shift the
+                # rest onto the wrong paths: then every path is reported unmeasured.
+                'df -k --output=avail,target -- "$@" 2>/dev/null | '
+                f"awk -v n={len(backup_dirs)} {shlex.quote(ROOM_AWK)} /proc/self/mounts -; "
+            )
         return (
             'echo "uid=$(id -u)"; '
             "sudo -n true 2>/dev/null && echo sudo=yes; "
             "[ -d /run/systemd/system ] && echo systemd=yes; "
             'echo "kernel=$(uname -r)"; '
             f'echo "cgroup_fs=$(stat -fc %T {shlex.quote(cgroup_root)} 2>/dev/null)"; '
-            f'echo "addresses=$(getent ahosts {name} 2>/dev/null | cut -d" " -f1 | sort -u | tr "\\n" " ")"; '
             f"timeout 3 bash -c {tcp} >/dev/null 2>&1 && echo reachable=yes; "
             + (f"[ -d {shlex.quote(conf_dir)} ] && echo conf_dir=yes && "
-               f'echo "conf_kib=$(du -skL {shlex.quote(conf_dir)} 2>/dev/null | cut -f1)"; ' if conf_dir else "")
+               f'echo "conf_kib=$(du -skL {shlex.quote(conf_dir)} 2>/dev/null)"; ' if conf_dir else "")
             + room
-            + "true"
+            # getaddrinfo's answers come last, as they are (each address once a socket type):
+            # the value keeps each address once.
+            + f"echo ahosts; getent ahosts {name} 2>/dev/null; true"
         )
 
     def process(self, output):
         state = self.default()
         values = {}
+        addresses = set()
+        resolved = False
         for line in output:
+            if resolved:
+                addresses.update(line.split()[:1])
+                continue
             key, _, value = line.strip().partition("=")
-            if key == "room":
+            if key == "ahosts":
+                resolved = True
+            elif key == "room":
                 _, free, options = (value.split("|") + ["", ""])[:3]
                 state["room"].append({
                     "free_kib": int(free) if free.isdigit() else None,
@@ -108,10 +139,10 @@ class NodePreflight(FactBase):
             systemd=values.get("systemd") == "yes",
             kernel=values.get("kernel", ""),
             cgroup_fs=values.get("cgroup_fs", ""),
-            addresses=values.get("addresses", "").split(),
+            addresses=sorted(addresses),
             reachable=values.get("reachable") == "yes",
             conf_dir=values.get("conf_dir") == "yes",
-            conf_kib=int(values["conf_kib"]) if values.get("conf_kib", "").isdigit() else 0,
+            conf_kib=int(kib) if (kib := values.get("conf_kib", "").partition("\t")[0]).isdigit() else 0,
         )
         state["resolves"] = bool(state["addresses"])
         return state

@@ -19,23 +19,39 @@ RUNNING_STATES = frozenset(("active", "activating", "reloading", "deactivating")
 
 class UnitState(FactBase):
     """
-    Returns whether a systemd unit exists, runs, and starts at boot.
+    Returns whether a systemd unit exists, runs, and starts at boot; with ``record_dir``, also
+    the state it had before the migration changed it, as the migration recorded it in
+    ``<record_dir>/<unit>.json``, and the names of the records earlier rollbacks restored. One
+    command reads both, so a re-run pays one round trip for the unit.
 
     + unit: the unit's full name
+    + record_dir: the directory the records are kept in (optional)
 
     ``load_state`` is ``not-found`` for a unit that is not installed, and ``masked`` for a
     masked one; ``unit_file_state`` is systemctl's (``enabled``, ``disabled``, ``static``,
-    ``masked``, …, empty when unknown).
+    ``masked``, …, empty when unknown). With ``record_dir``, ``record`` is ``None`` when there
+    is no record, else the recorded state in this fact's shape (without ``record`` and
+    ``retired``); ``retired`` lists the restored records, oldest first.
 
     .. code:: python
 
         {
             "exists": True,
             "load_state": "loaded",
-            "active_state": "active",
-            "unit_file_state": "enabled",
-            "running": True,
-            "enabled": True,
+            "active_state": "inactive",
+            "unit_file_state": "disabled",
+            "running": False,
+            "enabled": False,
+            # with record_dir only:
+            "record": {
+                "exists": True,
+                "load_state": "loaded",
+                "active_state": "active",
+                "unit_file_state": "enabled",
+                "running": True,
+                "enabled": True,
+            },
+            "retired": ["kube-proxy.service.json.~restored-20250101T120000Z~"],
         }
     """
 
@@ -51,30 +67,60 @@ class UnitState(FactBase):
             "enabled": False,
         }
 
-    def requires_command(self, *args, **kwargs) -> str:
-        return "systemctl"
+    def requires_command(self, unit: str, record_dir: str | None = None):
+        # With records to read the command checks for systemctl itself: a node without it still
+        # has its records read, as a missing unit's.
+        return "systemctl" if record_dir is None else None
 
-    def command(self, unit: str):
-        return StringCommand(
+    def command(self, unit: str, record_dir: str | None = None):
+        show = StringCommand(
             "systemctl",
             "show",
             "--property=LoadState,ActiveState,UnitFileState",
             "--",
             QuoteString(unit),
         )
+        if record_dir is None:
+            return show
+
+        path = shlex.quote(record_path(record_dir, unit))
+        # "records" ends systemctl's lines and says the records were read; the record comes
+        # last: every line after "record" is its JSON, whatever its layout.
+        return (
+            f"if command -v systemctl >/dev/null 2>&1; then {show.get_raw_value()} || exit; fi; "
+            "echo records; "
+            f"for f in {path}{shlex.quote(RETIRED_INFIX)}*'~'; do "
+            '[ -f "$f" ] && echo "retired ${f##*/}"; '
+            "done; "
+            f"if [ -f {path} ]; then echo record; cat {path}; fi; true"
+        )
 
     def process(self, output):
         values = {}
-        for line in output:
-            key, sep, value = line.strip().partition("=")
-            if sep:
-                values[key] = value
+        found = None
+        lines = list(output)
+        for index, line in enumerate(lines):
+            if found is None:
+                key, sep, value = line.strip().partition("=")
+                if sep:
+                    values[key] = value
+                elif line.strip() == "records":
+                    found = {"record": None, "retired": []}
+            elif line.startswith("retired "):
+                found["retired"].append(line[len("retired "):])
+            elif line.strip() == "record":
+                found["record"] = _recorded_state("\n".join(lines[index + 1:]))
+                break
 
-        return unit_state(
+        state = unit_state(
             load_state=values.get("LoadState", "not-found"),
             active_state=values.get("ActiveState", "inactive"),
             unit_file_state=values.get("UnitFileState", ""),
         )
+        if found is not None:
+            found["retired"].sort()
+            state.update(found)
+        return state
 
 
 def unit_state(load_state: str, active_state: str, unit_file_state: str) -> dict:
@@ -106,66 +152,13 @@ def record_path(record_dir: str, unit: str) -> str:
 RECORDED = ("load_state", "unit_file_state", "active_state")
 
 
-class UnitRecord(FactBase):
-    """
-    Returns the state a unit had before the migration changed it, as the migration recorded it
-    in ``<record_dir>/<unit>.json``, and the names of the records earlier rollbacks restored.
-
-    + unit: the unit's full name
-    + record_dir: the directory the records are kept in
-
-    ``record`` is ``None`` when there is no record, else the recorded state in
-    :class:`UnitState`'s shape; ``retired`` lists the restored records, oldest first.
-
-    .. code:: python
-
-        {
-            "record": {
-                "exists": True,
-                "load_state": "loaded",
-                "active_state": "inactive",
-                "unit_file_state": "disabled",
-                "running": False,
-                "enabled": False,
-            },
-            "retired": ["kube-proxy.service.json.~restored-20250101T120000Z~"],
-        }
-    """
-
-    @staticmethod
-    def default():
-        return {"record": None, "retired": []}
-
-    def command(self, unit: str, record_dir: str):
-        path = shlex.quote(record_path(record_dir, unit))
-        # The record comes last: every line after "record" is its JSON, whatever its layout.
-        return (
-            f"for f in {path}{shlex.quote(RETIRED_INFIX)}*'~'; do "
-            '[ -f "$f" ] && echo "retired ${f##*/}"; '
-            "done; "
-            f"if [ -f {path} ]; then echo record; cat {path}; fi; true"
-        )
-
-    def process(self, output):
-        found = self.default()
-        lines = list(output)
-        for index, line in enumerate(lines):
-            if line.startswith("retired "):
-                found["retired"].append(line[len("retired "):])
-            elif line.strip() == "record":
-                found["record"] = self._state("\n".join(lines[index + 1:]))
-                break
-        found["retired"].sort()
-        return found
-
-    @staticmethod
-    def _state(text: str) -> dict:
-        try:
-            recorded = json.loads(text)
-            values = {key: recorded[key] for key in RECORDED}
-        except (ValueError, TypeError, KeyError) as e:
-            # Guessing would give the unit a state the operator never chose: stop instead.
-            raise FactProcessError(f"not a record the migration wrote ({e!r}): {text[:200]!r}") from None
-        if not all(isinstance(value, str) for value in values.values()):
-            raise FactProcessError(f"not a record the migration wrote: {text[:200]!r}")
-        return unit_state(**values)
+def _recorded_state(text: str) -> dict:
+    try:
+        recorded = json.loads(text)
+        values = {key: recorded[key] for key in RECORDED}
+    except (ValueError, TypeError, KeyError) as e:
+        # Guessing would give the unit a state the operator never chose: stop instead.
+        raise FactProcessError(f"not a record the migration wrote ({e!r}): {text[:200]!r}") from None
+    if not all(isinstance(value, str) for value in values.values()):
+        raise FactProcessError(f"not a record the migration wrote: {text[:200]!r}")
+    return unit_state(**values)

@@ -12,7 +12,7 @@ import shlex
 from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
 
-from facts.systemd_unit import RETIRED_INFIX, UnitRecord, UnitState, record_path
+from facts.systemd_unit import RETIRED_INFIX, UnitState, record_path
 from operations.log_once import log_once
 
 
@@ -44,14 +44,15 @@ def unit_stopped_and_disabled(unit: str, record_dir: str):
         )
     """
 
-    state = host.get_fact(UnitState, unit=unit)
-    recorded = host.get_fact(UnitRecord, unit=unit, record_dir=record_dir)
+    state = host.get_fact(UnitState, unit=unit, record_dir=record_dir)
+    # By get: a fact that could not be read (errors ignored) is the default, without records.
+    was = state.get("record")
 
-    if recorded["record"] is None:
+    if was is None:
         yield _write_record(unit, record_dir, state)
 
     if not state["exists"]:
-        if recorded["record"] is not None:
+        if was is not None:
             host.noop(f"{unit} is not installed")
         return
 
@@ -60,7 +61,7 @@ def unit_stopped_and_disabled(unit: str, record_dir: str):
 
     if state["enabled"]:
         yield StringCommand("systemctl", "disable", QuoteString(unit))
-    elif not state["running"] and recorded["record"] is not None:
+    elif not state["running"] and was is not None:
         host.noop(f"{unit} is stopped and {state['unit_file_state'] or 'disabled'}")
 
 
@@ -93,14 +94,14 @@ def unit_restored(unit: str, record_dir: str):
         )
     """
 
-    state = host.get_fact(UnitState, unit=unit)
-    recorded = host.get_fact(UnitRecord, unit=unit, record_dir=record_dir)
-    was = recorded["record"]
+    state = host.get_fact(UnitState, unit=unit, record_dir=record_dir)
+    was = state.get("record")
+    retired = state.get("retired", [])
 
     if was is None:
-        if recorded["retired"]:
+        if retired:
             # Already given back: what the operator did with the unit since is theirs.
-            host.noop(f"{unit} has its state from before the migration back ({recorded['retired'][-1]})")
+            host.noop(f"{unit} has its state from before the migration back ({retired[-1]})")
             return
         yield from _enabled_and_started(unit, state, record_dir)
         return
