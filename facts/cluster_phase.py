@@ -49,7 +49,7 @@ def values_option(values) -> list[str]:
     return ["--values-json", json.dumps(values or {}, sort_keys=True, separators=(",", ":"))]
 
 
-def status_command(checks, *options: str) -> str:
+def status_json_command(checks, *options: str) -> str:
     """``cilium-lab status --output json`` for the given checks."""
     return cilium_lab_command("status", "--output", "json", *[a for c in checks for a in ("--check", c)],
                               *options)
@@ -89,7 +89,7 @@ class HelmRepository(_StatusFact):
                 "url_matches": False, "version_cached": False}
 
     def command(self, chart, version, repo_name, repo_url):
-        return status_command(["repo"], *chart_options(chart, version, repo_name, repo_url))
+        return status_json_command(["repo"], *chart_options(chart, version, repo_name, repo_url))
 
 
 class ClusterState(FactBase):
@@ -111,7 +111,7 @@ class ClusterState(FactBase):
 
     def command(self, release, namespace, chart, version, values, repo_name=None, repo_url=None,
                 kubeconfig=None, context=None, pod_cidrs=()):
-        return status_command(
+        return status_json_command(
             ["repo", "release", "health", "pods"],
             "--release", release, *values_option(values),
             *chart_options(chart, version, repo_name, repo_url),
@@ -154,7 +154,7 @@ class CiliumRelease(_StatusFact):
 
     def command(self, release, namespace, chart, version, values, repo_name=None, repo_url=None,
                 kubeconfig=None, context=None):
-        return status_command(
+        return status_json_command(
             ["release"], "--release", release, *values_option(values),
             *chart_options(chart, version, repo_name, repo_url),
             *cluster_options(namespace, kubeconfig, context),
@@ -183,7 +183,7 @@ class InstalledRelease(_StatusFact):
         return {"helm": "helm", "installed": {"exists": False}}
 
     def command(self, release, namespace, kubeconfig=None, context=None):
-        return status_command(["installed"], "--release", release,
+        return status_json_command(["installed"], "--release", release,
                               *cluster_options(namespace, kubeconfig, context))
 
 
@@ -210,7 +210,7 @@ class CiliumHealth(_StatusFact):
         return {"healthy": False, "nodes": [], "problems": ["no health information"]}
 
     def command(self, namespace, kubeconfig=None, context=None):
-        return status_command(["health"], *cluster_options(namespace, kubeconfig, context))
+        return status_json_command(["health"], *cluster_options(namespace, kubeconfig, context))
 
 
 class OldCniPods(_StatusFact):
@@ -235,5 +235,5 @@ class OldCniPods(_StatusFact):
         return {"owned": [], "unowned": []}
 
     def command(self, namespace, kubeconfig=None, context=None, pod_cidrs=()):
-        return status_command(["pods"], *cluster_options(namespace, kubeconfig, context),
+        return status_json_command(["pods"], *cluster_options(namespace, kubeconfig, context),
                               *[a for cidr in pod_cidrs or () for a in ("--pod-cidr", cidr)])
