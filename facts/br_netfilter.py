@@ -18,10 +18,8 @@ PERSISTENCE_FILES = ("/etc/modules-load.d/*.conf", "/etc/modules")
 # A line that loads the module: its name alone, maybe padded (comments start with # or ;).
 PERSISTENCE_LINE_REGEX = f"^[[:space:]]*{MODULE}[[:space:]]*$"
 
-# A record's file name ends so; retired ones continue with ".~restored-<UTC time>~", which
-# reads as an older copy (NAME.~N~) to people and tools alike.
+# A record's file name ends so; retired ones continue as facts.records names them.
 RECORD_SUFFIX = ".record"
-RETIRED_INFIX = ".~restored-"
 
 # Describes one path, one "key=value" a line, beginning with "path=": what it is (file,
 # symlink, other; nothing more when it is gone), its owner, and for a link the text it holds

@@ -11,6 +11,8 @@ import shlex
 from pyinfra.api import FactBase
 from pyinfra.api.exceptions import FactProcessError
 
+from facts.records import RETIRED_INFIX
+
 # The file names libcni loads (its ConfFiles: every entry of the directory that is not a
 # directory, by extension, dot files too); anything else in the directory is not a configuration.
 CNI_CONFIG_SUFFIXES = (".conf", ".conflist", ".json")
@@ -30,10 +32,6 @@ RESTART_PENDING = ".kubelet-restart-pending"
 # without a CNI extension, so that nothing reads it as a configuration.
 RECORD = "migration-record"
 
-# A rollback that put everything back renames the record to
-# ``migration-record.~restored-<UTC time>~``: the shape of the numbered backups kept beside it
-# (``NAME.~N~``), an older copy rather than something still to restore.
-RETIRED_INFIX = ".~restored-"
 
 # Fields of an entry, as the record keeps them (the fact adds whether it is Cilium's).
 RECORDED = ("type", "mode", "target", "sha256")

@@ -9,6 +9,8 @@ import shlex
 
 from pyinfra.api import FactBase, FactProcessError, QuoteString, StringCommand
 
+from facts.records import RETIRED_INFIX
+
 # systemctl reports these UnitFileState values for units that start at boot.
 ENABLED_STATES = frozenset(
     ("enabled", "enabled-runtime", "linked", "linked-runtime", "alias", "indirect")
@@ -133,12 +135,6 @@ def unit_state(load_state: str, active_state: str, unit_file_state: str) -> dict
         "running": active_state in RUNNING_STATES,
         "enabled": unit_file_state in ENABLED_STATES,
     }
-
-
-# A retired record is renamed to ``<unit>.json.~restored-<UTC time>~``: the shape of the
-# numbered backups the other operations keep (``NAME.~N~``), an older copy rather than
-# something still to restore.
-RETIRED_INFIX = ".~restored-"
 
 
 def record_path(record_dir: str, unit: str) -> str:

@@ -11,13 +11,13 @@ from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
 
 from operations.log_once import log_once
+from operations.records import retired, written_once
 
 from facts.br_netfilter import (
     DESCRIBE,
     MODULE,
     NUMBERED,
     PERSISTENCE_LINE_REGEX,
-    RETIRED_INFIX,
     BrNetfilter,
     BrNetfilterBackups,
     copy_base,
@@ -105,25 +105,12 @@ def br_netfilter_absent(backup_dir: str = "/var/backups/cilium-lab/modules-load.
         host.noop(f"{MODULE} is not loaded and not loaded at boot")
 
 
-def _records_written(backup_dir: str, paths: list[str]) -> StringCommand:
-    """Each path described, at the last moment before its first edit, into its record."""
-    calls = " && ".join(
-        f"rec {shlex.quote(path)} {shlex.quote(posixpath.join(backup_dir, record_name(path)))}" for path in paths
-    )
-    # Written whole beside its final name, then hard-linked there: a record appears complete or
-    # not at all, and ln never replaces one. A record already there was taken before any edit
-    # (every run links its record before its sed), by an earlier migration not rolled back yet
-    # or by a run beside this one: it stands, and this run's description, which may show a file
-    # already stripped, is dropped.
-    return StringCommand(
-        f"{DESCRIBE}; "
-        "rec() { "
-        '[ -e "$2" ] && return 0; '
-        't=$(mktemp "${2%/*}/.${2##*/}.XXXXXX") || return 1; '
-        'd "$1" > "$t" && { ln -- "$t" "$2" 2>/dev/null || [ -e "$2" ]; }; '
-        's=$?; rm -f -- "$t"; return $s; '
-        "}; "
-        f"{calls}"
+def _records_written(backup_dir: str, paths: list[str]) -> str:
+    """Each path described, at the last moment before its first edit, into its record. A record
+    already there was taken before any edit (every run links its record before its sed): it
+    stands, and this run's description, which may show a file already stripped, is dropped."""
+    return f"{DESCRIBE}; " + " && ".join(
+        written_once(posixpath.join(backup_dir, record_name(path)), f"d {shlex.quote(path)}") for path in paths
     )
 
 
@@ -227,11 +214,7 @@ def br_netfilter_persisted(
         # Renamed aside, not removed: it stays the account of what the migration took from each
         # file and what the rollback gave back, should a node be found not as expected. Nothing
         # reads it again; the record's own name is free for the next migration's.
-        recorded = shlex.quote(posixpath.join(backup_dir, record["name"]))
-        yield StringCommand(
-            f"mv --backup=numbered -- {recorded} "
-            f"{recorded}{shlex.quote(RETIRED_INFIX)}\"$(date -u +%Y%m%dT%H%M%SZ)\"'~'"
-        )
+        yield retired(posixpath.join(backup_dir, record["name"]))
         changed = True
 
     if not changed:

@@ -15,11 +15,11 @@ from facts.cni import (
     CILIUM_BACKUP_SUFFIX,
     RECORD,
     RESTART_PENDING,
-    RETIRED_INFIX,
     CniState,
     record_text,
 )
 from operations.log_once import log_once
+from operations.records import retired, text_written_once
 
 __all__ = ["RESTART_PENDING", "cni_configs_absent", "cni_configs_restored"]
 
@@ -221,36 +221,20 @@ def _moves_then_restart(
     if moves:
         yield StringCommand("mkdir", "-p", QuoteString(backup_dir))
     if record is not None:
-        yield _write_once(posixpath.join(backup_dir, RECORD), record)
+        # A record that appeared since the fact was read is another run's: no move on it.
+        yield text_written_once(posixpath.join(backup_dir, RECORD), record, existing_ok=False)
     if moves and restart_unit:
         yield StringCommand("touch", QuoteString(marker))
     for source, target in moves:
         yield _move(source, target)
     if retire:
-        yield _retire(posixpath.join(backup_dir, RECORD))
+        # Renamed aside, not removed: it says what the migration moved, should a restored file be
+        # questioned later; a retired record also tells a later rollback that the kept files left
+        # in the backup directory are not to be put back.
+        yield retired(posixpath.join(backup_dir, RECORD))
     if restart_unit and (moves or restart_pending):
         yield StringCommand("systemctl", "restart", QuoteString(restart_unit))
         yield StringCommand("rm", "-f", QuoteString(marker))
-
-
-def _write_once(path: str, text: str) -> StringCommand:
-    # Written whole under a temporary name, on disk before any move, then linked: the record
-    # appears complete or not at all, and ln fails rather than replace one that is there.
-    return StringCommand(
-        StringCommand("t=$(mktemp ", QuoteString(f"{path}.XXXXXX"), ")", _separator=""),
-        "&&", "printf", "'%s\\n'", QuoteString(text), ">", '"$t"',
-        "&&", "sync", '"$t"',
-        "&&", "ln", '"$t"', StringCommand(QuoteString(path), ";", _separator=""),
-        "s=$?;", "rm", "-f", '"$t";', "exit", "$s",
-    )
-
-
-def _retire(path: str) -> StringCommand:
-    # Renamed aside, not removed: it says what the migration moved, should a restored file be
-    # questioned later; a retired record also tells a later rollback that the kept files left in
-    # the backup directory are not to be put back.
-    retired = StringCommand(QuoteString(path + RETIRED_INFIX), '"$(date -u +%Y%m%dT%H%M%SZ)"', "'~'", _separator="")
-    return StringCommand("ln", QuoteString(path), retired, "&&", "rm", QuoteString(path))
 
 
 # Bytes a printf format can carry as they are; every other one goes as an octal escape.

@@ -6,14 +6,14 @@ kube-proxy's, which Cilium replaces.
 from __future__ import annotations
 
 import json
-import posixpath
 import shlex
 
 from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
 
-from facts.systemd_unit import RETIRED_INFIX, UnitState, record_path
+from facts.systemd_unit import UnitState, record_path
 from operations.log_once import log_once
+from operations.records import retired, text_written_once
 
 
 @operation()
@@ -96,12 +96,12 @@ def unit_restored(unit: str, record_dir: str):
 
     state = host.get_fact(UnitState, unit=unit, record_dir=record_dir)
     was = state.get("record")
-    retired = state.get("retired", [])
+    given_back = state.get("retired", [])
 
     if was is None:
-        if retired:
+        if given_back:
             # Already given back: what the operator did with the unit since is theirs.
-            host.noop(f"{unit} has its state from before the migration back ({retired[-1]})")
+            host.noop(f"{unit} has its state from before the migration back ({given_back[-1]})")
             return
         yield from _enabled_and_started(unit, state, record_dir)
         return
@@ -116,37 +116,15 @@ def unit_restored(unit: str, record_dir: str):
     else:
         log_once(f"{unit} was not installed before the migration: nothing to restore")
 
-    path = record_path(record_dir, unit)
     # Renamed aside, not removed: a second rollback must tell "given back already" (nothing to
     # do) from "never recorded" (enable and start), or it would enable a unit disabled by hand.
-    yield (
-        f"mv --backup=numbered -- {shlex.quote(path)} "
-        f"{shlex.quote(path + RETIRED_INFIX)}\"$(date -u +%Y%m%dT%H%M%SZ)\"'~'"
-    )
+    yield retired(record_path(record_dir, unit))
 
 
 def _write_record(unit: str, record_dir: str, state: dict) -> str:
-    path = shlex.quote(record_path(record_dir, unit))
-    text = json.dumps(
-        {
-            "unit": unit,
-            "load_state": state["load_state"],
-            "unit_file_state": state["unit_file_state"],
-            "active_state": state["active_state"],
-        },
-        sort_keys=True,
-    )
-    directory = shlex.quote(posixpath.dirname(record_path(record_dir, unit)))
-    temp = shlex.quote(f".{unit}.json.XXXXXX")
-    # Written whole beside its final name, then linked there: the record appears complete or
-    # not at all, and ln fails rather than replace one. A record that appeared since the fact
-    # was read (another run) was taken earlier still, so it stands and the run goes on.
-    return (
-        f"mkdir -p -- {directory} && t=$(mktemp -p {directory} {temp}) && "
-        f"printf '%s\\n' {shlex.quote(text)} > \"$t\" && "
-        f"{{ ln -- \"$t\" {path} 2>/dev/null || [ -f {path} ]; }}; "
-        'rc=$?; rm -f -- "$t"; exit $rc'
-    )
+    text = json.dumps({"unit": unit, **{key: state[key] for key in ("load_state", "unit_file_state", "active_state")}},
+                      sort_keys=True)
+    return text_written_once(record_path(record_dir, unit), text)
 
 
 def _masked(state: dict) -> bool:
