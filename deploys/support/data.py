@@ -58,6 +58,13 @@ def release(host) -> dict:
     )
 
 
+def pod_route(node) -> tuple[str, str]:
+    """The node's route: its ``pod_cidr`` via its ``pod_route_via`` (else its ``ssh_hostname``),
+    in canonical form, or a ValueError that says which value to fix."""
+    via = node.data.get("pod_route_via") or node.data.get("ssh_hostname") or node.name
+    return checked_route(node.data.get("pod_cidr"), via)
+
+
 def pod_routes(inventory) -> dict[str, str]:
     """Pod CIDR -> node address, for every node of the inventory (active or not) with a pod CIDR.
 
@@ -70,9 +77,8 @@ def pod_routes(inventory) -> dict[str, str]:
     for node in inventory:
         if "local" in node.groups or not node.data.get("pod_cidr"):
             continue
-        via = node.data.get("pod_route_via") or node.data.get("ssh_hostname") or node.name
         try:
-            network, gateway = checked_route(node.data.get("pod_cidr"), via)
+            network, gateway = pod_route(node)
         except ValueError as e:
             raise DeployError(f"[{node.name}] {e}") from None
         if network in routes:

@@ -37,7 +37,6 @@ from deploys.support import data, lock
 from facts.cluster_phase import ClusterState, InstalledRelease
 from facts.preflight import NodePreflight
 from operations.cluster_phase import remember_cluster_state
-from operations.routes import checked_route
 
 # Every check a node can fail, by the name used to skip it.
 NODE_CHECKS = ("sudo", "systemd", "kernel", "cgroup", "api_name", "api_port", "cni_dir", "room")
@@ -122,9 +121,8 @@ def node_data_problems(host) -> list[str]:
     """The node's own data: values, pod CIDR, directories, skipped checks."""
     problems = values_problems(data.value(host, "cilium_values"))
     if host.data.get("pod_cidr"):
-        via = host.data.get("pod_route_via") or host.data.get("ssh_hostname") or host.name
         try:
-            checked_route(host.data.get("pod_cidr"), via)
+            data.pod_route(host)
         except ValueError as error:
             problems.append(str(error))
     problems += directory_problems({key: data.value(host, key) for key in DIR_KEYS})
