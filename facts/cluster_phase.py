@@ -44,9 +44,19 @@ def chart_options(chart, version=None, repo_name=None, repo_url=None) -> list[st
     return args
 
 
+def values_document(values) -> str:
+    """The chart's values as one JSON document, sorted: the same values give the same command
+    (pyinfra keys its fact cache by it)."""
+    return json.dumps(values or {}, sort_keys=True, separators=(",", ":"))
+
+
 def values_option(values) -> list[str]:
-    # Sorted, so the same values give the same command (pyinfra keys its fact cache by it).
-    return ["--values-json", json.dumps(values or {}, sort_keys=True, separators=(",", ":"))]
+    return ["--values-json", values_document(values)]
+
+
+def pod_cidr_options(pod_cidrs) -> list[str]:
+    """The pod CIDRs Cilium manages beside those of the CiliumNode objects, for the CLI."""
+    return [a for cidr in pod_cidrs or () for a in ("--pod-cidr", cidr)]
 
 
 def status_json_command(checks, *options: str) -> str:
@@ -116,7 +126,7 @@ class ClusterState(FactBase):
             "--release", release, *values_option(values),
             *chart_options(chart, version, repo_name, repo_url),
             *cluster_options(namespace, kubeconfig, context),
-            *[a for cidr in pod_cidrs or () for a in ("--pod-cidr", cidr)],
+            *pod_cidr_options(pod_cidrs),
         )
 
     def process(self, output):
@@ -236,4 +246,4 @@ class OldCniPods(_StatusFact):
 
     def command(self, namespace, kubeconfig=None, context=None, pod_cidrs=()):
         return status_json_command(["pods"], *cluster_options(namespace, kubeconfig, context),
-                              *[a for cidr in pod_cidrs or () for a in ("--pod-cidr", cidr)])
+                              *pod_cidr_options(pod_cidrs))

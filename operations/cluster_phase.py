@@ -10,7 +10,6 @@ execution time, so the facts are fresh after the steps before it have run.
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import weakref
@@ -26,6 +25,8 @@ from facts.cluster_phase import (
     OldCniPods,
     cilium_lab_command,
     cluster_options,
+    pod_cidr_options,
+    values_document,
 )
 from operations.log_once import log_once
 
@@ -93,7 +94,7 @@ def install_command(helm: str, release: str, chart: str, version: str | None, na
     ``versioned`` is False for a chart directory or .tgz: it carries its own version, which the
     release fact has checked against the pinned one.
     """
-    document = json.dumps(values or {}, sort_keys=True, separators=(",", ":"))
+    document = values_document(values)
     args = ["upgrade", "--install", release, chart, "--namespace", namespace,
             *(["--version", version] if version and versioned else []),
             "--values", "-", *helm_cluster_flags(kubeconfig, context), *extra_args]
@@ -305,7 +306,7 @@ def old_cni_pods_restarted(namespace: str, kubeconfig: str | None = None,
     for pod in found["owned"]:
         log_once(f"delete pod {pod['namespace']}/{pod['name']} ({pod['owner']} recreates it)")
     yield cilium_lab_command("restart-pods", "--yes", *cluster_options(namespace, kubeconfig, context),
-                             *[a for cidr in pod_cidrs for a in ("--pod-cidr", cidr)])
+                             *pod_cidr_options(pod_cidrs))
 
 
 @operation()
