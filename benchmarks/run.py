@@ -52,7 +52,15 @@ from pathlib import Path
 try:
     # The simulated lab's driver, shared with the end-to-end tests (tests/e2e).
     from cilium_lab.sim import SimError
-    from cilium_lab.sim.harness import BENCH_SUBNETS, CILIUM_LAB, DEFAULT_CHARTS, PYINFRA, REPO, SimLab, free_subnet
+    from cilium_lab.sim.harness import (
+        BENCH_SUBNETS,
+        CILIUM_LAB,
+        DEFAULT_CHARTS,
+        PYINFRA,
+        REPO,
+        SimLab,
+        free_subnet,
+    )
 except ModuleNotFoundError as e:  # not the venv's Python: the package is installed there
     sys.exit(f"{e}: run make venv, then this script with .venv/bin/python")
 
@@ -92,10 +100,14 @@ def log(line: str) -> None:
 def machine() -> dict:
     cpuinfo = Path("/proc/cpuinfo").read_text()
     model = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.M)
-    mem_kib = int(re.search(r"^MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text(), re.M).group(1))
+    mem_kib = int(
+        re.search(r"^MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text(), re.M).group(1)
+    )
 
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True).stdout.strip()
+        return subprocess.run(
+            ["git", *args], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
 
     return {
         "nproc": len(os.sched_getaffinity(0)),
@@ -105,7 +117,8 @@ def machine() -> dict:
         "python": platform.python_version(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         # The deploy in the working tree is what ran; "dirty" says it differs from the commit.
-        "commit": git("rev-parse", "--short", "HEAD") + (" (dirty)" if git("status", "--porcelain", "-uno") else ""),
+        "commit": git("rev-parse", "--short", "HEAD")
+        + (" (dirty)" if git("status", "--porcelain", "-uno") else ""),
         # Anything else running (another sim, the test suite) would skew the numbers: this shows it.
         # (Not the load average: booting 24 nodes alone drives it past 20.)
         "busy_cores_before": round(busy_cores(), 2),
@@ -132,7 +145,9 @@ def timed(cmd: list[str], log_path: Path, env: dict | None = None) -> dict:
     with open(log_path, "wb") as out:
         busy = busy_seconds()
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env)
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env
+        )
         try:
             # wait4, not Popen.wait: it hands back the child's own rusage (ru_maxrss in KiB on Linux).
             _, status, usage = os.wait4(proc.pid, 0)
@@ -178,11 +193,15 @@ class BenchSim(SimLab):
         super().__init__(home, BRIDGE, subnet, helm_home=home.parent)
         self.charts = charts
 
-    def logged(self, log_path: Path, step: Callable[..., subprocess.CompletedProcess], *args) -> None:
+    def logged(
+        self, log_path: Path, step: Callable[..., subprocess.CompletedProcess], *args
+    ) -> None:
         """``step`` (up or down) with its output appended to ``log_path``; shielded: Ctrl-C here
         waits for it to finish (see SimLab.run_cli)."""
         with open(log_path, "ab") as out:
-            proc = step(*args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, shield=True)
+            proc = step(
+                *args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, shield=True
+            )
         if proc.returncode != 0:
             raise RunFailed(f"cilium-lab sim {' '.join(proc.args[2:])} failed", log_path)
 
@@ -212,7 +231,9 @@ class BenchSim(SimLab):
             # --after-cursor: the nodes' journald puts some of sudo's entries in user-1000.journal,
             # and a cursor taken in system.journal before the run missed them.
             out = self.nsenter(leader, "journalctl --sync; journalctl -q _COMM=sudo -o cat").stdout
-            counts[node] = sum(1 for line in out.splitlines() if " : " in line and "COMMAND=" in line)
+            counts[node] = sum(
+                1 for line in out.splitlines() if " : " in line and "COMMAND=" in line
+            )
         return counts
 
 
@@ -255,19 +276,29 @@ def count_commands(sim: BenchSim, count: int, logs: Path, chapter: bool = False)
             # reporting a disagreement.
             time.sleep(2)
             theirs = {node: n - before[node] for node, n in sim.sudo_commands(leaders).items()}
-        counted[kind] = {"commands_per_host": ours, "node_view": theirs, "node_view_agrees": ours == theirs}
+        counted[kind] = {
+            "commands_per_host": ours,
+            "node_view": theirs,
+            "node_view_agrees": ours == theirs,
+        }
         per_host = sorted(set(ours.values()))
         extra = ""
         if chapter:
             text = log_path.read_text(errors="replace")
             counted[kind]["cluster_interpreters"] = len(CLUSTER_FACT.findall(text))
-            extra = f", {counted[kind]['cluster_interpreters']} Python(s) started for the cluster facts"
-        log(f"{label} {kind}: {'-'.join(map(str, per_host))} commands/host{extra}"
-            + ("" if ours == theirs else f" (the nodes' journals say {theirs})"))
+            extra = (
+                f", {counted[kind]['cluster_interpreters']} Python(s) started for the cluster facts"
+            )
+        log(
+            f"{label} {kind}: {'-'.join(map(str, per_host))} commands/host{extra}"
+            + ("" if ours == theirs else f" (the nodes' journals say {theirs})")
+        )
     return counted
 
 
-def bench_nodes(sim: BenchSim, count: int, runs: int, logs: Path, chapter: bool = False) -> list[dict]:
+def bench_nodes(
+    sim: BenchSim, count: int, runs: int, logs: Path, chapter: bool = False
+) -> list[dict]:
     label = f"[{count} nodes{' chapter' if chapter else ''}]"
     counted = count_commands(sim, count, logs, chapter)
     samples: dict[str, list[dict]] = {kind: [] for kind in RUN_KINDS}
@@ -324,39 +355,53 @@ def find(rows: list[dict], nodes: int, run: str) -> dict | None:
 def targets(rows: list[dict]) -> list[dict]:
     checks = []
     small, large = find(rows, 6, "re-run"), find(rows, 24, "re-run")
-    checks.append({
-        "target": f"re-run on 6 nodes <= {TARGET_RERUN_SECONDS} s wall (median)",
-        "value": f"{small['median']:.2f} s" if small else "not measured",
-        "pass": small["median"] <= TARGET_RERUN_SECONDS if small else None,
-    })
+    checks.append(
+        {
+            "target": f"re-run on 6 nodes <= {TARGET_RERUN_SECONDS} s wall (median)",
+            "value": f"{small['median']:.2f} s" if small else "not measured",
+            "pass": small["median"] <= TARGET_RERUN_SECONDS if small else None,
+        }
+    )
     ratio = large["median"] / small["median"] if small and large else None
-    checks.append({
-        "target": f"24-node re-run <= {TARGET_SCALING:g}x the 6-node re-run (medians)",
-        "value": f"{ratio:.2f}x ({large['median']:.2f} s / {small['median']:.2f} s)" if ratio else "not measured",
-        "pass": ratio <= TARGET_SCALING if ratio else None,
-    })
+    checks.append(
+        {
+            "target": f"24-node re-run <= {TARGET_SCALING:g}x the 6-node re-run (medians)",
+            "value": f"{ratio:.2f}x ({large['median']:.2f} s / {small['median']:.2f} s)"
+            if ratio
+            else "not measured",
+            "pass": ratio <= TARGET_SCALING if ratio else None,
+        }
+    )
     chapter = find(rows, CHAPTER_NODES, "re-run (chapter)")
-    checks.append({
-        "target": f"whole-chapter re-run on {CHAPTER_NODES} nodes, local included, <= {TARGET_CHAPTER_RERUN_SECONDS} s wall (median)",
-        "value": f"{chapter['median']:.2f} s" if chapter else "not measured",
-        "pass": chapter["median"] <= TARGET_CHAPTER_RERUN_SECONDS if chapter else None,
-    })
-    checks.append({
-        "target": f"<= {TARGET_CLUSTER_INTERPRETERS} Python started for the cluster facts of a whole-chapter re-run",
-        "value": str(chapter["cluster_interpreters"]) if chapter else "not measured",
-        "pass": chapter["cluster_interpreters"] <= TARGET_CLUSTER_INTERPRETERS if chapter else None,
-    })
+    checks.append(
+        {
+            "target": f"whole-chapter re-run on {CHAPTER_NODES} nodes, local included, <= {TARGET_CHAPTER_RERUN_SECONDS} s wall (median)",
+            "value": f"{chapter['median']:.2f} s" if chapter else "not measured",
+            "pass": chapter["median"] <= TARGET_CHAPTER_RERUN_SECONDS if chapter else None,
+        }
+    )
+    checks.append(
+        {
+            "target": f"<= {TARGET_CLUSTER_INTERPRETERS} Python started for the cluster facts of a whole-chapter re-run",
+            "value": str(chapter["cluster_interpreters"]) if chapter else "not measured",
+            "pass": chapter["cluster_interpreters"] <= TARGET_CLUSTER_INTERPRETERS
+            if chapter
+            else None,
+        }
+    )
     reruns = [r for r in rows if r["run"].startswith("re-run")]
     if reruns:
         worst = max(max(r["commands_per_host"].values()) for r in reruns)
         # A re-run that changes something is not the no-change re-run the target is about.
         unchanged = all(c == 0 for r in reruns for c in r["changed_operations"])
-        checks.append({
-            "target": f"<= {TARGET_COMMANDS} remote commands per host on a no-change re-run (preflight included)",
-            "value": f"{worst} (max over hosts and node counts)"
-            + ("" if unchanged else "; but a re-run changed something, see results.json"),
-            "pass": worst <= TARGET_COMMANDS and unchanged,
-        })
+        checks.append(
+            {
+                "target": f"<= {TARGET_COMMANDS} remote commands per host on a no-change re-run (preflight included)",
+                "value": f"{worst} (max over hosts and node counts)"
+                + ("" if unchanged else "; but a re-run changed something, see results.json"),
+                "pass": worst <= TARGET_COMMANDS and unchanged,
+            }
+        )
     return checks
 
 
@@ -394,9 +439,12 @@ def markdown(report: dict) -> str:
         "first: `pyinfra -y` on freshly booted, unmigrated nodes (`sim down` + `sim up` before each, not timed); "
         "re-run: `pyinfra -y` on converged nodes; dry: `pyinfra --dry` on converged nodes. "
         "The nodes share this machine's CPUs (see cpu_s and machine_cpu_s in results.json). "
-        "Commands/host: pyinfra's `--debug` \"Running command on\" lines in one extra untimed run of each kind"
-        + (", matching the sudo entries in every node's journal." if report["node_view_agrees"]
-           else "; the nodes' journals disagree somewhere, see results.json."),
+        'Commands/host: pyinfra\'s `--debug` "Running command on" lines in one extra untimed run of each kind'
+        + (
+            ", matching the sudo entries in every node's journal."
+            if report["node_view_agrees"]
+            else "; the nodes' journals disagree somewhere, see results.json."
+        ),
         "",
         "## Targets",
         "",
@@ -407,12 +455,27 @@ def markdown(report: dict) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--nodes", default="6,12,24", help="node counts, comma-separated (default 6,12,24; none: the chapter rows only)")
-    parser.add_argument("--runs", type=int, default=5, help="timed samples per node count and run (default 5)")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks", help="where results.json and results.md go")
-    parser.add_argument("--charts", type=Path, default=DEFAULT_CHARTS,
-                        help="Cilium's charts for the chapter rows (default ../shared/charts)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0].strip(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--nodes",
+        default="6,12,24",
+        help="node counts, comma-separated (default 6,12,24; none: the chapter rows only)",
+    )
+    parser.add_argument(
+        "--runs", type=int, default=5, help="timed samples per node count and run (default 5)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=REPO / "benchmarks", help="where results.json and results.md go"
+    )
+    parser.add_argument(
+        "--charts",
+        type=Path,
+        default=DEFAULT_CHARTS,
+        help="Cilium's charts for the chapter rows (default ../shared/charts)",
+    )
     parser.add_argument("--no-chapter", action="store_true", help="only the node rows")
     args = parser.parse_args()
     counts = [] if args.nodes == "none" else [int(n) for n in args.nodes.split(",")]
@@ -422,7 +485,9 @@ def main() -> int:
         parser.error("the sim needs root")
     for tool in (PYINFRA, CILIUM_LAB):
         if not tool.exists():
-            parser.error(f"{tool} is missing: run make venv, then this script with .venv/bin/python")
+            parser.error(
+                f"{tool} is missing: run make venv, then this script with .venv/bin/python"
+            )
     if (Path("/sys/class/net") / BRIDGE).exists():
         parser.error(f"{BRIDGE} exists: another benchmark is running (or left it behind)")
     try:
@@ -464,7 +529,9 @@ def main() -> int:
                 sim.logged(logs / "sim-down.log", sim.down)
             shutil.rmtree(sim.home, ignore_errors=True)
         except RunFailed as e:
-            log(f"{e}: see {e.log}; retry with: CILIUM_LAB_SIM_HOME={sim.home} {CILIUM_LAB} sim down")
+            log(
+                f"{e}: see {e.log}; retry with: CILIUM_LAB_SIM_HOME={sim.home} {CILIUM_LAB} sim down"
+            )
             status = status or 1
     if status == 1:
         log(f"logs kept in {logs}")

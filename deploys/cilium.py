@@ -58,7 +58,9 @@ if is_node:
 
 # Installing Cilium, once no node runs kube-proxy or the old CNI any more
 
-phase_reached(name="Every node is off kube-proxy and the old CNI", phase="the nodes are ready for Cilium")
+phase_reached(
+    name="Every node is off kube-proxy and the old CNI", phase="the nodes are ready for Cilium"
+)
 
 if "local" in host.groups:
     helm_repository(name="Add Cilium's helm repository", **data.chart(host))
@@ -75,7 +77,9 @@ if "local" in host.groups:
         timeout=data.value(host, "cilium_wait_timeout"),
     )
 
-    old_cni_pods_restarted(name="Restart the pods started with the previous CNI", **data.cluster(host))
+    old_cni_pods_restarted(
+        name="Restart the pods started with the previous CNI", **data.cluster(host)
+    )
 
 # Cleaning up: Cilium's overlay carries pod traffic now
 

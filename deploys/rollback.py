@@ -23,7 +23,9 @@ from operations.systemd_unit import unit_restored
 is_node = "local" not in host.groups
 
 # Ctrl-C ends the run at once, non-zero, saying what it may have left (see deploys/cilium.py).
-interrupt.exit_non_zero_on_interrupt(state, "hosts may be half rolled back; run deploys/rollback.py again")
+interrupt.exit_non_zero_on_interrupt(
+    state, "hosts may be half rolled back; run deploys/rollback.py again"
+)
 
 # Every host is connected by now: each small remote command answers without a delayed ACK.
 ssh.no_delay(state)
@@ -44,7 +46,9 @@ if "local" in host.groups:
 # Bringing back what Cilium replaced, once its agents are gone (a failed uninstall leaves the
 # nodes as they are: a running agent would rename the restored configurations)
 
-phase_reached(name="Cilium is gone from the cluster", phase="the nodes can have their old network back")
+phase_reached(
+    name="Cilium is gone from the cluster", phase="the nodes can have their old network back"
+)
 
 if is_node:
     br_netfilter_persisted(

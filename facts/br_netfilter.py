@@ -32,14 +32,14 @@ DESCRIBE = (
     "printf 'path=%s\\n' \"$1\"; "
     'if [ -L "$1" ]; then '
     "echo type=symlink; "
-    "stat -c owner=%u:%g -- \"$1\"; "
-    "printf 'target=%s\\nresolved=%s\\n' \"$(readlink -- \"$1\")\" \"$(readlink -f -- \"$1\")\"; "
+    'stat -c owner=%u:%g -- "$1"; '
+    'printf \'target=%s\\nresolved=%s\\n\' "$(readlink -- "$1")" "$(readlink -f -- "$1")"; '
     'elif [ -f "$1" ]; then '
     "echo type=file; "
-    "stat -c mode=%a -- \"$1\"; "
-    "stat -c owner=%u:%g -- \"$1\"; "
+    'stat -c mode=%a -- "$1"; '
+    'stat -c owner=%u:%g -- "$1"; '
     's=$(sha256sum < "$1") && echo "sha256=${s%% *}"; '
-    f"s=$(sed '/{PERSISTENCE_LINE_REGEX}/d' -- \"$1\" | sha256sum) && echo \"stripped_sha256=${{s%% *}}\"; "
+    f's=$(sed \'/{PERSISTENCE_LINE_REGEX}/d\' -- "$1" | sha256sum) && echo "stripped_sha256=${{s%% *}}"; '
     f"grep -nE '{PERSISTENCE_LINE_REGEX}' -- \"$1\" | sed 's/^/module_line=/'; "
     'elif [ -e "$1" ]; then '
     "echo type=other; "
@@ -90,7 +90,9 @@ def parse_descriptions(lines, markers=()) -> tuple[dict[str, list[str]], list[di
             tags = {}
         elif key in markers:
             tags[key] = value
-        elif key in ("type", "owner", "target", "resolved", "sha256", "stripped_sha256") and current:
+        elif (
+            key in ("type", "owner", "target", "resolved", "sha256", "stripped_sha256") and current
+        ):
             current[key] = value
         elif key == "mode" and current:
             current["mode"] = value.zfill(4)
@@ -173,7 +175,7 @@ class BrNetfilter(FactBase):
             # which the loop's [ -f ] leaves out.
             f"grep -qsE -D skip -d skip '{PERSISTENCE_LINE_REGEX}' -- {' '.join(PERSISTENCE_FILES)} && "
             f"for f in {' '.join(PERSISTENCE_FILES)}; do "
-            f"[ -f \"$f\" ] && grep -qsE '{PERSISTENCE_LINE_REGEX}' \"$f\" || continue; "
+            f'[ -f "$f" ] && grep -qsE \'{PERSISTENCE_LINE_REGEX}\' "$f" || continue; '
             "printf 'persisted=%s\\n' \"$f\"; "
             'd "$f"; [ -L "$f" ] && d "$(readlink -f -- "$f")"; '
             "done; "
@@ -242,7 +244,7 @@ class BrNetfilterBackups(FactBase):
             'for f in "$b"/*; do '
             '[ -f "$f" ] && [ ! -L "$f" ] || continue; '
             'case "${f##*/}" in '
-            f"*{RECORD_SUFFIX}) printf 'record=%s\\n' \"${{f##*/}}\"; cat -- \"$f\";; "
+            f'*{RECORD_SUFFIX}) printf \'record=%s\\n\' "${{f##*/}}"; cat -- "$f";; '
             f"*{RECORD_SUFFIX}.~*~) ;; "
             '*) d "$f";; '
             "esac; "
@@ -256,7 +258,9 @@ class BrNetfilterBackups(FactBase):
             fields = {key: value for key, value in entry.items() if key not in ("path", "record")}
             if "record" in entry:
                 required = RECORDED.get(entry["type"])
-                missing = [key for key in required or ("type",) if required is None or key not in fields]
+                missing = [
+                    key for key in required or ("type",) if required is None or key not in fields
+                ]
                 if missing:
                     # Guessing would give a file content or a mode nobody chose: stop instead.
                     raise FactProcessError(

@@ -61,8 +61,9 @@ def pod_cidr_options(pod_cidrs) -> list[str]:
 
 def status_json_command(checks, *options: str) -> str:
     """``cilium-lab status --output json`` for the given checks."""
-    return cilium_lab_command("status", "--output", "json", *[a for c in checks for a in ("--check", c)],
-                              *options)
+    return cilium_lab_command(
+        "status", "--output", "json", *[a for c in checks for a in ("--check", c)], *options
+    )
 
 
 class _StatusFact(FactBase):
@@ -95,8 +96,14 @@ class HelmRepository(_StatusFact):
 
     @staticmethod
     def default():
-        return {"helm": "helm", "kind": "repo", "needed": True, "present": False,
-                "url_matches": False, "version_cached": False}
+        return {
+            "helm": "helm",
+            "kind": "repo",
+            "needed": True,
+            "present": False,
+            "url_matches": False,
+            "version_cached": False,
+        }
 
     def command(self, chart, version, repo_name, repo_url):
         return status_json_command(["repo"], *chart_options(chart, version, repo_name, repo_url))
@@ -119,11 +126,24 @@ class ClusterState(FactBase):
     def default():
         return {}
 
-    def command(self, release, namespace, chart, version, values, repo_name=None, repo_url=None,
-                kubeconfig=None, context=None, pod_cidrs=()):
+    def command(
+        self,
+        release,
+        namespace,
+        chart,
+        version,
+        values,
+        repo_name=None,
+        repo_url=None,
+        kubeconfig=None,
+        context=None,
+        pod_cidrs=(),
+    ):
         return status_json_command(
             ["repo", "release", "health", "pods"],
-            "--release", release, *values_option(values),
+            "--release",
+            release,
+            *values_option(values),
             *chart_options(chart, version, repo_name, repo_url),
             *cluster_options(namespace, kubeconfig, context),
             *pod_cidr_options(pod_cidrs),
@@ -159,13 +179,30 @@ class CiliumRelease(_StatusFact):
 
     @staticmethod
     def default():
-        return {"helm": "helm", "installed": {"exists": False}, "matches": False,
-                "changes": ["no release information"]}
+        return {
+            "helm": "helm",
+            "installed": {"exists": False},
+            "matches": False,
+            "changes": ["no release information"],
+        }
 
-    def command(self, release, namespace, chart, version, values, repo_name=None, repo_url=None,
-                kubeconfig=None, context=None):
+    def command(
+        self,
+        release,
+        namespace,
+        chart,
+        version,
+        values,
+        repo_name=None,
+        repo_url=None,
+        kubeconfig=None,
+        context=None,
+    ):
         return status_json_command(
-            ["release"], "--release", release, *values_option(values),
+            ["release"],
+            "--release",
+            release,
+            *values_option(values),
             *chart_options(chart, version, repo_name, repo_url),
             *cluster_options(namespace, kubeconfig, context),
         )
@@ -193,8 +230,9 @@ class InstalledRelease(_StatusFact):
         return {"helm": "helm", "installed": {"exists": False}}
 
     def command(self, release, namespace, kubeconfig=None, context=None):
-        return status_json_command(["installed"], "--release", release,
-                              *cluster_options(namespace, kubeconfig, context))
+        return status_json_command(
+            ["installed"], "--release", release, *cluster_options(namespace, kubeconfig, context)
+        )
 
 
 class CiliumHealth(_StatusFact):
@@ -245,5 +283,6 @@ class OldCniPods(_StatusFact):
         return {"owned": [], "unowned": []}
 
     def command(self, namespace, kubeconfig=None, context=None, pod_cidrs=()):
-        return status_json_command(["pods"], *cluster_options(namespace, kubeconfig, context),
-                              *pod_cidr_options(pod_cidrs))
+        return status_json_command(
+            ["pods"], *cluster_options(namespace, kubeconfig, context), *pod_cidr_options(pod_cidrs)
+        )

@@ -56,13 +56,15 @@ def _decoded(field: str) -> str:
         return field
     # File names are bytes: those that are not UTF-8 come back as surrogates, and go out again
     # as the same bytes (see operations.cni).
-    return bytes.fromhex(field[len(HEXED):]).decode("utf-8", "surrogateescape")
+    return bytes.fromhex(field[len(HEXED) :]).decode("utf-8", "surrogateescape")
 
 
 def record_text(conf_dir: str, entries: dict[str, dict]) -> str:
     """The record of ``entries`` (name -> a :class:`CniState` entry) moved out of ``conf_dir``:
     one line of ASCII JSON, names with newlines or any other byte included."""
-    files = [{"name": name, **{key: entries[name][key] for key in RECORDED}} for name in sorted(entries)]
+    files = [
+        {"name": name, **{key: entries[name][key] for key in RECORDED}} for name in sorted(entries)
+    ]
     return json.dumps({"conf_dir": conf_dir, "files": files}, ensure_ascii=True, sort_keys=True)
 
 
@@ -121,7 +123,9 @@ class CniState(FactBase):
         }
 
     def command(self, conf_dir: str, backup_dir: str):
-        names = "|".join(f"*{suffix}|*{suffix}{CILIUM_BACKUP_SUFFIX}" for suffix in CNI_CONFIG_SUFFIXES)
+        names = "|".join(
+            f"*{suffix}|*{suffix}{CILIUM_BACKUP_SUFFIX}" for suffix in CNI_CONFIG_SUFFIXES
+        )
         backup = shlex.quote(backup_dir)
         record = shlex.quote(f"{backup_dir.rstrip('/')}/{RECORD}")
         # One line an entry: "<conf|backup> <file|symlink> <sha256|-> <name> <target|->", names
@@ -135,13 +139,13 @@ class CniState(FactBase):
             f"v={HEXED}$(printf %s \"$1\" | od -An -v -tx1 | tr -d ' \\n') ;; *) v=$1 ;; esac; }}; "
             "list() { "
             '[ -d "$2" ] || return 0; '
-            'w=$1 d=$2; shift 2; '
+            "w=$1 d=$2; shift 2; "
             'for f in "$d"/* "$d"/.*; do '
-            f'case ${{f##*/}} in .|..) continue ;; {names}) ;; *) continue ;; esac; '
+            f"case ${{f##*/}} in .|..) continue ;; {names}) ;; *) continue ;; esac; "
             # The dot keeps a target's trailing newlines from the command substitution.
             'if [ -L "$f" ]; then t=symlink; l=$(readlink -n -- "$f" && echo .) || exit 1; l=${l%.}; '
             '[ -n "$l" ] || exit 1; e "$l"; l=$v; '
-            "elif [ -f \"$f\" ]; then t=file; l=-; "
+            'elif [ -f "$f" ]; then t=file; l=-; '
             "else continue; fi; "
             'e "${f##*/}"; '
             'if [ -f "$f" ]; then '
@@ -150,7 +154,7 @@ class CniState(FactBase):
             "done; "
             "[ $# -gt 0 ] || return 0; "
             'm=$(stat -c %a -- "$@") || exit 1; '
-            f"k=$(grep -hcs -- '\"{CILIUM_PLUGIN_TYPE}\"' \"$@\"); [ $? -lt 2 ] || exit 1; "
+            f'k=$(grep -hcs -- \'"{CILIUM_PLUGIN_TYPE}"\' "$@"); [ $? -lt 2 ] || exit 1; '
             "echo modes $m; echo cilium $k; }; "
             f"list conf {shlex.quote(conf_dir)}; list backup {backup}; "
             f"for f in {record}{shlex.quote(RETIRED_INFIX)}*'~'; do "
@@ -172,7 +176,7 @@ class CniState(FactBase):
                 if fields == ["restart_pending"]:
                     state["restart_pending"] = True
                 elif fields == ["record"]:
-                    text = bytes.fromhex("".join("".join(lines[index + 1:]).split()))
+                    text = bytes.fromhex("".join("".join(lines[index + 1 :]).split()))
                     state["record"] = self._record(text.decode("utf-8", "surrogateescape"))
                     break
                 elif fields[0] == "retired":
@@ -184,7 +188,9 @@ class CniState(FactBase):
                     for entry, mode in zip(regular, fields[1:]):
                         entry["mode"] = mode
                 elif fields[0] == "cilium":
-                    if len(fields) - 1 != len(regular) or any(entry["mode"] is None for entry in regular):
+                    if len(fields) - 1 != len(regular) or any(
+                        entry["mode"] is None for entry in regular
+                    ):
                         raise ValueError
                     for entry, count in zip(regular, fields[1:]):
                         entry["cilium"] = int(count) > 0
@@ -223,7 +229,12 @@ class CniState(FactBase):
             record = {entry["name"]: {key: entry[key] for key in RECORDED} for entry in files}
         except (ValueError, TypeError, KeyError) as e:
             # Restoring from a guess could put back what was never there: stop instead.
-            raise FactProcessError(f"not a record the migration wrote ({e!r}): {text[:200]!r}") from None
-        if not all(isinstance(name, str) and entry["type"] in ("file", "symlink") for name, entry in record.items()):
+            raise FactProcessError(
+                f"not a record the migration wrote ({e!r}): {text[:200]!r}"
+            ) from None
+        if not all(
+            isinstance(name, str) and entry["type"] in ("file", "symlink")
+            for name, entry in record.items()
+        ):
             raise FactProcessError(f"not a record the migration wrote: {text[:200]!r}")
         return record

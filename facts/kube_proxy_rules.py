@@ -36,7 +36,7 @@ class KubeProxyRules(FactBase):
     def command(self):
         # iptables-save prints "*table" before each table's lines.
         count = (
-            "awk -v f=\"$family\" '/^\\*/ {t = substr($0, 2)} "
+            'awk -v f="$family" \'/^\\*/ {t = substr($0, 2)} '
             f"/{CHAIN_PREFIX}/ {{n[t]++}} END {{for (t in n) print f, t, n[t]}}'"
         )
         return (

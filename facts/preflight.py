@@ -77,8 +77,14 @@ class NodePreflight(FactBase):
             "room": [],
         }
 
-    def command(self, service_host: str, service_port: int, cgroup_root: str, conf_dir: str = "",
-                backup_dirs=()):
+    def command(
+        self,
+        service_host: str,
+        service_port: int,
+        cgroup_root: str,
+        conf_dir: str = "",
+        backup_dirs=(),
+    ):
         name, port = shlex.quote(service_host), int(service_port)
         tcp = shlex.quote(f"</dev/tcp/{service_host}/{port}")
         room = ""
@@ -105,8 +111,12 @@ class NodePreflight(FactBase):
             'echo "kernel=$(uname -r)"; '
             f'echo "cgroup_fs=$(stat -fc %T {shlex.quote(cgroup_root)} 2>/dev/null)"; '
             f"timeout 3 bash -c {tcp} >/dev/null 2>&1 && echo reachable=yes; "
-            + (f"[ -d {shlex.quote(conf_dir)} ] && echo conf_dir=yes && "
-               f'echo "conf_kib=$(du -skL {shlex.quote(conf_dir)} 2>/dev/null)"; ' if conf_dir else "")
+            + (
+                f"[ -d {shlex.quote(conf_dir)} ] && echo conf_dir=yes && "
+                f'echo "conf_kib=$(du -skL {shlex.quote(conf_dir)} 2>/dev/null)"; '
+                if conf_dir
+                else ""
+            )
             + room
             # getaddrinfo's answers come last, as they are (each address once a socket type):
             # the value keeps each address once.
@@ -127,10 +137,12 @@ class NodePreflight(FactBase):
                 resolved = True
             elif key == "room":
                 _, free, options = (value.split("|") + ["", ""])[:3]
-                state["room"].append({
-                    "free_kib": int(free) if free.isdigit() else None,
-                    "read_only": "ro" in options.split(","),
-                })
+                state["room"].append(
+                    {
+                        "free_kib": int(free) if free.isdigit() else None,
+                        "read_only": "ro" in options.split(","),
+                    }
+                )
             else:
                 values[key] = value
         state.update(
@@ -142,7 +154,9 @@ class NodePreflight(FactBase):
             addresses=sorted(addresses),
             reachable=values.get("reachable") == "yes",
             conf_dir=values.get("conf_dir") == "yes",
-            conf_kib=int(kib) if (kib := values.get("conf_kib", "").partition("\t")[0]).isdigit() else 0,
+            conf_kib=int(kib)
+            if (kib := values.get("conf_kib", "").partition("\t")[0]).isdigit()
+            else 0,
         )
         state["resolves"] = bool(state["addresses"])
         return state

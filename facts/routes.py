@@ -25,7 +25,9 @@ def normalize_destination(destination: str) -> str | None:
         return None
     prefix = int(length) if slash and length.isdigit() else 8 * len(octets)
     try:
-        network = ipaddress.IPv4Network(f"{'.'.join(octets + ['0'] * (4 - len(octets)))}/{prefix}", strict=False)
+        network = ipaddress.IPv4Network(
+            f"{'.'.join(octets + ['0'] * (4 - len(octets)))}/{prefix}", strict=False
+        )
     except ValueError:
         return None
     return str(network)
@@ -85,7 +87,14 @@ class HostRoutes(FactBase):
             else:
                 # "10.1.0.0/16 via 192.168.1.11 dev br0 ..." or "192.168.1.0/24 dev br0 ...";
                 # typed routes ("blackhole 10.9.0.0/16", "unreachable …") carry no gateway.
-                if words[0] in ("blackhole", "unreachable", "prohibit", "throw", "local", "broadcast"):
+                if words[0] in (
+                    "blackhole",
+                    "unreachable",
+                    "prohibit",
+                    "throw",
+                    "local",
+                    "broadcast",
+                ):
                     words = words[1:] or [""]
                 destination = normalize_destination(words[0])
                 gateway = _gateway(words[words.index("via") + 1]) if "via" in words[:-1] else None

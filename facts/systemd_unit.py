@@ -109,9 +109,9 @@ class UnitState(FactBase):
                 elif line.strip() == "records":
                     found = {"record": None, "retired": []}
             elif line.startswith("retired "):
-                found["retired"].append(line[len("retired "):])
+                found["retired"].append(line[len("retired ") :])
             elif line.strip() == "record":
-                found["record"] = _recorded_state("\n".join(lines[index + 1:]))
+                found["record"] = _recorded_state("\n".join(lines[index + 1 :]))
                 break
 
         state = unit_state(
@@ -154,7 +154,9 @@ def _recorded_state(text: str) -> dict:
         values = {key: recorded[key] for key in RECORDED}
     except (ValueError, TypeError, KeyError) as e:
         # Guessing would give the unit a state the operator never chose: stop instead.
-        raise FactProcessError(f"not a record the migration wrote ({e!r}): {text[:200]!r}") from None
+        raise FactProcessError(
+            f"not a record the migration wrote ({e!r}): {text[:200]!r}"
+        ) from None
     if not all(isinstance(value, str) for value in values.values()):
         raise FactProcessError(f"not a record the migration wrote: {text[:200]!r}")
     return unit_state(**values)

@@ -92,7 +92,11 @@ def br_netfilter_absent(backup_dir: str = "/var/backups/cilium-lab/modules-load.
         # The resolved file already; --follow-symlinks still keeps a link a link should the
         # path have become one since the fact was read.
         yield StringCommand(
-            "sed", "-i", "--follow-symlinks", QuoteString(f"/{PERSISTENCE_LINE_REGEX}/d"), QuoteString(path)
+            "sed",
+            "-i",
+            "--follow-symlinks",
+            QuoteString(f"/{PERSISTENCE_LINE_REGEX}/d"),
+            QuoteString(path),
         )
 
     if state["status"] == "module":
@@ -110,7 +114,8 @@ def _records_written(backup_dir: str, paths: list[str]) -> str:
     already there was taken before any edit (every run links its record before its sed): it
     stands, and this run's description, which may show a file already stripped, is dropped."""
     return f"{DESCRIBE}; " + " && ".join(
-        written_once(posixpath.join(backup_dir, record_name(path)), f"d {shlex.quote(path)}") for path in paths
+        written_once(posixpath.join(backup_dir, record_name(path)), f"d {shlex.quote(path)}")
+        for path in paths
     )
 
 
@@ -160,7 +165,9 @@ def br_netfilter_persisted(
         current = now.get(path)
         if record["type"] == "symlink":
             if current is None:
-                yield StringCommand("ln", "-s", "--", QuoteString(record["target"]), QuoteString(path))
+                yield StringCommand(
+                    "ln", "-s", "--", QuoteString(record["target"]), QuoteString(path)
+                )
                 yield StringCommand("chown", "-h", record["owner"], QuoteString(path))
                 changed = True
             elif current["type"] != "symlink" or current["target"] != record["target"]:
@@ -171,20 +178,34 @@ def br_netfilter_persisted(
                 )
             continue
 
-        if current is not None and current["type"] == "file" and current["sha256"] == record["sha256"]:
+        if (
+            current is not None
+            and current["type"] == "file"
+            and current["sha256"] == record["sha256"]
+        ):
             continue
-        if current is None or (current["type"] == "file" and current["sha256"] == record["stripped_sha256"]):
+        if current is None or (
+            current["type"] == "file" and current["sha256"] == record["stripped_sha256"]
+        ):
             name = _copy_of(path, record["sha256"], copies, taken)
             if name is not None:
                 taken.add(name)
-                yield from _copy_restored(posixpath.join(backup_dir, name), path, copies[name], record)
+                yield from _copy_restored(
+                    posixpath.join(backup_dir, name), path, copies[name], record
+                )
             else:
                 yield added(path, f"has no copy of its recorded content in {backup_dir}")
             persisted = changed = True
         elif current["type"] != "file":
-            log_once(f"{path} was a file before the migration, a {current['type']} now: left as it is", warn=True)
+            log_once(
+                f"{path} was a file before the migration, a {current['type']} now: left as it is",
+                warn=True,
+            )
         elif not current["module_lines"]:
-            yield added(path, f"changed since the migration recorded it; its earlier content stays in {backup_dir}")
+            yield added(
+                path,
+                f"changed since the migration recorded it; its earlier content stays in {backup_dir}",
+            )
             persisted = changed = True
 
     # Copies from a version that kept no records: restored as that version did, by file name.
@@ -192,10 +213,14 @@ def br_netfilter_persisted(
     # them), and a node migrated before an upgrade rolls back without a step by hand.
     for path, name in sorted(legacy.items()):
         described, current = now.get(path), _content(now, path)
-        if described is None or (current is not None and current["sha256"] == copies[name]["stripped_sha256"]):
+        if described is None or (
+            current is not None and current["sha256"] == copies[name]["stripped_sha256"]
+        ):
             # Into the file a link resolves to, so that the link stays one.
             target = described["resolved"] if described and described["type"] == "symlink" else path
-            yield StringCommand("mv", "-f", QuoteString(posixpath.join(backup_dir, name)), QuoteString(target))
+            yield StringCommand(
+                "mv", "-f", QuoteString(posixpath.join(backup_dir, name)), QuoteString(target)
+            )
         elif current is None or current["module_lines"]:
             continue
         else:
@@ -218,15 +243,21 @@ def br_netfilter_persisted(
         changed = True
 
     if not changed:
-        loaded = {"module": "loaded", "builtin": "built into the kernel"}.get(state["status"], "not loaded")
-        host.noop(f"{MODULE} is loaded at boot by {', '.join(state['persisted_in'])}, and {loaded} now")
+        loaded = {"module": "loaded", "builtin": "built into the kernel"}.get(
+            state["status"], "not loaded"
+        )
+        host.noop(
+            f"{MODULE} is loaded at boot by {', '.join(state['persisted_in'])}, and {loaded} now"
+        )
 
 
 def _copy_of(path: str, sha256: str, copies: dict, taken: set[str]) -> str | None:
     """The copy holding a record's content, found by its SHA-256: a run beside the migration may
     have made a later copy of the same name, of the file already stripped."""
     base = posixpath.basename(path)
-    found = [name for name, copy in copies.items() if copy.get("sha256") == sha256 and name not in taken]
+    found = [
+        name for name, copy in copies.items() if copy.get("sha256") == sha256 and name not in taken
+    ]
     # The one named after the file first: moved back, it leaves no copy without a number.
     found.sort(key=lambda name: (name != base, copy_base(name) != base, name))
     return found[0] if found else None

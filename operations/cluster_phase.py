@@ -82,22 +82,44 @@ def _shell(*args: str) -> str:
 
 def helm_cluster_flags(kubeconfig: str | None, context: str | None) -> list[str]:
     """The flags that point helm at the cluster; none for helm's own defaults."""
-    return [*(["--kubeconfig", os.path.expanduser(kubeconfig)] if kubeconfig else []),
-            *(["--kube-context", context] if context else [])]
+    return [
+        *(["--kubeconfig", os.path.expanduser(kubeconfig)] if kubeconfig else []),
+        *(["--kube-context", context] if context else []),
+    ]
 
 
-def install_command(helm: str, release: str, chart: str, version: str | None, namespace: str,
-                    values: dict, *, versioned: bool = True, kubeconfig=None, context=None,
-                    extra_args=()) -> str:
+def install_command(
+    helm: str,
+    release: str,
+    chart: str,
+    version: str | None,
+    namespace: str,
+    values: dict,
+    *,
+    versioned: bool = True,
+    kubeconfig=None,
+    context=None,
+    extra_args=(),
+) -> str:
     """``helm upgrade --install`` with the values on stdin, as one shell command.
 
     ``versioned`` is False for a chart directory or .tgz: it carries its own version, which the
     release fact has checked against the pinned one.
     """
     document = values_document(values)
-    args = ["upgrade", "--install", release, chart, "--namespace", namespace,
-            *(["--version", version] if version and versioned else []),
-            "--values", "-", *helm_cluster_flags(kubeconfig, context), *extra_args]
+    args = [
+        "upgrade",
+        "--install",
+        release,
+        chart,
+        "--namespace",
+        namespace,
+        *(["--version", version] if version and versioned else []),
+        "--values",
+        "-",
+        *helm_cluster_flags(kubeconfig, context),
+        *extra_args,
+    ]
     return f"printf '%s' {shlex.quote(document)} | {_shell(helm, *args)}"
 
 
@@ -194,8 +216,17 @@ def cilium_release(
         )
     """
 
-    args = dict(release=release, namespace=namespace, chart=chart, version=version, values=values,
-                repo_name=repo_name, repo_url=repo_url, kubeconfig=kubeconfig, context=context)
+    args = dict(
+        release=release,
+        namespace=namespace,
+        chart=chart,
+        version=version,
+        values=values,
+        repo_name=repo_name,
+        repo_url=repo_url,
+        kubeconfig=kubeconfig,
+        context=context,
+    )
     state = _known("release", **args) or host.get_fact(CiliumRelease, **args)
     installed = state["installed"]
 
@@ -210,16 +241,26 @@ def cilium_release(
     for change in state["changes"]:
         log_once(f"release {namespace}/{release}: {change}")
     yield _or_half_migrated(
-        install_command(state["helm"], release, chart, version, namespace, values,
-                        versioned=state["desired"].get("kind") != "path", kubeconfig=kubeconfig,
-                        context=context, extra_args=list(extra_args)),
+        install_command(
+            state["helm"],
+            release,
+            chart,
+            version,
+            namespace,
+            values,
+            versioned=state["desired"].get("kind") != "path",
+            kubeconfig=kubeconfig,
+            context=context,
+            extra_args=list(extra_args),
+        ),
         "installed",
     )
 
 
 @operation()
-def cilium_healthy(namespace: str, kubeconfig: str | None = None, context: str | None = None,
-                   timeout: float = 600):
+def cilium_healthy(
+    namespace: str, kubeconfig: str | None = None, context: str | None = None, timeout: float = 600
+):
     """
     Wait until Cilium runs on every node: agents ready with their nodes' IPs, operator available.
     After an install or upgrade in the same run it always waits; otherwise only when Cilium is
@@ -241,14 +282,21 @@ def cilium_healthy(namespace: str, kubeconfig: str | None = None, context: str |
     """
 
     wait = _or_half_migrated(
-        cilium_lab_command("verify", "--wait", "--timeout", f"{float(timeout):g}",
-                           *cluster_options(namespace, kubeconfig, context)),
+        cilium_lab_command(
+            "verify",
+            "--wait",
+            "--timeout",
+            f"{float(timeout):g}",
+            *cluster_options(namespace, kubeconfig, context),
+        ),
         "healthy",
     )
     if _release_changes_in_this_run():
         # Always waited for, not only when found unhealthy a moment after helm returned: what
         # --dry plans is then what the run does, however fast the agents come up.
-        log_once("the release changes in this run: wait until Cilium runs its new version on every node")
+        log_once(
+            "the release changes in this run: wait until Cilium runs its new version on every node"
+        )
         yield wait
         return
 
@@ -268,8 +316,12 @@ def cilium_healthy(namespace: str, kubeconfig: str | None = None, context: str |
 
 
 @operation()
-def old_cni_pods_restarted(namespace: str, kubeconfig: str | None = None,
-                           context: str | None = None, pod_cidrs: list[str] | tuple = ()):
+def old_cni_pods_restarted(
+    namespace: str,
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    pod_cidrs: list[str] | tuple = (),
+):
     """
     Delete the pods started under the old CNI that a controller recreates, so they come back
     with Cilium addresses. Pods without a controller are listed, never deleted.
@@ -288,7 +340,9 @@ def old_cni_pods_restarted(namespace: str, kubeconfig: str | None = None,
         )
     """
 
-    args = dict(namespace=namespace, kubeconfig=kubeconfig, context=context, pod_cidrs=list(pod_cidrs))
+    args = dict(
+        namespace=namespace, kubeconfig=kubeconfig, context=context, pod_cidrs=list(pod_cidrs)
+    )
     found = _known("pods", **args) or host.get_fact(OldCniPods, **args)
 
     for pod in found["unowned"]:
@@ -305,13 +359,22 @@ def old_cni_pods_restarted(namespace: str, kubeconfig: str | None = None,
     _cluster_changes()
     for pod in found["owned"]:
         log_once(f"delete pod {pod['namespace']}/{pod['name']} ({pod['owner']} recreates it)")
-    yield cilium_lab_command("restart-pods", "--yes", *cluster_options(namespace, kubeconfig, context),
-                             *pod_cidr_options(pod_cidrs))
+    yield cilium_lab_command(
+        "restart-pods",
+        "--yes",
+        *cluster_options(namespace, kubeconfig, context),
+        *pod_cidr_options(pod_cidrs),
+    )
 
 
 @operation()
-def cilium_release_absent(release: str, namespace: str, kubeconfig: str | None = None,
-                          context: str | None = None, extra_args: list[str] | tuple = ()):
+def cilium_release_absent(
+    release: str,
+    namespace: str,
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    extra_args: list[str] | tuple = (),
+):
     """
     Uninstall Cilium's release, when helm has it.
 
@@ -333,14 +396,28 @@ def cilium_release_absent(release: str, namespace: str, kubeconfig: str | None =
         )
     """
 
-    state = host.get_fact(InstalledRelease, release=release, namespace=namespace,
-                          kubeconfig=kubeconfig, context=context)
+    state = host.get_fact(
+        InstalledRelease,
+        release=release,
+        namespace=namespace,
+        kubeconfig=kubeconfig,
+        context=context,
+    )
 
     if not state["installed"]["exists"]:
         host.noop(f"no release {namespace}/{release}")
         return
 
-    log_once(f"uninstall release {namespace}/{release} (chart {state['installed']['chart']} "
-             f"{state['installed']['version']})")
-    yield _shell(state["helm"], "uninstall", release, "--namespace", namespace,
-                 *helm_cluster_flags(kubeconfig, context), *extra_args)
+    log_once(
+        f"uninstall release {namespace}/{release} (chart {state['installed']['chart']} "
+        f"{state['installed']['version']})"
+    )
+    yield _shell(
+        state["helm"],
+        "uninstall",
+        release,
+        "--namespace",
+        namespace,
+        *helm_cluster_flags(kubeconfig, context),
+        *extra_args,
+    )

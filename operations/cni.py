@@ -72,7 +72,9 @@ def cni_configs_absent(
     if old and state["record"] is not None:
         later = [name for name in old if name not in state["record"]]
         if later:
-            log_once(f"{_names(later)} not in the migration's record in {backup_dir}: moved, and left there by a rollback")
+            log_once(
+                f"{_names(later)} not in the migration's record in {backup_dir}: moved, and left there by a rollback"
+            )
 
     record = None
     if old and state["record"] is None:
@@ -133,9 +135,13 @@ def cni_configs_restored(
 
     if record is not None:
         wanted = record
-        unrecorded = sorted(name for name, kept in saved.items() if name not in record and not kept["cilium"])
+        unrecorded = sorted(
+            name for name, kept in saved.items() if name not in record and not kept["cilium"]
+        )
         if unrecorded:
-            log_once(f"{_names(unrecorded)} in {backup_dir}: not in the migration's record, left there")
+            log_once(
+                f"{_names(unrecorded)} in {backup_dir}: not in the migration's record, left there"
+            )
     elif state["retired"]:
         # Every migration recorded was rolled back: what is left in the backup directory are
         # copies that were not put back then, and are not to be now.
@@ -148,16 +154,28 @@ def cni_configs_restored(
     for name in sorted(wanted):
         if name in configs:
             if name in saved and not _same(configs[name], saved[name]):
-                log_once(f"{_shown(name)} in {conf_dir} differs from its backup in {backup_dir}: left as it is", warn=True)
+                log_once(
+                    f"{_shown(name)} in {conf_dir} differs from its backup in {backup_dir}: left as it is",
+                    warn=True,
+                )
             elif name not in saved and not _same(configs[name], wanted[name]):
-                log_once(f"{_shown(name)} in {conf_dir} differs from the migration's record: left as it is", warn=True)
+                log_once(
+                    f"{_shown(name)} in {conf_dir} differs from the migration's record: left as it is",
+                    warn=True,
+                )
         elif name not in saved:
             if name in state["renamed"]:
                 continue  # Cilium's agent renamed it after it was put back: see below.
-            log_once(f"{_shown(name)} is in the migration's record but not in {backup_dir}: not restored", warn=True)
+            log_once(
+                f"{_shown(name)} is in the migration's record but not in {backup_dir}: not restored",
+                warn=True,
+            )
         else:
             if not _same(saved[name], wanted[name]):
-                log_once(f"{_shown(name)} in {backup_dir} differs from the migration's record: restored as kept", warn=True)
+                log_once(
+                    f"{_shown(name)} in {backup_dir} differs from the migration's record: restored as kept",
+                    warn=True,
+                )
             restore.append(name)
 
     renamed = []
@@ -173,14 +191,27 @@ def cni_configs_restored(
         else:
             renamed.append(name)
 
-    if not cilium and not restore and not renamed and record is None and not (restart_unit and state["restart_pending"]):
+    if (
+        not cilium
+        and not restore
+        and not renamed
+        and record is None
+        and not (restart_unit and state["restart_pending"])
+    ):
         host.noop(f"every backed-up CNI configuration is in {conf_dir}, and none of Cilium's")
         return
 
     moves = [(posixpath.join(conf_dir, name), posixpath.join(backup_dir, name)) for name in cilium]
-    moves += [(posixpath.join(backup_dir, name), posixpath.join(conf_dir, name)) for name in restore]
-    moves += [(posixpath.join(conf_dir, name + CILIUM_BACKUP_SUFFIX), posixpath.join(conf_dir, name)) for name in renamed]
-    yield from _moves_then_restart(moves, backup_dir, restart_unit, state["restart_pending"], retire=record is not None)
+    moves += [
+        (posixpath.join(backup_dir, name), posixpath.join(conf_dir, name)) for name in restore
+    ]
+    moves += [
+        (posixpath.join(conf_dir, name + CILIUM_BACKUP_SUFFIX), posixpath.join(conf_dir, name))
+        for name in renamed
+    ]
+    yield from _moves_then_restart(
+        moves, backup_dir, restart_unit, state["restart_pending"], retire=record is not None
+    )
 
 
 def _check_dirs(conf_dir: str, backup_dir: str) -> None:
@@ -250,7 +281,9 @@ def _move(source: str, target: str) -> StringCommand:
         # A name that is not UTF-8 cannot travel in the command's text: printf writes its bytes
         # from octal escapes, NUL-terminated for xargs.
         paths = "".join(_octal(path) + "\\000" for path in (source, target))
-        return StringCommand("printf", QuoteString(paths), "|", "xargs", "-0", "mv", "--backup=numbered", "--")
+        return StringCommand(
+            "printf", QuoteString(paths), "|", "xargs", "-0", "mv", "--backup=numbered", "--"
+        )
     return StringCommand("mv", "--backup=numbered", QuoteString(source), QuoteString(target))
 
 

@@ -40,5 +40,7 @@ def retired(path: str) -> str:
     """A shell command that renames the record aside as given back (``facts.records``): kept as
     the account of what was restored, its own name free for the next migration's."""
     record = shlex.quote(path)
-    return (f"mv --backup=numbered -- {record} "
-            f"{shlex.quote(path + RETIRED_INFIX)}\"$(date -u +%Y%m%dT%H%M%SZ)\"'~'")
+    return (
+        f"mv --backup=numbered -- {record} "
+        f"{shlex.quote(path + RETIRED_INFIX)}\"$(date -u +%Y%m%dT%H%M%SZ)\"'~'"
+    )

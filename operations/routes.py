@@ -20,7 +20,9 @@ def checked_route(cidr: str, via: str) -> tuple[str, str]:
     try:
         network = str(ipaddress.IPv4Network(cidr))
     except ValueError as e:
-        raise ValueError(f"pod_cidr {cidr!r} is not an IPv4 network ({e}): fix it in the inventory") from None
+        raise ValueError(
+            f"pod_cidr {cidr!r} is not an IPv4 network ({e}): fix it in the inventory"
+        ) from None
     try:
         gateway = str(ipaddress.IPv4Address(via))
     except ValueError:
@@ -40,8 +42,11 @@ def _checked(routes: dict[str, str]) -> dict[str, str]:
 
 
 def _say_not_ours(network: str, found: str | None, gateway: str) -> None:
-    log_once(f"the route to {network} goes via {found or 'an interface'}, not {gateway}: not the guide's, "
-             "left as it is", warn=True)
+    log_once(
+        f"the route to {network} goes via {found or 'an interface'}, not {gateway}: not the guide's, "
+        "left as it is",
+        warn=True,
+    )
 
 
 def _route_command(system: str, action: str, network: str, gateway: str) -> StringCommand:

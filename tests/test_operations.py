@@ -17,4 +17,3 @@ def test_operation(name, case):
 
     assert commands == data["commands"]
     assert host.noops == data.get("noops", [data["noop"]] if "noop" in data else [])
-

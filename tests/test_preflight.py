@@ -36,8 +36,13 @@ DIRS = {
     "modules_backup_dir": "/var/backups/cilium-lab/modules-load.d",
 }
 SETTINGS = dict(
-    min_kernel="5.4", service_host="kubernetes", service_port=6443, cgroup_root="/sys/fs/cgroup", user="ubuntu",
-    conf_dir="/etc/cni/net.d", backup_dirs=["/var/backups/cilium-lab/cni"],
+    min_kernel="5.4",
+    service_host="kubernetes",
+    service_port=6443,
+    cgroup_root="/sys/fs/cgroup",
+    user="ubuntu",
+    conf_dir="/etc/cni/net.d",
+    backup_dirs=["/var/backups/cilium-lab/cni"],
 )
 
 
@@ -52,11 +57,23 @@ def test_ready_node_has_no_problem():
         ({"systemd": False}, "systemd is not running as PID 1"),
         ({"kernel": "4.15.0-20-generic"}, "kernel 4.15.0-20-generic is older than 5.4"),
         ({"cgroup_fs": "tmpfs"}, "no cgroup v2 mounted at /sys/fs/cgroup (found tmpfs)"),
-        ({"resolves": False, "reachable": False, "addresses": []}, "'kubernetes' does not resolve on the node"),
-        ({"addresses": ["127.0.1.1"]}, "'kubernetes' resolves to 127.0.1.1 on the node, a loopback address"),
+        (
+            {"resolves": False, "reachable": False, "addresses": []},
+            "'kubernetes' does not resolve on the node",
+        ),
+        (
+            {"addresses": ["127.0.1.1"]},
+            "'kubernetes' resolves to 127.0.1.1 on the node, a loopback address",
+        ),
         ({"conf_dir": False}, "cni_conf_dir /etc/cni/net.d does not exist on the node"),
-        ({"room": [{"free_kib": 10, "read_only": False}]}, "/var/backups/cilium-lab/cni: 10 KiB free, and the backups need 72 KiB"),
-        ({"room": [{"free_kib": 100_000, "read_only": True}]}, "/var/backups/cilium-lab/cni is on a read-only file system"),
+        (
+            {"room": [{"free_kib": 10, "read_only": False}]},
+            "/var/backups/cilium-lab/cni: 10 KiB free, and the backups need 72 KiB",
+        ),
+        (
+            {"room": [{"free_kib": 100_000, "read_only": True}]},
+            "/var/backups/cilium-lab/cni is on a read-only file system",
+        ),
         ({"reachable": False}, "kubernetes:6443 does not answer from the node"),
     ],
 )
@@ -68,7 +85,9 @@ def test_each_failed_check_is_one_problem(change, expected):
 
 def test_a_node_that_could_not_be_asked():
     problems = node_problems({**READY, "kernel": "", "sudo": False}, **SETTINGS)
-    assert problems == ["the preflight command could not run (pyinfra says why above): check SSH to the node"]
+    assert problems == [
+        "the preflight command could not run (pyinfra says why above): check SSH to the node"
+    ]
 
 
 @pytest.mark.parametrize("who", [{"root": True}, {"password_given": True}])
@@ -82,12 +101,27 @@ def test_sudo_without_a_password_is_not_needed_by_root_or_with_a_password(who):
     [
         ({"k8sServiceHost": "kubernetes", "k8sServicePort": 6443}, []),
         ({"k8sServiceHost": "kubernetes", "k8sServicePort": "6443"}, []),
-        ("kubeProxyReplacement=true", ["cilium_values is a str, not a mapping of the chart's values"]),
+        (
+            "kubeProxyReplacement=true",
+            ["cilium_values is a str, not a mapping of the chart's values"],
+        ),
         ({"k8sServicePort": 6443}, ["cilium_values has no k8sServiceHost"]),
-        ({"k8sServiceHost": "kubernetes"}, ["cilium_values k8sServicePort None is not a port number"]),
-        ({"k8sServiceHost": "kubernetes", "k8sServicePort": 70000}, ["cilium_values k8sServicePort 70000"]),
-        ({"k8sServiceHost": "127.0.0.1", "k8sServicePort": 6443}, ["cilium_values k8sServiceHost '127.0.0.1' is a loopback"]),
-        ({"k8sServiceHost": "localhost", "k8sServicePort": 6443}, ["cilium_values k8sServiceHost 'localhost' is a loopback"]),
+        (
+            {"k8sServiceHost": "kubernetes"},
+            ["cilium_values k8sServicePort None is not a port number"],
+        ),
+        (
+            {"k8sServiceHost": "kubernetes", "k8sServicePort": 70000},
+            ["cilium_values k8sServicePort 70000"],
+        ),
+        (
+            {"k8sServiceHost": "127.0.0.1", "k8sServicePort": 6443},
+            ["cilium_values k8sServiceHost '127.0.0.1' is a loopback"],
+        ),
+        (
+            {"k8sServiceHost": "localhost", "k8sServicePort": 6443},
+            ["cilium_values k8sServiceHost 'localhost' is a loopback"],
+        ),
     ],
 )
 def test_values(values, expected):
@@ -100,10 +134,22 @@ def test_values(values, expected):
     ("change", "expected"),
     [
         ({}, []),
-        ({"cni_conf_dir": "etc/cni/net.d"}, ["cni_conf_dir 'etc/cni/net.d' is not an absolute path"]),
-        ({"cni_backup_dir": "/etc/cni/net.d/"}, ["cni_backup_dir and cni_conf_dir are both /etc/cni/net.d"]),
-        ({"cni_backup_dir": "/etc/cni/net.d/old"}, ["cni_backup_dir /etc/cni/net.d/old is inside cni_conf_dir"]),
-        ({"modules_backup_dir": "/var/backups/cilium-lab/cni"}, ["modules_backup_dir and cni_backup_dir are both"]),
+        (
+            {"cni_conf_dir": "etc/cni/net.d"},
+            ["cni_conf_dir 'etc/cni/net.d' is not an absolute path"],
+        ),
+        (
+            {"cni_backup_dir": "/etc/cni/net.d/"},
+            ["cni_backup_dir and cni_conf_dir are both /etc/cni/net.d"],
+        ),
+        (
+            {"cni_backup_dir": "/etc/cni/net.d/old"},
+            ["cni_backup_dir /etc/cni/net.d/old is inside cni_conf_dir"],
+        ),
+        (
+            {"modules_backup_dir": "/var/backups/cilium-lab/cni"},
+            ["modules_backup_dir and cni_backup_dir are both"],
+        ),
         ({"cni_backup_dir": "/etc/cni/net.d.old"}, []),
     ],
 )
@@ -115,12 +161,20 @@ def test_directories(change, expected):
 
 def test_backup_directories_on_one_file_system_are_one_line():
     room = [{"free_kib": 10, "read_only": False}] * 2
-    problems = node_problems({**READY, "room": room}, **{**SETTINGS, "backup_dirs": ["/b/cni", "/b/modules"]})
-    assert problems == ["/b/cni, /b/modules: 10 KiB free, and the backups need 72 KiB: make room, or choose "
-                        "another place"]
+    problems = node_problems(
+        {**READY, "room": room}, **{**SETTINGS, "backup_dirs": ["/b/cni", "/b/modules"]}
+    )
+    assert problems == [
+        "/b/cni, /b/modules: 10 KiB free, and the backups need 72 KiB: make room, or choose "
+        "another place"
+    ]
     room = [{"free_kib": 10, "read_only": True}] * 2
-    problems = node_problems({**READY, "room": room}, **{**SETTINGS, "backup_dirs": ["/b/cni", "/b/modules"]})
-    assert problems == ["/b/cni, /b/modules are on a read-only file system: choose a writable place"]
+    problems = node_problems(
+        {**READY, "room": room}, **{**SETTINGS, "backup_dirs": ["/b/cni", "/b/modules"]}
+    )
+    assert problems == [
+        "/b/cni, /b/modules are on a read-only file system: choose a writable place"
+    ]
 
 
 def test_skipped_checks_are_not_reported():
@@ -130,7 +184,12 @@ def test_skipped_checks_are_not_reported():
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(None, set()), ([], set()), ("kernel,cgroup", {"kernel", "cgroup"}), (["api_port"], {"api_port"})],
+    [
+        (None, set()),
+        ([], set()),
+        ("kernel,cgroup", {"kernel", "cgroup"}),
+        (["api_port"], {"api_port"}),
+    ],
 )
 def test_skip_data(value, expected):
     assert skipped_checks({"preflight_skip": value}) == expected
@@ -143,7 +202,12 @@ def test_unknown_skip_is_refused():
 
 @pytest.mark.parametrize(
     ("release", "version"),
-    [("5.15.0-83-generic", (5, 15, 0)), ("6.18.44-fc-v669", (6, 18, 44)), ("5.4", (5, 4)), ("weird", ())],
+    [
+        ("5.15.0-83-generic", (5, 15, 0)),
+        ("6.18.44-fc-v669", (6, 18, 44)),
+        ("5.4", (5, 4)),
+        ("weird", ()),
+    ],
 )
 def test_kernel_version(release, version):
     assert kernel_version(release) == version
@@ -164,8 +228,13 @@ def test_workstation_sudo_is_checked_for_the_routes_as_the_user_running_pyinfra(
         local.state = SimpleNamespace(inventory=[node, local])
         print("\\n".join(_workstation_sudo(local)) or "ok")
     """)
-    result = subprocess.run(["unshare", "--user", "--", sys.executable, "-c", script],
-                            capture_output=True, text=True, cwd=Path(__file__).parents[1], timeout=60)
+    result = subprocess.run(
+        ["unshare", "--user", "--", sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parents[1],
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("host_routes_sudo is set and sudo "), result.stdout
     assert "--data host_routes_sudo=False" in result.stdout

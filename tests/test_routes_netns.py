@@ -58,7 +58,10 @@ def netns():
 
 def in_ns(netns, command):
     return subprocess.run(
-        ["ip", "netns", "exec", netns, "sh", "-c", command], capture_output=True, text=True, check=True
+        ["ip", "netns", "exec", netns, "sh", "-c", command],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
 
 
@@ -71,7 +74,10 @@ def pyinfra_local(netns, tmp_path, want, routes):
     inventory.write_text(f"local = [('@local', {{'want': {want!r}, 'routes': {routes!r}}})]\n")
     proc = subprocess.run(
         ["ip", "netns", "exec", netns, str(PYINFRA), "-y", "--json", str(inventory), str(DEPLOY)],
-        capture_output=True, text=True, cwd=REPO, timeout=120,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads(proc.stdout)
@@ -99,7 +105,10 @@ def test_routes_to_pod_cidrs_removed_then_restored(netns, tmp_path):
 
     changed, _ = pyinfra_local(netns, tmp_path, "present", GUIDE)
     assert changed
-    assert routes(netns) == others | {"10.1.0.0/16 via 192.168.1.11 dev lab0", "10.2.0.0/16 via 192.168.1.12 dev lab0"}
+    assert routes(netns) == others | {
+        "10.1.0.0/16 via 192.168.1.11 dev lab0",
+        "10.2.0.0/16 via 192.168.1.12 dev lab0",
+    }
 
     changed, _ = pyinfra_local(netns, tmp_path, "present", GUIDE)
     assert not changed
@@ -114,19 +123,34 @@ def lab(nodes, local=True):
 
 
 def test_pod_routes_come_from_each_nodes_data():
-    inventory = lab([
-        ("control0", {"ssh_hostname": "192.168.1.11", "pod_cidr": "10.1.0.0/16"}),
-        ("worker0", {"ssh_hostname": "worker0.lab", "pod_route_via": "192.168.1.14", "pod_cidr": "10.4.0.0/16"}),
-        ("gateway", {"ssh_hostname": "192.168.1.10"}),
-    ])
+    inventory = lab(
+        [
+            ("control0", {"ssh_hostname": "192.168.1.11", "pod_cidr": "10.1.0.0/16"}),
+            (
+                "worker0",
+                {
+                    "ssh_hostname": "worker0.lab",
+                    "pod_route_via": "192.168.1.14",
+                    "pod_cidr": "10.4.0.0/16",
+                },
+            ),
+            ("gateway", {"ssh_hostname": "192.168.1.10"}),
+        ]
+    )
     assert pod_routes(inventory) == {"10.1.0.0/16": "192.168.1.11", "10.4.0.0/16": "192.168.1.14"}
 
 
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"ssh_hostname": "192.168.1.11", "pod_cidr": "10.1.0.0/33"}, "[control0] pod_cidr '10.1.0.0/33' is not an IPv4 network"),
-        ({"ssh_hostname": "control0.lab", "pod_cidr": "10.1.0.0/16"}, "[control0] the route to its pod CIDR would go via 'control0.lab'"),
+        (
+            {"ssh_hostname": "192.168.1.11", "pod_cidr": "10.1.0.0/33"},
+            "[control0] pod_cidr '10.1.0.0/33' is not an IPv4 network",
+        ),
+        (
+            {"ssh_hostname": "control0.lab", "pod_cidr": "10.1.0.0/16"},
+            "[control0] the route to its pod CIDR would go via 'control0.lab'",
+        ),
     ],
 )
 def test_bad_route_data_names_the_node(data, message):

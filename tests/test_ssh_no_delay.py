@@ -17,7 +17,9 @@ def test_sets_no_delay_on_tcp_sockets_only():
     tcp = socket.create_connection(listener.getsockname())
     unix, _ = socket.socketpair()
     local = SimpleNamespace(connector=SimpleNamespace())  # @local: no SSH client at all
-    state = SimpleNamespace(inventory=SimpleNamespace(get_active_hosts=lambda: [host_with(tcp), host_with(unix), local]))
+    state = SimpleNamespace(
+        inventory=SimpleNamespace(get_active_hosts=lambda: [host_with(tcp), host_with(unix), local])
+    )
     try:
         assert tcp.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
         no_delay(state)

@@ -19,18 +19,26 @@ from cilium_lab.cluster import ClusterError, kube, pods, status, verify
 
 
 def cluster_options(function):
-    @click.option("--kubeconfig", type=click.Path(dir_okay=False), default=None,
-                  help="kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).")
+    @click.option(
+        "--kubeconfig",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).",
+    )
     @click.option("--context", default=None, help="kubeconfig context (default: its current one).")
-    @click.option("--namespace", default="kube-system", show_default=True, help="Cilium's namespace.")
+    @click.option(
+        "--namespace", default="kube-system", show_default=True, help="Cilium's namespace."
+    )
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
         return function(*args, **kwargs)
+
     return wrapper
 
 
 def clear_errors(function):
     """A ClusterError becomes its message on stderr and exit status 2, without a traceback."""
+
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
         try:
@@ -46,12 +54,14 @@ def clear_errors(function):
                 pass
             click.echo(f"cilium-lab: the API server answered {error.status}: {message}", err=True)
             sys.exit(2)
+
     return wrapper
 
 
 def output_option(function):
-    return click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table",
-                        show_default=True)(function)
+    return click.option(
+        "--output", "-o", type=click.Choice(["table", "json"]), default="table", show_default=True
+    )(function)
 
 
 def _progress(line: str) -> None:
@@ -61,10 +71,17 @@ def _progress(line: str) -> None:
 def health_table(health: verify.Health) -> str:
     rows = [("NODE", "INTERNAL-IP", "NODE", "AGENT", "AGENT-IP", "READY", "MISSING")]
     for n in health.nodes:
-        rows.append((
-            n.node, n.internal_ip or "-", "Ready" if n.node_ready else "NotReady", n.agent or "-",
-            n.agent_ip or "-", "yes" if n.agent_ready else "no", "; ".join(n.missing) or "-",
-        ))
+        rows.append(
+            (
+                n.node,
+                n.internal_ip or "-",
+                "Ready" if n.node_ready else "NotReady",
+                n.agent or "-",
+                n.agent_ip or "-",
+                "yes" if n.agent_ready else "no",
+                "; ".join(n.missing) or "-",
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows]
     lines.append("")
@@ -79,8 +96,12 @@ def health_table(health: verify.Health) -> str:
 @cluster_options
 @output_option
 @click.option("--timeout", type=float, default=600, show_default=True, help="Seconds to wait.")
-@click.option("--wait/--no-wait", default=True, show_default=True,
-              help="Wait (watching the API) until healthy or the timeout passes.")
+@click.option(
+    "--wait/--no-wait",
+    default=True,
+    show_default=True,
+    help="Wait (watching the API) until healthy or the timeout passes.",
+)
 @clear_errors
 def verify_command(kubeconfig, context, namespace, output, timeout, wait):
     """Check that Cilium's agents run, ready, on every node with the node's IP, and the operator is available."""
@@ -94,10 +115,15 @@ def verify_command(kubeconfig, context, namespace, output, timeout, wait):
     else:
         click.echo(health_table(health))
     if health.failing:
-        click.echo(f"cilium-lab: Cilium's pods are failing on {cluster.server}; waiting will not help: "
-                   f"{'; '.join(health.failing)}", err=True)
+        click.echo(
+            f"cilium-lab: Cilium's pods are failing on {cluster.server}; waiting will not help: "
+            f"{'; '.join(health.failing)}",
+            err=True,
+        )
     elif not health.healthy and wait:
-        click.echo(f"cilium-lab: Cilium is not healthy after {timeout:g}s on {cluster.server}", err=True)
+        click.echo(
+            f"cilium-lab: Cilium is not healthy after {timeout:g}s on {cluster.server}", err=True
+        )
     sys.exit(0 if health.healthy else 1)
 
 
@@ -105,8 +131,12 @@ def verify_command(kubeconfig, context, namespace, output, timeout, wait):
 @cluster_options
 @output_option
 @click.option("--yes", is_flag=True, help="Delete the pods that a controller recreates.")
-@click.option("--pod-cidr", "pod_cidrs", multiple=True,
-              help="A pod CIDR Cilium manages (added to those of the CiliumNode objects).")
+@click.option(
+    "--pod-cidr",
+    "pod_cidrs",
+    multiple=True,
+    help="A pod CIDR Cilium manages (added to those of the CiliumNode objects).",
+)
 @clear_errors
 def restart_pods_command(kubeconfig, context, namespace, output, yes, pod_cidrs):
     """List the pods started under the old CNI; with --yes, delete those owned by a controller."""
@@ -114,11 +144,16 @@ def restart_pods_command(kubeconfig, context, namespace, output, yes, pod_cidrs)
     found = pods.find(cluster, namespace, pod_cidrs)
     deleted = pods.delete(cluster, found) if yes else []
     if output == "json":
-        click.echo(json.dumps({
-            "owned": pods.as_dicts([p for p in found if p.owned]),
-            "unowned": pods.as_dicts([p for p in found if not p.owned]),
-            "deleted": pods.as_dicts(deleted),
-        }, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "owned": pods.as_dicts([p for p in found if p.owned]),
+                    "unowned": pods.as_dicts([p for p in found if not p.owned]),
+                    "deleted": pods.as_dicts(deleted),
+                },
+                indent=2,
+            )
+        )
         return
     if not found:
         click.echo("no pods from the old CNI")
@@ -126,17 +161,26 @@ def restart_pods_command(kubeconfig, context, namespace, output, yes, pod_cidrs)
     for pod in found:
         if pod.owned:
             action = "deleted" if pod in deleted else "would delete (use --yes)"
-            click.echo(f"{action}: {pod.namespace}/{pod.name} on {pod.node} ({pod.owner}): {pod.reason}")
+            click.echo(
+                f"{action}: {pod.namespace}/{pod.name} on {pod.node} ({pod.owner}): {pod.reason}"
+            )
         else:
-            click.echo(f"not deleted, no controller recreates it: {pod.namespace}/{pod.name} on "
-                       f"{pod.node}: {pod.reason}; delete and recreate it yourself")
+            click.echo(
+                f"not deleted, no controller recreates it: {pod.namespace}/{pod.name} on "
+                f"{pod.node}: {pod.reason}; delete and recreate it yourself"
+            )
 
 
 @click.command("status")
 @cluster_options
 @output_option
-@click.option("--check", "checks", multiple=True, type=click.Choice(status.CHECKS),
-              help="What to report (repeatable; default: all).")
+@click.option(
+    "--check",
+    "checks",
+    multiple=True,
+    type=click.Choice(status.CHECKS),
+    help="What to report (repeatable; default: all).",
+)
 @click.option("--release", "release_name", default="cilium", show_default=True)
 @click.option("--chart", default="cilium/cilium", show_default=True)
 @click.option("--chart-version", default=None)
@@ -145,8 +189,20 @@ def restart_pods_command(kubeconfig, context, namespace, output, yes, pod_cidrs)
 @click.option("--repo-url", default=None)
 @click.option("--pod-cidr", "pod_cidrs", multiple=True)
 @clear_errors
-def status_command(kubeconfig, context, namespace, output, checks, release_name, chart,
-                   chart_version, values_json, repo_name, repo_url, pod_cidrs):
+def status_command(
+    kubeconfig,
+    context,
+    namespace,
+    output,
+    checks,
+    release_name,
+    chart,
+    chart_version,
+    values_json,
+    repo_name,
+    repo_url,
+    pod_cidrs,
+):
     """Report the helm repository, the release, Cilium's health and the old CNI's pods (read-only)."""
     try:
         values = json.loads(values_json)
@@ -160,9 +216,21 @@ def status_command(kubeconfig, context, namespace, output, checks, release_name,
         status.reach(cluster)
     readers = {
         "repo": lambda: status.repo(chart, chart_version, repo_name, repo_url),
-        "release": lambda: status.release(cluster, release_name, namespace, chart, chart_version,
-                                          values, repo_name, repo_url, kubeconfig, context),
-        "installed": lambda: status.installed(cluster, release_name, namespace, kubeconfig, context),
+        "release": lambda: status.release(
+            cluster,
+            release_name,
+            namespace,
+            chart,
+            chart_version,
+            values,
+            repo_name,
+            repo_url,
+            kubeconfig,
+            context,
+        ),
+        "installed": lambda: status.installed(
+            cluster, release_name, namespace, kubeconfig, context
+        ),
         "health": lambda: status.health(cluster, namespace),
         "pods": lambda: status.old_pods(cluster, namespace, pod_cidrs),
     }
@@ -175,4 +243,3 @@ def status_command(kubeconfig, context, namespace, output, checks, release_name,
     else:
         for key, value in report.items():
             click.echo(f"{key}: {json.dumps(value, default=str)}")
-

@@ -56,9 +56,14 @@ def cluster_args(kubeconfig: str | None, context: str | None) -> list[str]:
 
 def helm_error(result: subprocess.CompletedProcess) -> str:
     """helm's own message, on one line, without its 'Error: ' prefix."""
-    lines = [line.strip() for line in (result.stderr or result.stdout or "").splitlines() if line.strip()]
+    lines = [
+        line.strip() for line in (result.stderr or result.stdout or "").splitlines() if line.strip()
+    ]
     first = next((i for i, line in enumerate(lines) if line.startswith("Error:")), None)
-    text = " ".join(lines[first:] if first is not None else lines[-2:]) or f"exit status {result.returncode}"
+    text = (
+        " ".join(lines[first:] if first is not None else lines[-2:])
+        or f"exit status {result.returncode}"
+    )
     text = re.sub(r"^Error:\s*", "", text)
     return text if len(text) <= 400 else text[:397] + "..."
 
@@ -66,7 +71,11 @@ def helm_error(result: subprocess.CompletedProcess) -> str:
 def run(helm: str, args: list[str], input: str | None = None) -> subprocess.CompletedProcess:
     try:
         return subprocess.run(
-            [helm, *args], input=input, capture_output=True, text=True, timeout=TIMEOUT,
+            [helm, *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
         )
     except subprocess.TimeoutExpired:
         raise ClusterError(f"`helm {' '.join(args[:3])}` did not finish in {TIMEOUT}s") from None
@@ -76,11 +85,31 @@ def run(helm: str, args: list[str], input: str | None = None) -> subprocess.Comp
 
 def release(helm: str, name: str, namespace: str, kubeconfig=None, context=None) -> dict:
     """The installed release as helm reports it: status, chart, version, revision, values."""
-    state = {"exists": False, "status": None, "chart": None, "version": None, "revision": None,
-             "values": None}
+    state = {
+        "exists": False,
+        "status": None,
+        "chart": None,
+        "version": None,
+        "revision": None,
+        "values": None,
+    }
     cluster = cluster_args(kubeconfig, context)
-    listed = run(helm, ["list", "--namespace", namespace, "--deployed", "--failed", "--pending", "--filter", f"^{re.escape(name)}$",
-                        "--output", "json", *cluster])
+    listed = run(
+        helm,
+        [
+            "list",
+            "--namespace",
+            namespace,
+            "--deployed",
+            "--failed",
+            "--pending",
+            "--filter",
+            f"^{re.escape(name)}$",
+            "--output",
+            "json",
+            *cluster,
+        ],
+    )
     if listed.returncode != 0:
         raise ClusterError(f"helm cannot list releases in {namespace}: {helm_error(listed)}")
     releases = [r for r in json.loads(listed.stdout or "[]") if r.get("name") == name]
@@ -88,11 +117,20 @@ def release(helm: str, name: str, namespace: str, kubeconfig=None, context=None)
         return state
     found = releases[0]
     chart, _, version = found.get("chart", "").rpartition("-")
-    state.update(exists=True, status=found.get("status"), chart=chart, version=version,
-                 revision=int(found.get("revision") or 0))
-    values = run(helm, ["get", "values", name, "--namespace", namespace, "--output", "json", *cluster])
+    state.update(
+        exists=True,
+        status=found.get("status"),
+        chart=chart,
+        version=version,
+        revision=int(found.get("revision") or 0),
+    )
+    values = run(
+        helm, ["get", "values", name, "--namespace", namespace, "--output", "json", *cluster]
+    )
     if values.returncode != 0:
-        raise ClusterError(f"helm cannot read the values of {namespace}/{name}: {helm_error(values)}")
+        raise ClusterError(
+            f"helm cannot read the values of {namespace}/{name}: {helm_error(values)}"
+        )
     state["values"] = json.loads(values.stdout or "null") or {}
     return state
 
@@ -110,8 +148,13 @@ def repositories(helm: str) -> dict[str, str]:
 def repository(helm: str, name: str, url: str, chart: str, version: str | None) -> dict:
     """Whether the repository is there with this URL, and its cached index has the version."""
     known = repositories(helm)
-    state = {"name": name, "url": known.get(name), "present": name in known,
-             "url_matches": _same_url(known.get(name), url), "version_cached": False}
+    state = {
+        "name": name,
+        "url": known.get(name),
+        "present": name in known,
+        "url_matches": _same_url(known.get(name), url),
+        "version_cached": False,
+    }
     if state["present"] and state["url_matches"]:
         # A plain search (helm's --regexp also matches the description), filtered to the exact name.
         args = ["search", "repo", chart, "--output", "json"]
@@ -164,8 +207,14 @@ def chart_version(helm: str, source: list[str], version: str | None) -> str:
     return found
 
 
-def check_values(helm: str, source: list[str], version: str | None, values: dict,
-                 release_name: str, namespace: str) -> None:
+def check_values(
+    helm: str,
+    source: list[str],
+    version: str | None,
+    values: dict,
+    release_name: str,
+    namespace: str,
+) -> None:
     """Render the chart with the values, offline: helm rejects unknown or ill-typed keys here."""
     args = ["template", release_name, *source, "--namespace", namespace, "--values", "-"]
     if version and _versioned(source):

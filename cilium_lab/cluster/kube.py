@@ -64,8 +64,11 @@ class Cluster:
 
     def _get(self, path: str, _request_timeout=None, **query) -> dict:
         request = self.api_client.param_serialize(
-            "GET", path, query_params=[(k, v) for k, v in query.items() if v is not None],
-            header_params={"Accept": "application/json"}, auth_settings=["BearerToken"],
+            "GET",
+            path,
+            query_params=[(k, v) for k, v in query.items() if v is not None],
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
         )
         response = self.api_client.call_api(*request, _request_timeout=_request_timeout)
         response.read()

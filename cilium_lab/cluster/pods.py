@@ -21,8 +21,17 @@ from cilium_lab.cluster.kube import Cluster
 from cilium_lab.cluster.verify import AGENT_SELECTOR, condition, labels_match, lookup, name
 
 # Owners that recreate a deleted pod. A mirror pod's owner (a Node) does not.
-CONTROLLER_KINDS = frozenset(("ReplicaSet", "StatefulSet", "DaemonSet", "Job", "Deployment",
-                              "ReplicationController", "CronJob"))
+CONTROLLER_KINDS = frozenset(
+    (
+        "ReplicaSet",
+        "StatefulSet",
+        "DaemonSet",
+        "Job",
+        "Deployment",
+        "ReplicationController",
+        "CronJob",
+    )
+)
 
 
 @dataclass
@@ -63,7 +72,9 @@ def cilium_cidrs(cluster: Cluster) -> dict[str, list]:
     except ApiException as error:
         if error.status == 404:
             return {}
-        raise ClusterError(f"listing CiliumNodes on {cluster.server} failed: {error.status} {error.reason}") from None
+        raise ClusterError(
+            f"listing CiliumNodes on {cluster.server} failed: {error.status} {error.reason}"
+        ) from None
     cidrs: dict[str, list] = {}
     for item in result.get("items", []):
         node = name(item)
@@ -85,7 +96,11 @@ def _agent_start_times(pods, namespace: str) -> dict[str, object]:
     times = {}
     for pod in pods:
         node = lookup(pod, "spec", "nodeName")
-        if lookup(pod, "metadata", "namespace") != namespace or not labels_match(pod, AGENT_SELECTOR) or not node:
+        if (
+            lookup(pod, "metadata", "namespace") != namespace
+            or not labels_match(pod, AGENT_SELECTOR)
+            or not node
+        ):
             continue
         started = _time(lookup(pod, "status", "startTime"))
         if condition(pod, "Ready") == "True" and started:
@@ -93,7 +108,9 @@ def _agent_start_times(pods, namespace: str) -> dict[str, object]:
     return times
 
 
-def classify(pods, cidrs: dict[str, list], namespace: str = "kube-system", extra_cidrs=()) -> list[OldPod]:
+def classify(
+    pods, cidrs: dict[str, list], namespace: str = "kube-system", extra_cidrs=()
+) -> list[OldPod]:
     """The pods from the old CNI among ``pods`` (every namespace's), with why each is one; the
     agents are the ``k8s-app=cilium`` pods of Cilium's ``namespace``."""
     started_at = _agent_start_times(pods, namespace)
@@ -103,7 +120,10 @@ def classify(pods, cidrs: dict[str, list], namespace: str = "kube-system", extra
         status = pod.get("status") or {}
         if lookup(pod, "spec", "hostNetwork") or not status.get("podIP"):
             continue
-        if lookup(pod, "metadata", "deletionTimestamp") or status.get("phase") in ("Succeeded", "Failed"):
+        if lookup(pod, "metadata", "deletionTimestamp") or status.get("phase") in (
+            "Succeeded",
+            "Failed",
+        ):
             continue
         node = lookup(pod, "spec", "nodeName")
         started = _time(status.get("startTime"))
@@ -117,7 +137,16 @@ def classify(pods, cidrs: dict[str, list], namespace: str = "kube-system", extra
         elif node not in started_at:
             reason = f"no Cilium agent is ready on {node} yet: its address is the old CNI's"
         if reason:
-            old.append(OldPod(lookup(pod, "metadata", "namespace"), name(pod), node, str(ip), _controller(pod), reason))
+            old.append(
+                OldPod(
+                    lookup(pod, "metadata", "namespace"),
+                    name(pod),
+                    node,
+                    str(ip),
+                    _controller(pod),
+                    reason,
+                )
+            )
     return sorted(old, key=lambda p: (p.namespace, p.name))
 
 

@@ -21,7 +21,11 @@ def reach(cluster: kube.Cluster) -> None:
 def repo(chart: str, version: str | None, repo_name: str | None, repo_url: str | None) -> dict:
     helm_path = helm.find_helm()
     kind = helm.chart_kind(chart)
-    state = {"helm": helm_path, "kind": kind, "needed": kind == "repo" and bool(repo_name and repo_url)}
+    state = {
+        "helm": helm_path,
+        "kind": kind,
+        "needed": kind == "repo" and bool(repo_name and repo_url),
+    }
     if state["needed"]:
         if chart.split("/")[0] != repo_name:
             raise ClusterError(
@@ -38,8 +42,10 @@ def require_cluster_info(cluster: kube.Cluster) -> None:
         cluster.get("/api/v1/namespaces/kube-public/configmaps/cluster-info")
     except ApiException as error:
         if error.status != 404:
-            raise ClusterError(f"cannot read kube-public/cluster-info on {cluster.server}: "
-                               f"{error.status} {error.reason}") from None
+            raise ClusterError(
+                f"cannot read kube-public/cluster-info on {cluster.server}: "
+                f"{error.status} {error.reason}"
+            ) from None
         raise ClusterError(
             "cilium_values k8sServiceHost is 'auto', but the cluster has no kube-public/cluster-info "
             "to take the API server's address from (hand-built clusters have none): set "
@@ -47,8 +53,18 @@ def require_cluster_info(cluster: kube.Cluster) -> None:
         ) from None
 
 
-def release(cluster: kube.Cluster, name: str, namespace: str, chart: str, version: str | None,
-            values: dict, repo_name=None, repo_url=None, kubeconfig=None, context=None) -> dict:
+def release(
+    cluster: kube.Cluster,
+    name: str,
+    namespace: str,
+    chart: str,
+    version: str | None,
+    values: dict,
+    repo_name=None,
+    repo_url=None,
+    kubeconfig=None,
+    context=None,
+) -> dict:
     if isinstance(values, dict) and values.get("k8sServiceHost") == "auto":
         require_cluster_info(cluster)
     helm_path = helm.find_helm()
@@ -68,7 +84,9 @@ def release(cluster: kube.Cluster, name: str, namespace: str, chart: str, versio
         if desired_version and installed["version"] != desired_version:
             changes.append(f"chart version {installed['version']} -> {desired_version}")
         if helm.values_json(installed["values"]) != helm.values_json(values):
-            changes.append(f"values {helm.values_json(installed['values'])} -> {helm.values_json(values)}")
+            changes.append(
+                f"values {helm.values_json(installed['values'])} -> {helm.values_json(values)}"
+            )
 
     if changes:
         # Before anything changes: the chart and version exist, and helm takes the values.
@@ -76,16 +94,26 @@ def release(cluster: kube.Cluster, name: str, namespace: str, chart: str, versio
             helm.chart_version(helm_path, source, version)
         helm.check_values(helm_path, source, version, values, name, namespace)
 
-    return {"helm": helm_path, "server": cluster.server, "installed": installed,
-            "desired": {"chart": chart, "kind": kind, "version": desired_version, "values": values},
-            "matches": not changes, "changes": changes}
+    return {
+        "helm": helm_path,
+        "server": cluster.server,
+        "installed": installed,
+        "desired": {"chart": chart, "kind": kind, "version": desired_version, "values": values},
+        "matches": not changes,
+        "changes": changes,
+    }
 
 
-def installed(cluster: kube.Cluster, name: str, namespace: str, kubeconfig=None, context=None) -> dict:
+def installed(
+    cluster: kube.Cluster, name: str, namespace: str, kubeconfig=None, context=None
+) -> dict:
     """The release as helm reports it, without the chart: what removing it needs to know."""
     helm_path = helm.find_helm()
-    return {"helm": helm_path, "server": cluster.server,
-            "installed": helm.release(helm_path, name, namespace, kubeconfig, context)}
+    return {
+        "helm": helm_path,
+        "server": cluster.server,
+        "installed": helm.release(helm_path, name, namespace, kubeconfig, context),
+    }
 
 
 def health(cluster: kube.Cluster, namespace: str) -> dict:
@@ -94,5 +122,7 @@ def health(cluster: kube.Cluster, namespace: str) -> dict:
 
 def old_pods(cluster: kube.Cluster, namespace: str, extra_cidrs=()) -> dict:
     found = pods.find(cluster, namespace, extra_cidrs)
-    return {"owned": pods.as_dicts([p for p in found if p.owned]),
-            "unowned": pods.as_dicts([p for p in found if not p.owned])}
+    return {
+        "owned": pods.as_dicts([p for p in found if p.owned]),
+        "unowned": pods.as_dicts([p for p in found if not p.owned]),
+    }

@@ -57,7 +57,10 @@ class Workload:
 
     @property
     def caught_up(self) -> bool:
-        return self.observed_generation >= self.generation and self.desired == self.updated == self.ready
+        return (
+            self.observed_generation >= self.generation
+            and self.desired == self.updated == self.ready
+        )
 
     def describe(self) -> str:
         return f"{self.kind} {self.name}: {self.ready}/{self.desired} ready, {self.updated} updated"
@@ -85,8 +88,9 @@ class Health:
         others = ", ".join(
             f"{w.name} {w.ready}/{w.desired}" for w in self.workloads if w.name != AGENT_DAEMONSET
         )
-        return f"agents ready {self.agents_ready}/{total}, nodes ready {self.nodes_ready}/{total}" + (
-            f", {others}" if others else ""
+        return (
+            f"agents ready {self.agents_ready}/{total}, nodes ready {self.nodes_ready}/{total}"
+            + (f", {others}" if others else "")
         )
 
     def as_dict(self) -> dict:
@@ -138,11 +142,17 @@ def snapshot(cluster: Cluster, namespace: str = "kube-system") -> Health:
     nodes = cluster.get("/api/v1/nodes")["items"]
     pods = [
         pod
-        for pod in cluster.get(f"/api/v1/namespaces/{namespace}/pods", labelSelector=selector)["items"]
+        for pod in cluster.get(f"/api/v1/namespaces/{namespace}/pods", labelSelector=selector)[
+            "items"
+        ]
         if not lookup(pod, "metadata", "deletionTimestamp")
     ]
-    daemonsets = cluster.get(f"/apis/apps/v1/namespaces/{namespace}/daemonsets", labelSelector=selector)["items"]
-    deployments = cluster.get(f"/apis/apps/v1/namespaces/{namespace}/deployments", labelSelector=selector)["items"]
+    daemonsets = cluster.get(
+        f"/apis/apps/v1/namespaces/{namespace}/daemonsets", labelSelector=selector
+    )["items"]
+    deployments = cluster.get(
+        f"/apis/apps/v1/namespaces/{namespace}/deployments", labelSelector=selector
+    )["items"]
     return judge(nodes, pods, daemonsets, deployments, namespace)
 
 
@@ -157,15 +167,24 @@ def workload(kind: str, obj: dict) -> Workload:
         desired = replicas if replicas is not None else 1
         updated = status.get("updatedReplicas") or 0
         ready = status.get("readyReplicas") or 0
-    return Workload(kind, name(obj), desired, updated, ready, lookup(obj, "metadata", "generation", default=0),
-                    status.get("observedGeneration") or 0)
+    return Workload(
+        kind,
+        name(obj),
+        desired,
+        updated,
+        ready,
+        lookup(obj, "metadata", "generation", default=0),
+        status.get("observedGeneration") or 0,
+    )
 
 
 def _failing(pod: dict) -> str | None:
     status = pod.get("status") or {}
     if status.get("phase") == "Failed":
         return f"pod {name(pod)} failed ({status.get('reason') or 'no reason given'})"
-    for container in (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or []):
+    for container in (status.get("containerStatuses") or []) + (
+        status.get("initContainerStatuses") or []
+    ):
         waiting = lookup(container, "state", "waiting", default={})
         if waiting.get("reason") in FAILING:
             return f"pod {name(pod)} container {container.get('name')}: {waiting['reason']}"
@@ -182,8 +201,11 @@ def judge(nodes, pods, daemonsets, deployments, namespace: str = "kube-system") 
 
     report: list[NodeHealth] = []
     for node in sorted(nodes, key=name):
-        health = NodeHealth(node=name(node), internal_ip=_internal_ip(node),
-                            node_ready=condition(node, "Ready") == "True")
+        health = NodeHealth(
+            node=name(node),
+            internal_ip=_internal_ip(node),
+            node_ready=condition(node, "Ready") == "True",
+        )
         agents = agents_by_node.get(health.node, [])
         # Prefer a ready agent when a rollout leaves two on one node.
         agents.sort(key=lambda p: condition(p, "Ready") != "True")
@@ -213,7 +235,9 @@ def judge(nodes, pods, daemonsets, deployments, namespace: str = "kube-system") 
     for stray in sorted(set(agents_by_node) - node_names):
         problems.append(f"agent pods on unknown node {stray or '(unscheduled)'}")
 
-    found = [workload("DaemonSet", d) for d in daemonsets] + [workload("Deployment", d) for d in deployments]
+    found = [workload("DaemonSet", d) for d in daemonsets] + [
+        workload("Deployment", d) for d in deployments
+    ]
     found.sort(key=lambda w: (w.kind, w.name))
     names = {(w.kind, w.name) for w in found}
     for kind, required in REQUIRED:
@@ -221,24 +245,34 @@ def judge(nodes, pods, daemonsets, deployments, namespace: str = "kube-system") 
             problems.append(f"{kind} {namespace}/{required} does not exist")
     for w in found:
         if w.observed_generation < w.generation:
-            problems.append(f"{w.kind} {namespace}/{w.name}: generation {w.generation} not yet observed by its controller")
+            problems.append(
+                f"{w.kind} {namespace}/{w.name}: generation {w.generation} not yet observed by its controller"
+            )
         elif not w.caught_up:
-            problems.append(f"{w.kind} {namespace}/{w.name}: {w.desired} desired, {w.updated} updated, {w.ready} ready")
+            problems.append(
+                f"{w.kind} {namespace}/{w.name}: {w.desired} desired, {w.updated} updated, {w.ready} ready"
+            )
         if (w.kind, w.name) == ("DaemonSet", AGENT_DAEMONSET) and w.desired != len(report):
-            problems.append(f"DaemonSet {namespace}/{w.name} wants {w.desired} pods for {len(report)} nodes")
+            problems.append(
+                f"DaemonSet {namespace}/{w.name} wants {w.desired} pods for {len(report)} nodes"
+            )
 
     failing = sorted(filter(None, (_failing(pod) for pod in pods)))
     problems.extend(failing)
     if not report:
         problems.append("the cluster has no nodes")
     healthy = not problems and all(not n.missing for n in report)
-    return Health(healthy=healthy, nodes=report, workloads=found, problems=problems, failing=failing)
+    return Health(
+        healthy=healthy, nodes=report, workloads=found, problems=problems, failing=failing
+    )
 
 
 class _Watcher(threading.Thread):
     """Puts a token on a queue whenever one resource changes; restarts its watch when it ends."""
 
-    def __init__(self, cluster: Cluster, function, args, events: queue.Queue, stop: threading.Event):
+    def __init__(
+        self, cluster: Cluster, function, args, events: queue.Queue, stop: threading.Event
+    ):
         super().__init__(daemon=True)
         self.cluster, self.function, self.args = cluster, function, args
         self.events, self.stop = events, stop
@@ -253,7 +287,13 @@ class _Watcher(threading.Thread):
                     self.events.put(self.function.__name__)
                     if self.stop.is_set():
                         break
-            except (urllib3.exceptions.HTTPError, OSError, ApiException, ValueError, AttributeError) as error:
+            except (
+                urllib3.exceptions.HTTPError,
+                OSError,
+                ApiException,
+                ValueError,
+                AttributeError,
+            ) as error:
                 # A watch the server or the client timed out: start another, after a breath on errors
                 # other than a read timeout, so a server that is down is not hammered.
                 if not isinstance(error, urllib3.exceptions.ReadTimeoutError):

@@ -105,7 +105,9 @@ def check_can_provide(parts: list[Component], bin_dir: Path | None = None) -> No
         )
 
 
-def provide(parts: list[Component], bin_dir: Path | None = None, echo=click.echo) -> dict[str, Path]:
+def provide(
+    parts: list[Component], bin_dir: Path | None = None, echo=click.echo
+) -> dict[str, Path]:
     """program name -> path, building (once, under a lock) what neither ``bin_dir`` nor the cache has."""
     check_can_provide(parts, bin_dir)
     paths: dict[str, Path] = {}
@@ -172,7 +174,9 @@ def _go(args: list[str], cwd: Path, what: str) -> str:
 
 def _module_file(module: str, version: str, work: Path) -> Path:
     """The go.mod of ``module@version``, from the module cache (downloaded when missing)."""
-    info = json.loads(_go(["mod", "download", "-json", f"{module}@{version}"], work, f"fetching {module}"))
+    info = json.loads(
+        _go(["mod", "download", "-json", f"{module}@{version}"], work, f"fetching {module}")
+    )
     return Path(info["GoMod"])
 
 
@@ -225,7 +229,11 @@ def _prepare_etcd(component: Component, work: Path) -> tuple[list[str], list[str
     _write(work / "main.go", ETCD_MAIN)
     # No `go mod tidy`: it would fetch every test dependency too; the build (-mod=mod) records
     # what it needs.
-    _go(["get", f"go.etcd.io/etcd/server/v3@{component.version}"], work, f"resolving {component.title}")
+    _go(
+        ["get", f"go.etcd.io/etcd/server/v3@{component.version}"],
+        work,
+        f"resolving {component.title}",
+    )
     return ["build", "-v", "-trimpath", "-ldflags", "-s -w", "-o", "{out}/etcd", "."], ["."]
 
 
@@ -253,7 +261,11 @@ def _build(component: Component, target: Path, echo) -> None:
         f"building {programs} ({component.title}) from its Go modules, once; cached in {target}. "
         "A first build takes minutes (Kubernetes: about 5 on 2 cores, all three about 9 with the modules downloaded)"
     )
-    with _heartbeat(lambda: f"resolving {component.title}'s Go modules (downloaded the first time)", started, echo):
+    with _heartbeat(
+        lambda: f"resolving {component.title}'s Go modules (downloaded the first time)",
+        started,
+        echo,
+    ):
         args, packages = RECIPES[component.name](component, work)
         total = _package_count(packages, work)
     args = [a.replace("{out}", str(out)) for a in args]
@@ -268,7 +280,9 @@ def _build(component: Component, target: Path, echo) -> None:
 
 def _package_count(packages: list[str], work: Path) -> int | None:
     """How many packages the build needs, for a progress figure (None when go cannot say)."""
-    proc = subprocess.run(["go", "list", "-deps", *packages], cwd=work, env=_go_env(), capture_output=True, text=True)
+    proc = subprocess.run(
+        ["go", "list", "-deps", *packages], cwd=work, env=_go_env(), capture_output=True, text=True
+    )
     return len(proc.stdout.split()) if proc.returncode == 0 else None
 
 
@@ -279,12 +293,19 @@ def _clock(seconds: float) -> str:
 def _run_with_progress(args, work: Path, component: Component, started: float, total, echo) -> None:
     """``go build -v`` names each package it compiles: count them, and say so every few seconds."""
     proc = subprocess.Popen(
-        ["go", *args], cwd=work, env=_go_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        ["go", *args],
+        cwd=work,
+        env=_go_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     lines: list[str] = []
     of = f" of about {total}" if total else ""
-    doing = lambda: (f"building {component.title}: {len(lines)}{of} packages compiled "  # noqa: E731
-                     "(the rest come from Go's build cache)")
+    doing = lambda: (
+        f"building {component.title}: {len(lines)}{of} packages compiled "  # noqa: E731
+        "(the rest come from Go's build cache)"
+    )
     with _heartbeat(doing, started, echo):
         try:
             assert proc.stdout
@@ -296,4 +317,6 @@ def _run_with_progress(args, work: Path, component: Component, started: float, t
             proc.wait()
     if proc.returncode != 0:
         errors = [line for line in lines if ": " in line or line.startswith(("#", "go:"))][-3:]
-        raise SimError(f"building {component.title} failed (go exit {proc.returncode}): {' | '.join(errors)}")
+        raise SimError(
+            f"building {component.title} failed (go exit {proc.returncode}): {' | '.join(errors)}"
+        )

@@ -54,8 +54,20 @@ def serve(directory: Path, address: str, log: Path, port: int = PORT) -> tuple[i
     url = f"http://{address}:{port}/"
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "http.server", str(port), "--bind", address, "--directory", str(directory)],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "http.server",
+                str(port),
+                "--bind",
+                address,
+                "--directory",
+                str(directory),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     deadline = time.monotonic() + 10
     why = "not started"

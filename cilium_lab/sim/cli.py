@@ -33,23 +33,65 @@ def sim():
 
 
 @sim.command()
-@click.option("--nodes", "count", type=click.IntRange(1, 250), default=None, help="Number of nodes (default 6: control0-2, worker0-2; more are worker3, ...).")
-@click.option("--bridge", default=None, help="Bridge name (default cilab0, or $CILIUM_LAB_SIM_BRIDGE).")
-@click.option("--subnet", default=None, help="Node subnet (default 10.251.0.0/24, or $CILIUM_LAB_SIM_SUBNET).")
-@click.option("--inventory", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Where to write the pyinfra inventory (default inventories/sim.py).")
-@click.option("--timeout", type=float, default=180, show_default=True, help="Seconds to wait for the nodes to boot.")
-@click.option("--charts", "charts_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="A helm repository's directory (with index.yaml) to serve on the bridge, e.g. ../shared/charts "
-                   "(default: the official repository the group data names).")
-@click.option("--bin-dir", type=click.Path(path_type=Path), default=None,
-              help="Release binaries to use instead of building them: etcd, kube-apiserver, "
-                   "kube-controller-manager, kube-scheduler, kwok.")
-@click.option("--no-control-plane", is_flag=True, help="Only the nodes: no API server, no kwok, no local group.")
+@click.option(
+    "--nodes",
+    "count",
+    type=click.IntRange(1, 250),
+    default=None,
+    help="Number of nodes (default 6: control0-2, worker0-2; more are worker3, ...).",
+)
+@click.option(
+    "--bridge", default=None, help="Bridge name (default cilab0, or $CILIUM_LAB_SIM_BRIDGE)."
+)
+@click.option(
+    "--subnet", default=None, help="Node subnet (default 10.251.0.0/24, or $CILIUM_LAB_SIM_SUBNET)."
+)
+@click.option(
+    "--inventory",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the pyinfra inventory (default inventories/sim.py).",
+)
+@click.option(
+    "--timeout",
+    type=float,
+    default=180,
+    show_default=True,
+    help="Seconds to wait for the nodes to boot.",
+)
+@click.option(
+    "--charts",
+    "charts_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="A helm repository's directory (with index.yaml) to serve on the bridge, e.g. ../shared/charts "
+    "(default: the official repository the group data names).",
+)
+@click.option(
+    "--bin-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Release binaries to use instead of building them: etcd, kube-apiserver, "
+    "kube-controller-manager, kube-scheduler, kwok.",
+)
+@click.option(
+    "--no-control-plane",
+    is_flag=True,
+    help="Only the nodes: no API server, no kwok, no local group.",
+)
 @one_line_errors
 def up(count, bridge, subnet, inventory, timeout, charts_dir, bin_dir, no_control_plane):
     """Boot the nodes and the control plane (building what is missing the first time) and write the inventory."""
-    lab.up(count=count, bridge=bridge, subnet=subnet, inventory=inventory, timeout=timeout,
-           control_plane=not no_control_plane, charts_dir=charts_dir, bin_dir=bin_dir)
+    lab.up(
+        count=count,
+        bridge=bridge,
+        subnet=subnet,
+        inventory=inventory,
+        timeout=timeout,
+        control_plane=not no_control_plane,
+        charts_dir=charts_dir,
+        bin_dir=bin_dir,
+    )
 
 
 @sim.command()
@@ -69,19 +111,31 @@ def status():
     nodes = lab.cluster_status(cfg) if cfg.control_plane else {}
     if cfg.control_plane:
         answer = "answers" if nodes else "does not answer"
-        click.echo(f"API server {cfg.api_server} {answer}; kubeconfig {cfg.kubeconfig}; charts {cfg.helm_repo_url}")
+        click.echo(
+            f"API server {cfg.api_server} {answer}; kubeconfig {cfg.kubeconfig}; charts {cfg.helm_repo_url}"
+        )
     click.echo(f"{'NODE':<10} {'STATE':<8} {'ADDRESS':<15} {'SYSTEMD':<10} {'NODE OBJECT':<12} SSH")
     for row in rows:
         state = "running" if row["running"] else "stopped"
         node = nodes.get(row["name"], "-")
-        click.echo(f"{row['name']:<10} {state:<8} {row['address']:<15} {row['system']:<10} {node:<12} {row['ssh']}")
-    if not all(row["running"] and row["ssh"] == "ok" for row in rows) or (cfg.control_plane and not nodes):
+        click.echo(
+            f"{row['name']:<10} {state:<8} {row['address']:<15} {row['system']:<10} {node:<12} {row['ssh']}"
+        )
+    if not all(row["running"] and row["ssh"] == "ok" for row in rows) or (
+        cfg.control_plane and not nodes
+    ):
         raise SystemExit(1)
 
 
 @sim.command()
 @click.argument("names", nargs=-1, required=True)
-@click.option("--timeout", type=float, default=180, show_default=True, help="Seconds to wait for the nodes to boot.")
+@click.option(
+    "--timeout",
+    type=float,
+    default=180,
+    show_default=True,
+    help="Seconds to wait for the nodes to boot.",
+)
 @one_line_errors
 def start(names, timeout):
     """Start stopped nodes again, with the changes they had."""

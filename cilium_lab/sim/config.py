@@ -55,7 +55,9 @@ def default_subnet() -> str:
 def node_names(count: int) -> list[str]:
     """The guide's three control nodes first, then workers: control0-2, worker0, worker1, ..."""
     controls = min(count, 3)
-    return [f"control{i}" for i in range(controls)] + [f"worker{i}" for i in range(count - controls)]
+    return [f"control{i}" for i in range(controls)] + [
+        f"worker{i}" for i in range(count - controls)
+    ]
 
 
 def pod_cidr(index: int) -> str:
@@ -94,7 +96,9 @@ class SimConfig:
         try:
             return self.nodes.index(name)
         except ValueError:
-            raise SimError(f"no node named {name!r} in the sim (nodes: {', '.join(self.nodes)})") from None
+            raise SimError(
+                f"no node named {name!r} in the sim (nodes: {', '.join(self.nodes)})"
+            ) from None
 
     def address(self, name: str) -> ipaddress.IPv4Address:
         return self.network[FIRST_NODE_HOST + self.index(name)]
@@ -171,9 +175,13 @@ class SimConfig:
 def validate(bridge: str, subnet: str, count: int) -> ipaddress.IPv4Network:
     """Check settings before anything changes; raise SimError naming the bad one."""
     if not BRIDGE_NAME_RE.match(bridge):
-        raise SimError(f"bad bridge name {bridge!r}: 1-11 characters, a-z and 0-9, starting with a letter")
+        raise SimError(
+            f"bad bridge name {bridge!r}: 1-11 characters, a-z and 0-9, starting with a letter"
+        )
     if not 1 <= count <= 250:
-        raise SimError(f"bad node count {count}: 1 to 250 (pod CIDRs are 10.1.0.0/16 to 10.250.0.0/16)")
+        raise SimError(
+            f"bad node count {count}: 1 to 250 (pod CIDRs are 10.1.0.0/16 to 10.250.0.0/16)"
+        )
     try:
         network = ipaddress.ip_network(subnet)
     except ValueError as e:
@@ -181,7 +189,9 @@ def validate(bridge: str, subnet: str, count: int) -> ipaddress.IPv4Network:
     if network.version != 4:
         raise SimError(f"bad subnet {subnet}: IPv4 only")
     if network.num_addresses < FIRST_NODE_HOST + count + 1:
-        raise SimError(f"subnet {subnet} is too small for {count} nodes (addresses from .{FIRST_NODE_HOST})")
+        raise SimError(
+            f"subnet {subnet} is too small for {count} nodes (addresses from .{FIRST_NODE_HOST})"
+        )
     for i in range(count):
         if network.overlaps(ipaddress.ip_network(pod_cidr(i))):
             raise SimError(f"subnet {subnet} overlaps node {i}'s pod CIDR {pod_cidr(i)}")

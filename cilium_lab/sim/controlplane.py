@@ -61,14 +61,26 @@ class Layout:
 # Certificates and kubeconfigs.
 
 
-def write_pki(directory: Path, api_names: list[str], api_addresses: list[str], nodes: list[str]) -> None:
+def write_pki(
+    directory: Path, api_names: list[str], api_addresses: list[str], nodes: list[str]
+) -> None:
     """Every certificate and key the control plane and its clients use, in the guide's file names."""
     ca = pki.Authority.create()
     pki.write(ca.pair, directory, "ca")
-    names = ["kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local",
-             "localhost", *api_names]
+    names = [
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
+        "localhost",
+        *api_names,
+    ]
     addresses = [SERVICE_IP, "127.0.0.1", *api_addresses]
-    pki.write(ca.issue("kubernetes", server_names=names, server_addresses=addresses, client=False), directory, "kubernetes")
+    pki.write(
+        ca.issue("kubernetes", server_names=names, server_addresses=addresses, client=False),
+        directory,
+        "kubernetes",
+    )
     pki.write(pki.service_account_pair(), directory, "service-account")
     for user, group, name in (
         (*ADMIN, "admin"),
@@ -89,9 +101,21 @@ def kubeconfig(server: str, directory: Path, name: str, cluster: str = "cilium-l
         {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": cluster, "cluster": {"server": server, "certificate-authority-data": data("ca.pem")}}],
-            "users": [{"name": name, "user": {"client-certificate-data": data(f"{name}.pem"),
-                                               "client-key-data": data(f"{name}-key.pem")}}],
+            "clusters": [
+                {
+                    "name": cluster,
+                    "cluster": {"server": server, "certificate-authority-data": data("ca.pem")},
+                }
+            ],
+            "users": [
+                {
+                    "name": name,
+                    "user": {
+                        "client-certificate-data": data(f"{name}.pem"),
+                        "client-key-data": data(f"{name}-key.pem"),
+                    },
+                }
+            ],
             "contexts": [{"name": cluster, "context": {"cluster": cluster, "user": name}}],
             "current-context": cluster,
         },
@@ -212,7 +236,10 @@ NODE_PKI = Path("/var/lib/kubernetes")
 UNITS = {
     "etcd.service": ("etcd", ()),
     "kube-apiserver.service": ("Kubernetes API Server", ("etcd.service",)),
-    "kube-controller-manager.service": ("Kubernetes Controller Manager", ("kube-apiserver.service",)),
+    "kube-controller-manager.service": (
+        "Kubernetes Controller Manager",
+        ("kube-apiserver.service",),
+    ),
     "kube-scheduler.service": ("Kubernetes Scheduler", ("kube-apiserver.service",)),
 }
 
@@ -241,20 +268,37 @@ def node_files(cfg: SimConfig, name: str) -> tuple[dict[str, tuple[int, bytes]],
     links: dict[str, str] = {}
     kubelet = "/var/lib/kubelet"
     stages = f"{kubelet}/kwok-stages.yaml"
-    files[f"{kubelet}/kubeconfig"] = (0o600, kubeconfig(f"https://kubernetes:{API_PORT}", cfg.pki_dir, f"kwok-{name}").encode())
+    files[f"{kubelet}/kubeconfig"] = (
+        0o600,
+        kubeconfig(f"https://kubernetes:{API_PORT}", cfg.pki_dir, f"kwok-{name}").encode(),
+    )
     files[stages] = (0o644, kwok.STAGES.encode())
-    command = kwok.argv(f"{NODE_BIN}/kwok", f"{kubelet}/kubeconfig", stages, name, str(cfg.address(name)))
-    files["/etc/systemd/system/kubelet.service.d/10-kwok.conf"] = (0o644, kwok.kubelet_dropin(command).encode())
+    command = kwok.argv(
+        f"{NODE_BIN}/kwok", f"{kubelet}/kubeconfig", stages, name, str(cfg.address(name))
+    )
+    files["/etc/systemd/system/kubelet.service.d/10-kwok.conf"] = (
+        0o644,
+        kwok.kubelet_dropin(command).encode(),
+    )
     if name != cfg.api_node:
         return files, links
 
     layout = node_layout(cfg)
-    for filename in ("ca.pem", "ca-key.pem", "kubernetes.pem", "kubernetes-key.pem", "service-account.pem",
-                     "service-account-key.pem"):
+    for filename in (
+        "ca.pem",
+        "ca-key.pem",
+        "kubernetes.pem",
+        "kubernetes-key.pem",
+        "service-account.pem",
+        "service-account-key.pem",
+    ):
         files[str(NODE_PKI / filename)] = (0o600, (cfg.pki_dir / filename).read_bytes())
     local = f"https://127.0.0.1:{layout.api_port}"
     for client in ("kube-controller-manager", "kube-scheduler"):
-        files[str(NODE_PKI / f"{client}.kubeconfig")] = (0o600, kubeconfig(local, cfg.pki_dir, client).encode())
+        files[str(NODE_PKI / f"{client}.kubeconfig")] = (
+            0o600,
+            kubeconfig(local, cfg.pki_dir, client).encode(),
+        )
     commands = {
         "etcd.service": etcd(layout, name),
         "kube-apiserver.service": apiserver(layout),
@@ -262,6 +306,11 @@ def node_files(cfg: SimConfig, name: str) -> tuple[dict[str, tuple[int, bytes]],
         "kube-scheduler.service": scheduler(layout),
     }
     for unit_name, (description, after) in UNITS.items():
-        files[f"/etc/systemd/system/{unit_name}"] = (0o644, unit(description, commands[unit_name], after).encode())
-        links[f"/etc/systemd/system/multi-user.target.wants/{unit_name}"] = f"/etc/systemd/system/{unit_name}"
+        files[f"/etc/systemd/system/{unit_name}"] = (
+            0o644,
+            unit(description, commands[unit_name], after).encode(),
+        )
+        links[f"/etc/systemd/system/multi-user.target.wants/{unit_name}"] = (
+            f"/etc/systemd/system/{unit_name}"
+        )
     return files, links

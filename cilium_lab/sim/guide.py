@@ -25,10 +25,14 @@ def _variant(index: int) -> dict[str, str]:
     files = {"/etc/modules-load.d/cloud-init.conf": "br_netfilter\n"}
     if index % 3 == 1:
         files["/etc/modules-load.d/cloud-init.conf"] = "overlay\nbr_netfilter\n"
-        files["/etc/modules-load.d/k8s.conf"] = "# containerd and kube-proxy need these\noverlay\nbr_netfilter\n"
+        files["/etc/modules-load.d/k8s.conf"] = (
+            "# containerd and kube-proxy need these\noverlay\nbr_netfilter\n"
+        )
     elif index % 3 == 2:
         files["/etc/modules-load.d/containerd.conf"] = "overlay\n"
-        files["/etc/cni/net.d/README"] = "CNI configuration for this node: see the guide, chapter 6.\n"
+        files["/etc/cni/net.d/README"] = (
+            "CNI configuration for this node: see the guide, chapter 6.\n"
+        )
         files["/etc/cni/net.d/10-bridge.conf.orig"] = "{}\n"
     return files
 
@@ -41,7 +45,11 @@ def _cni_files(pod_cidr: str) -> dict[str, str]:
         "bridge": "cnio0",
         "isGateway": True,
         "ipMasq": True,
-        "ipam": {"type": "host-local", "ranges": [[{"subnet": pod_cidr}]], "routes": [{"dst": "0.0.0.0/0"}]},
+        "ipam": {
+            "type": "host-local",
+            "ranges": [[{"subnet": pod_cidr}]],
+            "routes": [{"dst": "0.0.0.0/0"}],
+        },
     }
     loopback = {"cniVersion": "1.1.0", "name": "lo", "type": "loopback"}
     return {
@@ -54,12 +62,18 @@ def ensure_keypair(path: Path, comment: str) -> None:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)], check=True
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
+            check=True,
         )
 
 
-def provision(cfg: SimConfig, name: str, merged: Path, extra: dict[str, tuple[int, bytes]] | None = None,
-              links: dict[str, str] | None = None) -> None:
+def provision(
+    cfg: SimConfig,
+    name: str,
+    merged: Path,
+    extra: dict[str, tuple[int, bytes]] | None = None,
+    links: dict[str, str] | None = None,
+) -> None:
     """Write the node's own files into its overlay before its first boot.
 
     ``extra``: more files (path -> mode, content), such as the control plane's; ``links``: symbolic
@@ -126,6 +140,8 @@ def _ubuntu_ids(root: Path) -> tuple[int, int]:
 def write_known_hosts(cfg: SimConfig) -> None:
     lines = []
     for name in cfg.nodes:
-        key_type, key = Path(cfg.node_dir(name) / "ssh_host_ed25519_key.pub").read_text().split()[:2]
+        key_type, key = (
+            Path(cfg.node_dir(name) / "ssh_host_ed25519_key.pub").read_text().split()[:2]
+        )
         lines.append(f"{cfg.address(name)},{name} {key_type} {key}")
     cfg.known_hosts.write_text("\n".join(lines) + "\n")

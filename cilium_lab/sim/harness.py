@@ -23,8 +23,17 @@ from cilium_lab.sim.network import free_subnet
 from cilium_lab.sim.nodes import leader_pid
 
 __all__ = [
-    "BENCH_SUBNETS", "BIN", "CILIUM_LAB", "DEFAULT_CHARTS", "DEPLOY", "E2E_SUBNETS", "GROUP_DATA", "PYINFRA", "REPO",
-    "SimLab", "free_subnet",
+    "BENCH_SUBNETS",
+    "BIN",
+    "CILIUM_LAB",
+    "DEFAULT_CHARTS",
+    "DEPLOY",
+    "E2E_SUBNETS",
+    "GROUP_DATA",
+    "PYINFRA",
+    "REPO",
+    "SimLab",
+    "free_subnet",
 ]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,7 +67,10 @@ class SimLab:
             "CILIUM_LAB_SIM_HOME": str(home),
             "CILIUM_LAB_SIM_BRIDGE": bridge,
             "CILIUM_LAB_SIM_SUBNET": subnet,
-            **{f"HELM_{name}_HOME": str(helm_home / f"helm-{name.lower()}") for name in ("CONFIG", "CACHE", "DATA")},
+            **{
+                f"HELM_{name}_HOME": str(helm_home / f"helm-{name.lower()}")
+                for name in ("CONFIG", "CACHE", "DATA")
+            },
         }
 
     # The sim, through its CLI.
@@ -87,7 +99,9 @@ class SimLab:
         """``sim up`` with ``count`` nodes, writing the lab's inventory: with the control plane
         and ``charts`` as its helm repository, or without a control plane (the node phase alone)."""
         plane = ["--charts", str(charts)] if charts else ["--no-control-plane"]
-        return self.run_cli("up", "--nodes", str(count), "--inventory", str(self.inventory), *plane, **kwargs)
+        return self.run_cli(
+            "up", "--nodes", str(count), "--inventory", str(self.inventory), *plane, **kwargs
+        )
 
     def down(self, **kwargs) -> subprocess.CompletedProcess:
         return self.run_cli("down", **kwargs)
@@ -107,11 +121,22 @@ class SimLab:
     # The deploy, through pyinfra's CLI.
 
     def pyinfra_command(self, *args: str, deploy: Path = DEPLOY) -> list[str]:
-        return [str(PYINFRA), *args, "--group-data", str(GROUP_DATA), str(self.inventory), str(deploy)]
+        return [
+            str(PYINFRA),
+            *args,
+            "--group-data",
+            str(GROUP_DATA),
+            str(self.inventory),
+            str(deploy),
+        ]
 
-    def run_pyinfra(self, *args: str, deploy: Path = DEPLOY, **kwargs) -> subprocess.CompletedProcess:
+    def run_pyinfra(
+        self, *args: str, deploy: Path = DEPLOY, **kwargs
+    ) -> subprocess.CompletedProcess:
         """pyinfra ARGS on the lab's inventory; ``kwargs`` go to subprocess.run."""
-        return subprocess.run(self.pyinfra_command(*args, deploy=deploy), cwd=REPO, env=self.env, **kwargs)
+        return subprocess.run(
+            self.pyinfra_command(*args, deploy=deploy), cwd=REPO, env=self.env, **kwargs
+        )
 
     # The nodes, from inside.
 
@@ -126,4 +151,6 @@ class SimLab:
     @staticmethod
     def nsenter(leader: int, script: str) -> subprocess.CompletedProcess:
         """``sh -c script`` in every namespace of the node whose PID 1 is ``leader``."""
-        return subprocess.run(["nsenter", "-t", str(leader), "-a", "sh", "-c", script], capture_output=True, text=True)
+        return subprocess.run(
+            ["nsenter", "-t", str(leader), "-a", "sh", "-c", script], capture_output=True, text=True
+        )

@@ -13,10 +13,16 @@ from __future__ import annotations
 LEASE_SECONDS = 8
 
 
-def argv(binary: str, kubeconfig_path: str, stages: str, node: str | None, node_ip: str | None) -> list[str]:
+def argv(
+    binary: str, kubeconfig_path: str, stages: str, node: str | None, node_ip: str | None
+) -> list[str]:
     """kwok playing one node's kubelet (``node``), or every node's (None)."""
-    command = [binary, f"--kubeconfig={kubeconfig_path}", f"--config={stages}",
-               f"--node-lease-duration-seconds={LEASE_SECONDS}"]
+    command = [
+        binary,
+        f"--kubeconfig={kubeconfig_path}",
+        f"--config={stages}",
+        f"--node-lease-duration-seconds={LEASE_SECONDS}",
+    ]
     command.append(f"--manage-single-node={node}" if node else "--manage-all-nodes=true")
     if node_ip:
         command.append(f"--node-ip={node_ip}")
@@ -116,4 +122,8 @@ spec:
 
 def kubelet_dropin(command: list[str]) -> str:
     """A drop-in for the guide's ``kubelet.service`` that runs kwok in its place."""
-    return "# cilium-lab sim: kwok plays this node's kubelet.\n[Service]\nExecStart=\nExecStart=" + " ".join(command) + "\n"
+    return (
+        "# cilium-lab sim: kwok plays this node's kubelet.\n[Service]\nExecStart=\nExecStart="
+        + " ".join(command)
+        + "\n"
+    )

@@ -16,7 +16,16 @@ from pathlib import Path
 import click
 
 from cilium_lab.cluster import ClusterError, kube
-from cilium_lab.sim import SimError, binaries, charts, controlplane, guide, network, rootfs, workloads
+from cilium_lab.sim import (
+    SimError,
+    binaries,
+    charts,
+    controlplane,
+    guide,
+    network,
+    rootfs,
+    workloads,
+)
 from cilium_lab.sim.config import (
     ETCD_VERSION,
     KUBERNETES_VERSION,
@@ -109,8 +118,12 @@ def up(
         raise SimError(f"cannot write the inventory {inventory}: no directory {inventory.parent}")
     preflight(need_debootstrap=not rootfs.is_built(rootfs.rootfs_path()))
     cfg = SimConfig(
-        home=str(sim_home.absolute()), bridge=bridge, subnet=subnet, nodes=node_names(count),
-        inventory=str(inventory), control_plane=control_plane,
+        home=str(sim_home.absolute()),
+        bridge=bridge,
+        subnet=subnet,
+        nodes=node_names(count),
+        inventory=str(inventory),
+        control_plane=control_plane,
     )
     network.check_free(cfg)
     if control_plane:
@@ -121,7 +134,10 @@ def up(
     with locked(sim_home):
         cfg.rootfs = str(rootfs.ensure_rootfs(echo))
         if control_plane:
-            cfg.programs = {name: str(path) for name, path in binaries.provide(_components(), bin_dir, echo).items()}
+            cfg.programs = {
+                name: str(path)
+                for name, path in binaries.provide(_components(), bin_dir, echo).items()
+            }
         started = time.monotonic()
         # From here on `down` knows what to remove, even if the rest fails.
         cfg.save()
@@ -157,7 +173,9 @@ def _cluster_up(cfg: SimConfig, echo) -> None:
     cfg.routes = network.add_pod_routes(cfg, echo)
     cfg.save()
     if cfg.routes:
-        echo(f"routed {len(cfg.routes)} pod CIDRs via their nodes on this machine, as the guide's host does")
+        echo(
+            f"routed {len(cfg.routes)} pod CIDRs via their nodes on this machine, as the guide's host does"
+        )
 
 
 def _chart_server(cfg: SimConfig) -> None:
@@ -169,13 +187,19 @@ def _chart_server(cfg: SimConfig) -> None:
     cfg.save()
 
 
-def _up_again(cfg: SimConfig, count, bridge, subnet, control_plane: bool, timeout: float, echo) -> SimConfig:
+def _up_again(
+    cfg: SimConfig, count, bridge, subnet, control_plane: bool, timeout: float, echo
+) -> SimConfig:
     preflight()
     if count is not None and count != len(cfg.nodes):
-        raise SimError(f"the sim is up with {len(cfg.nodes)} nodes, not {count}; run: cilium-lab sim down")
+        raise SimError(
+            f"the sim is up with {len(cfg.nodes)} nodes, not {count}; run: cilium-lab sim down"
+        )
     for option, wanted, actual in (("bridge", bridge, cfg.bridge), ("subnet", subnet, cfg.subnet)):
         if wanted is not None and wanted != actual:
-            raise SimError(f"the sim is up with {option} {actual}, not {wanted}; run: cilium-lab sim down")
+            raise SimError(
+                f"the sim is up with {option} {actual}, not {wanted}; run: cilium-lab sim down"
+            )
     if control_plane != cfg.control_plane:
         have = "a control plane" if cfg.control_plane else "no control plane"
         raise SimError(f"the sim is up with {have}; run: cilium-lab sim down first")
@@ -252,7 +276,9 @@ def start(names: list[str], timeout: float = 180, echo=click.echo) -> None:
         if cfg.control_plane:
             cluster = _client(cfg)
             workloads.wait_api(cluster, API_TIMEOUT, echo)
-            _wait_node_state(cfg, cluster, [n for n in names if n != cfg.api_node] or names, True, echo)
+            _wait_node_state(
+                cfg, cluster, [n for n in names if n != cfg.api_node] or names, True, echo
+            )
 
 
 def stop(names: list[str], echo=click.echo) -> None:
@@ -264,10 +290,14 @@ def stop(names: list[str], echo=click.echo) -> None:
         if cfg.control_plane and cfg.api_node not in names:
             # What a kubelet that went away leaves: the node controller marks its Node NotReady.
             _wait_node_state(cfg, _client(cfg), names, False, echo)
-    echo(f"stopped {', '.join(names)} (their changes are kept; cilium-lab sim start brings them back)")
+    echo(
+        f"stopped {', '.join(names)} (their changes are kept; cilium-lab sim start brings them back)"
+    )
 
 
-def _wait_node_state(cfg: SimConfig, cluster: kube.Cluster, names: list[str], ready: bool, echo) -> None:
+def _wait_node_state(
+    cfg: SimConfig, cluster: kube.Cluster, names: list[str], ready: bool, echo
+) -> None:
     word = "Ready" if ready else "NotReady"
 
     def check():
@@ -280,14 +310,22 @@ def _wait_node_state(cfg: SimConfig, cluster: kube.Cluster, names: list[str], re
             return f"waiting for Node {', '.join(pending)} to be {word} (the node controller's grace period)"
         return None
 
-    workloads.poll(check, NODE_STATE_TIMEOUT, echo, lambda why: f"after {NODE_STATE_TIMEOUT:.0f}s still {why}")
+    workloads.poll(
+        check, NODE_STATE_TIMEOUT, echo, lambda why: f"after {NODE_STATE_TIMEOUT:.0f}s still {why}"
+    )
     echo(f"  Node {', '.join(names)} {word}")
 
 
 def status(cfg: SimConfig) -> list[dict]:
     def one(name: str) -> dict:
         running = nspawn_pid(cfg, name) is not None
-        info = {"name": name, "address": str(cfg.address(name)), "running": running, "system": "-", "ssh": "-"}
+        info = {
+            "name": name,
+            "address": str(cfg.address(name)),
+            "running": running,
+            "system": "-",
+            "ssh": "-",
+        }
         if running:
             info["system"] = booted(cfg, name)
             info["ssh"] = ssh_login(cfg, name) or "ok"
@@ -305,6 +343,12 @@ def cluster_status(cfg: SimConfig) -> dict[str, str]:
     except ClusterError:
         return {}
     return {
-        name: ("missing" if name not in nodes else "Ready" if workloads.node_ready(nodes[name]) else "NotReady")
+        name: (
+            "missing"
+            if name not in nodes
+            else "Ready"
+            if workloads.node_ready(nodes[name])
+            else "NotReady"
+        )
         for name in cfg.nodes
     }

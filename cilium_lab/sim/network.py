@@ -36,7 +36,10 @@ def netns_exists(name: str) -> bool:
 def used_networks() -> list[tuple[str, ipaddress.IPv4Network]]:
     """(interface, IPv4 network) for every address of this machine's interfaces."""
     return [
-        (link.get("ifname"), ipaddress.ip_network(f"{addr['local']}/{addr['prefixlen']}", strict=False))
+        (
+            link.get("ifname"),
+            ipaddress.ip_network(f"{addr['local']}/{addr['prefixlen']}", strict=False),
+        )
         for link in json.loads(ip("-j", "addr", "show").stdout or "[]")
         for addr in link.get("addr_info", [])
         if addr.get("family") == "inet"
@@ -55,7 +58,9 @@ def free_subnet(pool: str, prefix: int = 24) -> str:
 def check_free(cfg: SimConfig) -> None:
     """Refuse, before any change, a bridge name or subnet that something else already uses."""
     if link_exists(cfg.bridge):
-        raise SimError(f"interface {cfg.bridge} already exists; pick another bridge (--bridge or CILIUM_LAB_SIM_BRIDGE)")
+        raise SimError(
+            f"interface {cfg.bridge} already exists; pick another bridge (--bridge or CILIUM_LAB_SIM_BRIDGE)"
+        )
     for name, net in used_networks():
         if net.overlaps(cfg.network):
             raise SimError(
@@ -63,7 +68,9 @@ def check_free(cfg: SimConfig) -> None:
             )
     for name in cfg.nodes:
         if netns_exists(cfg.netns(name)) or link_exists(cfg.host_veth(name)):
-            raise SimError(f"network namespace {cfg.netns(name)} or veth {cfg.host_veth(name)} already exists")
+            raise SimError(
+                f"network namespace {cfg.netns(name)} or veth {cfg.host_veth(name)} already exists"
+            )
 
 
 def bridge_up(cfg: SimConfig) -> None:
@@ -87,7 +94,20 @@ def node_net_up(cfg: SimConfig, name: str) -> str:
         # A fixed MAC per address: a node that comes back keeps the one this machine's neighbour
         # cache has for it, or SSH to it would stall until that entry times out.
         mac = "02:c1:" + ":".join(f"{octet:02x}" for octet in cfg.address(name).packed)
-        ip("link", "add", veth, "type", "veth", "peer", "name", "host0", "address", mac, "netns", ns)
+        ip(
+            "link",
+            "add",
+            veth,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "host0",
+            "address",
+            mac,
+            "netns",
+            ns,
+        )
     ip("neigh", "flush", "to", str(cfg.address(name)), "dev", cfg.bridge, check=False)
     ip("link", "set", veth, "master", cfg.bridge, "up")
     ip("-n", ns, "link", "set", "lo", "up")
@@ -134,7 +154,9 @@ def add_pod_routes(cfg: SimConfig, echo) -> list[list[str]]:
             continue
         found = _route_via(cidr)
         if found is not None:
-            echo(f"  not routing {cidr} via {name}: this machine already routes it ({found}); left as it is")
+            echo(
+                f"  not routing {cidr} via {name}: this machine already routes it ({found}); left as it is"
+            )
             continue
         ip("route", "add", cidr, "via", via, "dev", cfg.bridge)
         added.append([cidr, via])

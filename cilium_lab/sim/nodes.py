@@ -39,9 +39,13 @@ _children: dict[int, subprocess.Popen] = {}
 
 def check_platform() -> None:
     if not sys.platform.startswith("linux"):
-        raise SimError(f"the sim needs Linux (systemd-nspawn, network namespaces); this is {sys.platform}")
+        raise SimError(
+            f"the sim needs Linux (systemd-nspawn, network namespaces); this is {sys.platform}"
+        )
     if os.geteuid() != 0:
-        raise SimError("the sim needs root (it mounts overlays, creates a bridge and boots containers); run it with sudo")
+        raise SimError(
+            "the sim needs root (it mounts overlays, creates a bridge and boots containers); run it with sudo"
+        )
 
 
 def preflight(need_debootstrap: bool = False) -> None:
@@ -135,7 +139,9 @@ def raise_inotify_limits(echo=click.echo) -> None:
         current = int(path.read_text())
         if current < wanted:
             path.write_text(f"{wanted}\n")
-            echo(f"raised {key.replace('/', '.')} from {current} to {wanted} (systemd in every node needs some)")
+            echo(
+                f"raised {key.replace('/', '.')} from {current} to {wanted} (systemd in every node needs some)"
+            )
 
 
 # Cgroups. nspawn --keep-unit runs a node in the cgroup it is started in, and each node's systemd
@@ -186,7 +192,9 @@ def _remove_cgroups(cfg: SimConfig, name: str) -> None:
 
 
 def mounted(path: Path) -> bool:
-    return any(line.split()[1] == str(path) for line in Path("/proc/mounts").read_text().splitlines())
+    return any(
+        line.split()[1] == str(path) for line in Path("/proc/mounts").read_text().splitlines()
+    )
 
 
 def start_node(cfg: SimConfig, name: str) -> None:
@@ -194,7 +202,9 @@ def start_node(cfg: SimConfig, name: str) -> None:
     if nspawn_pid(cfg, name) is not None:
         return
     if not rootfs.is_built(Path(cfg.rootfs)):
-        raise SimError(f"the root {cfg.rootfs} of this sim is gone; run: cilium-lab sim down && cilium-lab sim up")
+        raise SimError(
+            f"the root {cfg.rootfs} of this sim is gone; run: cilium-lab sim down && cilium-lab sim up"
+        )
     node = cfg.node_dir(name)
     upper, work, merged = node / "upper", node / "work", node / "merged"
     fresh = not upper.exists()
@@ -202,7 +212,15 @@ def start_node(cfg: SimConfig, name: str) -> None:
         d.mkdir(parents=True, exist_ok=True)
     if not mounted(merged):
         subprocess.run(
-            ["mount", "-t", "overlay", "overlay", "-o", f"lowerdir={cfg.rootfs},upperdir={upper},workdir={work}", str(merged)],
+            [
+                "mount",
+                "-t",
+                "overlay",
+                "overlay",
+                "-o",
+                f"lowerdir={cfg.rootfs},upperdir={upper},workdir={work}",
+                str(merged),
+            ],
             check=True,
             capture_output=True,
         )
@@ -232,7 +250,10 @@ def start_node(cfg: SimConfig, name: str) -> None:
         "--resolv-conf=off",
         "--timezone=off",
         # The control plane's programs and kwok, where the guide puts binaries.
-        *(f"--bind-ro={path}:{controlplane.NODE_BIN}/{program}" for program, path in sorted(cfg.programs.items())),
+        *(
+            f"--bind-ro={path}:{controlplane.NODE_BIN}/{program}"
+            for program, path in sorted(cfg.programs.items())
+        ),
     ]
     _remove_cgroups(cfg, name)
     cgroups = _node_cgroups(cfg, name)
@@ -315,7 +336,9 @@ def booted(cfg: SimConfig, name: str) -> str:
     if leader is None:
         return "starting"
     proc = subprocess.run(
-        ["nsenter", "-t", str(leader), "-a", "systemctl", "is-system-running"], capture_output=True, text=True
+        ["nsenter", "-t", str(leader), "-a", "systemctl", "is-system-running"],
+        capture_output=True,
+        text=True,
     )
     return proc.stdout.strip() or "starting"
 
@@ -355,7 +378,9 @@ def wait_ready(cfg: SimConfig, names: list[str], timeout: float, echo=click.echo
     while pending:
         for name in list(pending):
             if nspawn_pid(cfg, name) is None:
-                raise SimError(f"node {name} exited while booting; see {cfg.node_dir(name) / 'console.log'}")
+                raise SimError(
+                    f"node {name} exited while booting; see {cfg.node_dir(name) / 'console.log'}"
+                )
             system = booted(cfg, name)
             if system not in BOOTED:
                 pending[name] = f"systemd {system}"
@@ -367,7 +392,9 @@ def wait_ready(cfg: SimConfig, names: list[str], timeout: float, echo=click.echo
         if pending and (elapsed - last_report >= 2 or not last_report):
             last_report = elapsed or 0.01
             waiting = ", ".join(f"{name} ({why})" for name, why in pending.items())
-            echo(f"  [{elapsed:3.0f}s] {len(names) - len(pending)}/{len(names)} nodes booted; waiting for {waiting}")
+            echo(
+                f"  [{elapsed:3.0f}s] {len(names) - len(pending)}/{len(names)} nodes booted; waiting for {waiting}"
+            )
         if pending and elapsed > timeout:
             first = next(iter(pending))
             raise SimError(
@@ -377,8 +404,12 @@ def wait_ready(cfg: SimConfig, names: list[str], timeout: float, echo=click.echo
         if pending:
             time.sleep(0.3)
     with ThreadPoolExecutor(max_workers=16) as pool:
-        failures = [(n, err) for n, err in zip(names, pool.map(lambda n: ssh_login(cfg, n), names)) if err]
+        failures = [
+            (n, err) for n, err in zip(names, pool.map(lambda n: ssh_login(cfg, n), names)) if err
+        ]
     if failures:
         name, err = failures[0]
         raise SimError(f"node {name} booted but SSH login as ubuntu failed: {err}")
-    echo(f"  [{time.monotonic() - started:3.0f}s] {len(names)}/{len(names)} nodes booted, SSH login and sudo work")
+    echo(
+        f"  [{time.monotonic() - started:3.0f}s] {len(names)}/{len(names)} nodes booted, SSH login and sudo work"
+    )

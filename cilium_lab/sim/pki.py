@@ -57,7 +57,8 @@ class Authority:
             .not_valid_after(now + VALID_FOR)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .add_extension(
-                x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+                x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+                critical=True,
             )
             .sign(key, hashes.SHA256())
         )
@@ -67,8 +68,15 @@ class Authority:
     def pair(self) -> Pair:
         return Pair(self.cert.public_bytes(serialization.Encoding.PEM), _key_pem(self.key))
 
-    def issue(self, common_name: str, organization: str | None = None, *, server_names=(),
-              server_addresses=(), client: bool = True) -> Pair:
+    def issue(
+        self,
+        common_name: str,
+        organization: str | None = None,
+        *,
+        server_names=(),
+        server_addresses=(),
+        client: bool = True,
+    ) -> Pair:
         """A certificate for a client (CN = user, O = group) or, with names, a server."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.timezone.utc)

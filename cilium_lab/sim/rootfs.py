@@ -25,7 +25,17 @@ from cilium_lab.sim.config import cache_dir
 
 SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
-PACKAGES = ["systemd", "systemd-sysv", "dbus", "openssh-server", "sudo", "iproute2", "iptables", "kmod", "procps"]
+PACKAGES = [
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "openssh-server",
+    "sudo",
+    "iproute2",
+    "iptables",
+    "kmod",
+    "procps",
+]
 STAMP = ".cilium-lab-stamp"
 
 # Stand-ins for the guide's binaries: the units must be real, enabled and running; what they run
@@ -204,7 +214,14 @@ def _build(path: Path, echo) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     echo(f"building the node root filesystem in {path} (debootstrap {SUITE}, about a minute; once)")
     started = time.monotonic()
-    cmd = ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(tmp), mirror()]
+    cmd = [
+        "debootstrap",
+        "--variant=minbase",
+        f"--include={','.join(PACKAGES)}",
+        SUITE,
+        str(tmp),
+        mirror(),
+    ]
     _run_with_progress(cmd, echo, started)
     for step in CHROOT_STEPS:
         subprocess.run(["chroot", str(tmp), *step], check=True, stdout=subprocess.DEVNULL)
@@ -252,5 +269,10 @@ def _prune_unused(keep: Path) -> None:
     """Delete roots of older recipes that no mounted overlay uses."""
     mounts = Path("/proc/mounts").read_text()
     for old in cache_dir().glob("rootfs-*"):
-        if old != keep and old.is_dir() and f"lowerdir={old}" not in mounts and str(old) not in mounts:
+        if (
+            old != keep
+            and old.is_dir()
+            and f"lowerdir={old}" not in mounts
+            and str(old) not in mounts
+        ):
             shutil.rmtree(old, ignore_errors=True)

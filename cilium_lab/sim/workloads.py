@@ -67,7 +67,12 @@ def wait_api(cluster: Cluster, timeout: float, echo=click.echo, accounts: bool =
                 return "control plane: waiting for the default service accounts"
             return f"control plane: API server answers {error.status}"
 
-    poll(check, timeout, echo, lambda why: f"the API server at {cluster.server} was not ready after {timeout:.0f}s: {why}")
+    poll(
+        check,
+        timeout,
+        echo,
+        lambda why: f"the API server at {cluster.server} was not ready after {timeout:.0f}s: {why}",
+    )
 
 
 def register_nodes(cluster: Cluster, nodes: list[NodeSpec]) -> None:
@@ -86,11 +91,21 @@ def register_nodes(cluster: Cluster, nodes: list[NodeSpec]) -> None:
             cluster.call(cluster.core.create_node, body)
         except ApiException as error:
             if error.status != 409:
-                raise SimError(f"creating Node {node.name} failed: {error.status} {error.reason}") from None
-        cluster.call(cluster.core.patch_node_status, node.name, {"status": {"addresses": [
-            {"type": "InternalIP", "address": node.address},
-            {"type": "Hostname", "address": node.name},
-        ]}})
+                raise SimError(
+                    f"creating Node {node.name} failed: {error.status} {error.reason}"
+                ) from None
+        cluster.call(
+            cluster.core.patch_node_status,
+            node.name,
+            {
+                "status": {
+                    "addresses": [
+                        {"type": "InternalIP", "address": node.address},
+                        {"type": "Hostname", "address": node.name},
+                    ]
+                }
+            },
+        )
 
 
 def _deployment(name: str, namespace: str, labels: dict, replicas: int, image: str) -> dict:
@@ -116,17 +131,34 @@ def guide_workloads() -> list[dict]:
         {
             "apiVersion": "v1",
             "kind": "Service",
-            "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": {"k8s-app": "kube-dns", LABEL: "workload"}},
-            "spec": {"clusterIP": "10.32.0.10", "selector": {"k8s-app": "kube-dns"},
-                     "ports": [{"name": "dns", "port": 53, "protocol": "UDP"},
-                               {"name": "dns-tcp", "port": 53, "protocol": "TCP"}]},
+            "metadata": {
+                "name": "kube-dns",
+                "namespace": "kube-system",
+                "labels": {"k8s-app": "kube-dns", LABEL: "workload"},
+            },
+            "spec": {
+                "clusterIP": "10.32.0.10",
+                "selector": {"k8s-app": "kube-dns"},
+                "ports": [
+                    {"name": "dns", "port": 53, "protocol": "UDP"},
+                    {"name": "dns-tcp", "port": 53, "protocol": "TCP"},
+                ],
+            },
         },
         _deployment("nginx", "default", {"app": "nginx"}, 2, "nginx:1.27"),
         {
             "apiVersion": "v1",
             "kind": "Pod",
-            "metadata": {"name": "busybox", "namespace": "default", "labels": {"app": "busybox", LABEL: "workload"}},
-            "spec": {"containers": [{"name": "busybox", "image": "busybox:1.36", "command": ["sleep", "infinity"]}]},
+            "metadata": {
+                "name": "busybox",
+                "namespace": "default",
+                "labels": {"app": "busybox", LABEL: "workload"},
+            },
+            "spec": {
+                "containers": [
+                    {"name": "busybox", "image": "busybox:1.36", "command": ["sleep", "infinity"]}
+                ]
+            },
         },
     ]
 
@@ -141,9 +173,15 @@ def expected_pods() -> int:
 
 def create_workloads(cluster: Cluster) -> None:
     create = {
-        "Deployment": lambda body: cluster.call(cluster.apps.create_namespaced_deployment, body["metadata"]["namespace"], body),
-        "Service": lambda body: cluster.call(cluster.core.create_namespaced_service, body["metadata"]["namespace"], body),
-        "Pod": lambda body: cluster.call(cluster.core.create_namespaced_pod, body["metadata"]["namespace"], body),
+        "Deployment": lambda body: cluster.call(
+            cluster.apps.create_namespaced_deployment, body["metadata"]["namespace"], body
+        ),
+        "Service": lambda body: cluster.call(
+            cluster.core.create_namespaced_service, body["metadata"]["namespace"], body
+        ),
+        "Pod": lambda body: cluster.call(
+            cluster.core.create_namespaced_pod, body["metadata"]["namespace"], body
+        ),
     }
     for body in guide_workloads():
         try:
@@ -166,6 +204,13 @@ def wait_workloads(cluster: Cluster, nodes: int, timeout: float, echo=click.echo
             return None
         return f"{len(ready)}/{nodes} nodes Ready, {len(running)}/{expected} of the guide's pods running"
 
-    poll(check, timeout, echo, lambda where: f"not ready after {timeout:.0f}s: {where}; see each node's journal "
-                                             "for kubelet.service (kwok)")
+    poll(
+        check,
+        timeout,
+        echo,
+        lambda where: (
+            f"not ready after {timeout:.0f}s: {where}; see each node's journal "
+            "for kubelet.service (kwok)"
+        ),
+    )
     echo(f"  {nodes}/{nodes} nodes Ready, the guide's {expected} pods running")

@@ -57,7 +57,9 @@ def take(host, path: str, me: str, timeout: float = 30) -> str | None:
         return None
     channel = client.get_transport().open_session()
     channel.settimeout(timeout)
-    channel.exec_command(f"sh -c {shlex.quote(_SCRIPT)} cilium-lab-lock {shlex.quote(path)} {shlex.quote(me)}")
+    channel.exec_command(
+        f"sh -c {shlex.quote(_SCRIPT)} cilium-lab-lock {shlex.quote(path)} {shlex.quote(me)}"
+    )
     try:
         answer = channel.makefile("r").readline().strip()
     except socket.timeout:

@@ -79,30 +79,41 @@ def _is_loopback(address: str) -> bool:
 def values_problems(values) -> list[str]:
     """What is wrong with ``cilium_values`` for the migration, each with what to do."""
     if not isinstance(values, dict):
-        return [f"cilium_values is a {type(values).__name__}, not a mapping of the chart's values: "
-                "give it as a dict in group data"]
+        return [
+            f"cilium_values is a {type(values).__name__}, not a mapping of the chart's values: "
+            "give it as a dict in group data"
+        ]
     problems = []
     service_host, port = values.get("k8sServiceHost"), values.get("k8sServicePort")
     if not service_host or not isinstance(service_host, str):
-        problems.append("cilium_values has no k8sServiceHost: set it to the name or address every node "
-                        "reaches the API server by (the guide's: kubernetes)")
+        problems.append(
+            "cilium_values has no k8sServiceHost: set it to the name or address every node "
+            "reaches the API server by (the guide's: kubernetes)"
+        )
     elif service_host == "auto":
         # Cilium reads the address from kube-public/cluster-info: the workstation checks it is there.
         return problems
     elif _is_loopback(service_host):
-        problems.append(f"cilium_values k8sServiceHost {service_host!r} is a loopback address: each "
-                        "agent would talk to itself; use the name or address the nodes reach the API "
-                        "server by (the guide's: kubernetes)")
+        problems.append(
+            f"cilium_values k8sServiceHost {service_host!r} is a loopback address: each "
+            "agent would talk to itself; use the name or address the nodes reach the API "
+            "server by (the guide's: kubernetes)"
+        )
     if isinstance(port, bool) or not str(port).isdigit() or not 0 < int(port) < 65536:
-        problems.append(f"cilium_values k8sServicePort {port!r} is not a port number: set it to the API "
-                        "server's port (the guide's: 6443)")
+        problems.append(
+            f"cilium_values k8sServicePort {port!r} is not a port number: set it to the API "
+            "server's port (the guide's: 6443)"
+        )
     return problems
 
 
 def directory_problems(dirs: dict[str, str]) -> list[str]:
     """The node's directories: absolute, distinct, and no backup inside the CNI directory."""
-    problems = [f"{key} {path!r} is not an absolute path: give the full path on the node"
-                for key, path in dirs.items() if not isinstance(path, str) or not posixpath.isabs(path)]
+    problems = [
+        f"{key} {path!r} is not an absolute path: give the full path on the node"
+        for key, path in dirs.items()
+        if not isinstance(path, str) or not posixpath.isabs(path)
+    ]
     if problems:
         return problems
     norm = {key: posixpath.normpath(path) for key, path in dirs.items()}
@@ -112,8 +123,10 @@ def directory_problems(dirs: dict[str, str]) -> list[str]:
             if path == other_path:
                 problems.append(f"{key} and {other} are both {path}: give each its own directory")
         if key != "cni_conf_dir" and conf and (path + "/").startswith(conf + "/") and path != conf:
-            problems.append(f"{key} {path} is inside cni_conf_dir {conf}, where kubelet reads every file: "
-                            "put it outside")
+            problems.append(
+                f"{key} {path} is inside cni_conf_dir {conf}, where kubelet reads every file: "
+                "put it outside"
+            )
     return problems
 
 
@@ -130,60 +143,114 @@ def node_data_problems(host) -> list[str]:
     return problems
 
 
-def node_problems(state: dict, *, min_kernel: str, service_host: str, service_port: int,
-                  cgroup_root: str, user: str, conf_dir: str = "", backup_dirs=(),
-                  password_given: bool = False, skip=frozenset()) -> list[str]:
+def node_problems(
+    state: dict,
+    *,
+    min_kernel: str,
+    service_host: str,
+    service_port: int,
+    cgroup_root: str,
+    user: str,
+    conf_dir: str = "",
+    backup_dirs=(),
+    password_given: bool = False,
+    skip=frozenset(),
+) -> list[str]:
     """What keeps a node from being migrated, each with what to do about it."""
     if not state["kernel"]:
         # The command did not run at all: pyinfra has printed why just above.
-        return ["the preflight command could not run (pyinfra says why above): check SSH to the node"]
+        return [
+            "the preflight command could not run (pyinfra says why above): check SSH to the node"
+        ]
 
     who = user or "the SSH user"
     loopback = [a for a in state.get("addresses", []) if _is_loopback(a)]
     need = state.get("conf_kib", 0) + SPARE_KIB
     checks = [
-        ("sudo", state["root"] or state.get("sudo") or password_given,
-         f"sudo asks {who} for a password: allow {who} sudo without one (NOPASSWD), or give it with "
-         "--use-sudo-password or the _sudo_password data key"),
-        ("systemd", state["systemd"], "systemd is not running as PID 1: the migration acts on systemd units"),
-        ("kernel", kernel_version(state["kernel"]) >= kernel_version(min_kernel),
-         f"kernel {state['kernel']} is older than {min_kernel}, the oldest the pinned Cilium supports: "
-         "upgrade the node's kernel"),
-        ("cgroup", state["cgroup_fs"] == "cgroup2fs",
-         f"no cgroup v2 mounted at {cgroup_root} (found {state['cgroup_fs'] or 'nothing'}): boot the node "
-         "with cgroup v2 or set cilium_values cgroup.hostRoot to where it is mounted"),
-        ("api_name", state["resolves"],
-         f"{service_host!r} does not resolve on the node: add it to the node's /etc/hosts or DNS "
-         "(without kube-proxy, Cilium's agents find the API server only by this name)"),
-        ("api_name", not loopback,
-         f"{service_host!r} resolves to {', '.join(loopback)} on the node, a loopback address: each agent "
-         "would talk to itself; make it resolve to the API server's address, or set k8sServiceHost to it"),
+        (
+            "sudo",
+            state["root"] or state.get("sudo") or password_given,
+            f"sudo asks {who} for a password: allow {who} sudo without one (NOPASSWD), or give it with "
+            "--use-sudo-password or the _sudo_password data key",
+        ),
+        (
+            "systemd",
+            state["systemd"],
+            "systemd is not running as PID 1: the migration acts on systemd units",
+        ),
+        (
+            "kernel",
+            kernel_version(state["kernel"]) >= kernel_version(min_kernel),
+            f"kernel {state['kernel']} is older than {min_kernel}, the oldest the pinned Cilium supports: "
+            "upgrade the node's kernel",
+        ),
+        (
+            "cgroup",
+            state["cgroup_fs"] == "cgroup2fs",
+            f"no cgroup v2 mounted at {cgroup_root} (found {state['cgroup_fs'] or 'nothing'}): boot the node "
+            "with cgroup v2 or set cilium_values cgroup.hostRoot to where it is mounted",
+        ),
+        (
+            "api_name",
+            state["resolves"],
+            f"{service_host!r} does not resolve on the node: add it to the node's /etc/hosts or DNS "
+            "(without kube-proxy, Cilium's agents find the API server only by this name)",
+        ),
+        (
+            "api_name",
+            not loopback,
+            f"{service_host!r} resolves to {', '.join(loopback)} on the node, a loopback address: each agent "
+            "would talk to itself; make it resolve to the API server's address, or set k8sServiceHost to it",
+        ),
         # Unresolved or on loopback, the line above names the cause.
-        ("api_port", state["reachable"] or not state["resolves"] or loopback,
-         f"{service_host}:{service_port} does not answer from the node: check the load balancer and the "
-         "node's firewall"),
-        ("cni_dir", not conf_dir or state.get("conf_dir", True),
-         f"cni_conf_dir {conf_dir} does not exist on the node: set it to the directory kubelet reads "
-         "CNI configurations from"),
+        (
+            "api_port",
+            state["reachable"] or not state["resolves"] or loopback,
+            f"{service_host}:{service_port} does not answer from the node: check the load balancer and the "
+            "node's firewall",
+        ),
+        (
+            "cni_dir",
+            not conf_dir or state.get("conf_dir", True),
+            f"cni_conf_dir {conf_dir} does not exist on the node: set it to the directory kubelet reads "
+            "CNI configurations from",
+        ),
     ]
     # Backup directories usually share one file system: one line for all that share a problem.
-    read_only = [path for path, room in zip(backup_dirs, state.get("room", [])) if room["read_only"]]
-    checks.append(("room", not read_only, f"{', '.join(read_only)} {'is' if len(read_only) == 1 else 'are'} on a "
-                                          "read-only file system: choose a writable place"))
+    read_only = [
+        path for path, room in zip(backup_dirs, state.get("room", [])) if room["read_only"]
+    ]
+    checks.append(
+        (
+            "room",
+            not read_only,
+            f"{', '.join(read_only)} {'is' if len(read_only) == 1 else 'are'} on a "
+            "read-only file system: choose a writable place",
+        )
+    )
     short: dict[int, list[str]] = {}
     for path, room in zip(backup_dirs, state.get("room", [])):
         if not room["read_only"] and room["free_kib"] is not None and room["free_kib"] < need:
             short.setdefault(room["free_kib"], []).append(path)
     for free, paths in short.items():
-        checks.append(("room", False, f"{', '.join(paths)}: {free} KiB free, and the backups need {need} KiB: "
-                                      "make room, or choose another place"))
+        checks.append(
+            (
+                "room",
+                False,
+                f"{', '.join(paths)}: {free} KiB free, and the backups need {need} KiB: "
+                "make room, or choose another place",
+            )
+        )
     return [message for name, ok, message in checks if not ok and name not in skip]
 
 
 def _password_given(host) -> bool:
     config = host.state.config
-    return bool(host.data.get("_sudo_password") or getattr(config, "SUDO_PASSWORD", None)
-                or getattr(config, "USE_SUDO_PASSWORD", False))
+    return bool(
+        host.data.get("_sudo_password")
+        or getattr(config, "SUDO_PASSWORD", None)
+        or getattr(config, "USE_SUDO_PASSWORD", False)
+    )
 
 
 def _check_node(host, checks=NODE_CHECKS) -> list[str]:
@@ -216,7 +283,8 @@ def _check_node(host, checks=NODE_CHECKS) -> list[str]:
         conf_dir=conf_dir,
         backup_dirs=backup_dirs,
         password_given=_password_given(host),
-        skip=skipped_checks(host.data) | (set(NODE_CHECKS) - set(checks))
+        skip=skipped_checks(host.data)
+        | (set(NODE_CHECKS) - set(checks))
         # With "auto" there is no name to resolve on the nodes (the workstation checks cluster-info).
         | ({"api_name", "api_port"} if service_host == "auto" else set()),
     )
@@ -235,15 +303,23 @@ def _cluster_facts_readable(host, read) -> list[str]:
 
 def _workstation_sudo(host) -> list[str]:
     """The routes to the pod CIDRs change through sudo on this machine: it must not prompt."""
-    if not data.value(host, "host_routes_sudo") or os.geteuid() == 0 or not data.pod_routes(host.state.inventory):
+    if (
+        not data.value(host, "host_routes_sudo")
+        or os.geteuid() == 0
+        or not data.pod_routes(host.state.inventory)
+    ):
         return []
     if not shutil.which("sudo"):
-        return ["host_routes_sudo is set and sudo is not installed on this machine: install it, or run "
-                "pyinfra as root with --data host_routes_sudo=False"]
+        return [
+            "host_routes_sudo is set and sudo is not installed on this machine: install it, or run "
+            "pyinfra as root with --data host_routes_sudo=False"
+        ]
     if subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode == 0:
         return []
-    return ["host_routes_sudo is set and sudo asks for a password on this machine: allow it without one, "
-            "or run pyinfra as root with --data host_routes_sudo=False"]
+    return [
+        "host_routes_sudo is set and sudo asks for a password on this machine: allow it without one, "
+        "or run pyinfra as root with --data host_routes_sudo=False"
+    ]
 
 
 def _check_local(host) -> list[str]:
@@ -292,10 +368,16 @@ def _unreachable(state) -> dict[str, list[str]]:
         if not state.is_host_in_limit(host) or host in state.activated_hosts:
             continue
         # Without group data pyinfra logs in as root, and says only that authentication failed.
-        hint = ("; it has no group data either: keep the inventory in inventories/, or point at the "
-                "project's with --group-data inventories/group_data" if host.data.get("cilium_values") is None else "")
-        verdict[host.name] = [f"pyinfra could not connect to it (it says why above): bring it back, or leave it "
-                              f"out of this run with --exclude {host.name}{hint}"]
+        hint = (
+            "; it has no group data either: keep the inventory in inventories/, or point at the "
+            "project's with --group-data inventories/group_data"
+            if host.data.get("cilium_values") is None
+            else ""
+        )
+        verdict[host.name] = [
+            f"pyinfra could not connect to it (it says why above): bring it back, or leave it "
+            f"out of this run with --exclude {host.name}{hint}"
+        ]
     return verdict
 
 
@@ -317,7 +399,10 @@ def _take_locks(state) -> dict[str, list[str]]:
         refused = lock.take(host, data.value(host, "node_lock_file"), me)
         return [refused] if refused else []
 
-    nodes = sorted((h for h in state.inventory.get_active_hosts() if "local" not in h.groups), key=lambda h: h.name)
+    nodes = sorted(
+        (h for h in state.inventory.get_active_hosts() if "local" not in h.groups),
+        key=lambda h: h.name,
+    )
     first = _in_parallel(nodes[:1], take)
     return first or _in_parallel(nodes[1:], take)
 
@@ -327,10 +412,12 @@ def _verdict(state, check_node, check_local) -> dict[str, list[str]]:
     # a run the checks refuse ends at once, and its locks with it.
     locks = gevent.spawn(_take_locks, state)
     verdict = _unreachable(state)
-    verdict.update(_in_parallel(
-        state.inventory.get_active_hosts(),
-        lambda host: (check_local if "local" in host.groups else check_node)(host),
-    ))
+    verdict.update(
+        _in_parallel(
+            state.inventory.get_active_hosts(),
+            lambda host: (check_local if "local" in host.groups else check_node)(host),
+        )
+    )
     locks.join()
     return verdict or locks.value
 
@@ -342,7 +429,10 @@ def require(state, rollback: bool = False) -> None:
     server on ``local``.
     """
     if rollback:
-        checks = (functools.partial(_check_node, checks=("sudo", "systemd")), _check_local_for_rollback)
+        checks = (
+            functools.partial(_check_node, checks=("sudo", "systemd")),
+            _check_local_for_rollback,
+        )
     else:
         checks = (_check_node, _check_local)
     with _lock:

@@ -26,8 +26,11 @@ REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 CHARTS = Path(os.environ.get("CILIUM_LAB_CHARTS") or REPO.parent / "shared" / "charts")
 CHART_VERSION = "1.19.6"
-LAB_NODES = [("control0", "192.168.1.11", "10.1.0.0/16"), ("worker0", "192.168.1.14", "10.4.0.0/16"),
-             ("worker1", "192.168.1.15", "10.5.0.0/16")]
+LAB_NODES = [
+    ("control0", "192.168.1.11", "10.1.0.0/16"),
+    ("worker0", "192.168.1.14", "10.4.0.0/16"),
+    ("worker1", "192.168.1.15", "10.5.0.0/16"),
+]
 PART_OF = {"app.kubernetes.io/part-of": "cilium"}
 
 
@@ -46,8 +49,10 @@ def control_plane(tmp_path_factory):
     try:
         for name, ip, cidr in LAB_NODES:
             add_node(plane.cluster, name, ip, cidr)
-        wait_for(lambda: all(workloads.node_ready(n) for n in plane.cluster.core.list_node().items),
-                 "the lab's nodes Ready")
+        wait_for(
+            lambda: all(workloads.node_ready(n) for n in plane.cluster.core.list_node().items),
+            "the lab's nodes Ready",
+        )
         yield plane
     finally:
         plane.stop()
@@ -59,7 +64,9 @@ def add_node(cluster, name: str, ip: str, cidr: str, kubelet: bool = True) -> No
     workloads.register_nodes(cluster, [workloads.NodeSpec(name, ip, cidr)])
     room = {"cpu": "8", "memory": "16Gi", "pods": "110"}
     cluster.core.patch_node_status(name, {"status": {"capacity": room, "allocatable": room}})
-    cluster.core.patch_node(name, {"metadata": {"labels": {KWOK_LABEL: "true" if kubelet else "false"}}})
+    cluster.core.patch_node(
+        name, {"metadata": {"labels": {KWOK_LABEL: "true" if kubelet else "false"}}}
+    )
 
 
 def wait_for(check, what: str, timeout: float = 60):
@@ -111,7 +118,9 @@ def extra_nodes(cluster):
 @pytest.fixture(scope="session")
 def charts_dir() -> Path:
     if not (CHARTS / "index.yaml").is_file():
-        pytest.skip(f"Cilium's charts are not in {CHARTS} (set CILIUM_LAB_CHARTS to their directory)")
+        pytest.skip(
+            f"Cilium's charts are not in {CHARTS} (set CILIUM_LAB_CHARTS to their directory)"
+        )
     return CHARTS
 
 
@@ -147,13 +156,31 @@ def helm_env(tmp_path, helm_bin):
 def no_release_afterwards(cluster, kubeconfig, helm_env):
     """Cilium's cluster-wide objects belong to one release at a time: uninstall it after the test."""
     yield
-    subprocess.run(["helm", "uninstall", "cilium", "--namespace", "kube-system", "--wait", "--timeout", "60s",
-                    "--kubeconfig", str(kubeconfig)], env=helm_env, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            "helm",
+            "uninstall",
+            "cilium",
+            "--namespace",
+            "kube-system",
+            "--wait",
+            "--timeout",
+            "60s",
+            "--kubeconfig",
+            str(kubeconfig),
+        ],
+        env=helm_env,
+        capture_output=True,
+        timeout=120,
+    )
 
 
 def release_secrets(cluster, namespace: str = "kube-system") -> list[str]:
-    return sorted(s.metadata.name for s in cluster.core.list_namespaced_secret(namespace).items
-                  if s.metadata.name.startswith("sh.helm.release.v1.cilium."))
+    return sorted(
+        s.metadata.name
+        for s in cluster.core.list_namespaced_secret(namespace).items
+        if s.metadata.name.startswith("sh.helm.release.v1.cilium.")
+    )
 
 
 class Cilium:
@@ -165,26 +192,48 @@ class Cilium:
 
     def agents(self, host_network: bool = True):
         labels = {"k8s-app": "cilium", **PART_OF}
-        self.cluster.apps.create_namespaced_daemon_set(self.namespace, {
-            "metadata": {"name": "cilium", "labels": labels},
-            "spec": {"selector": {"matchLabels": {"k8s-app": "cilium"}},
-                     "template": {"metadata": {"labels": labels},
-                                  "spec": {"hostNetwork": host_network, "tolerations": [{"operator": "Exists"}],
-                                           "containers": [{"name": "cilium-agent", "image": "cilium"}]}}},
-        })
+        self.cluster.apps.create_namespaced_daemon_set(
+            self.namespace,
+            {
+                "metadata": {"name": "cilium", "labels": labels},
+                "spec": {
+                    "selector": {"matchLabels": {"k8s-app": "cilium"}},
+                    "template": {
+                        "metadata": {"labels": labels},
+                        "spec": {
+                            "hostNetwork": host_network,
+                            "tolerations": [{"operator": "Exists"}],
+                            "containers": [{"name": "cilium-agent", "image": "cilium"}],
+                        },
+                    },
+                },
+            },
+        )
 
     def operator(self, replicas: int = 2):
         labels = {"name": "cilium-operator", **PART_OF}
-        self.cluster.apps.create_namespaced_deployment(self.namespace, {
-            "metadata": {"name": "cilium-operator", "labels": labels},
-            "spec": {"replicas": replicas, "selector": {"matchLabels": {"name": "cilium-operator"}},
-                     "template": {"metadata": {"labels": labels},
-                                  "spec": {"hostNetwork": True,
-                                           "containers": [{"name": "cilium-operator", "image": "operator"}]}}},
-        })
+        self.cluster.apps.create_namespaced_deployment(
+            self.namespace,
+            {
+                "metadata": {"name": "cilium-operator", "labels": labels},
+                "spec": {
+                    "replicas": replicas,
+                    "selector": {"matchLabels": {"name": "cilium-operator"}},
+                    "template": {
+                        "metadata": {"labels": labels},
+                        "spec": {
+                            "hostNetwork": True,
+                            "containers": [{"name": "cilium-operator", "image": "operator"}],
+                        },
+                    },
+                },
+            },
+        )
 
     def agent_pods(self):
-        return self.cluster.core.list_namespaced_pod(self.namespace, label_selector="k8s-app=cilium").items
+        return self.cluster.core.list_namespaced_pod(
+            self.namespace, label_selector="k8s-app=cilium"
+        ).items
 
 
 @pytest.fixture
@@ -198,17 +247,38 @@ def ciliumnode_crd(control_plane):
     from kubernetes import client
 
     api = client.ApiextensionsV1Api(control_plane.cluster.api_client)
-    api.create_custom_resource_definition({
-        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-        "metadata": {"name": "ciliumnodes.cilium.io"},
-        "spec": {"group": "cilium.io", "scope": "Cluster",
-                 "names": {"plural": "ciliumnodes", "singular": "ciliumnode", "kind": "CiliumNode"},
-                 "versions": [{"name": "v2", "served": True, "storage": True,
-                               "schema": {"openAPIV3Schema": {"type": "object",
-                                                              "x-kubernetes-preserve-unknown-fields": True}}}]},
-    })
-    wait_for(lambda: any(c.type == "Established" and c.status == "True" for c in
-                         api.read_custom_resource_definition("ciliumnodes.cilium.io").status.conditions or []),
-             "the CiliumNode resource established")
+    api.create_custom_resource_definition(
+        {
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": {"name": "ciliumnodes.cilium.io"},
+            "spec": {
+                "group": "cilium.io",
+                "scope": "Cluster",
+                "names": {"plural": "ciliumnodes", "singular": "ciliumnode", "kind": "CiliumNode"},
+                "versions": [
+                    {
+                        "name": "v2",
+                        "served": True,
+                        "storage": True,
+                        "schema": {
+                            "openAPIV3Schema": {
+                                "type": "object",
+                                "x-kubernetes-preserve-unknown-fields": True,
+                            }
+                        },
+                    }
+                ],
+            },
+        }
+    )
+    wait_for(
+        lambda: any(
+            c.type == "Established" and c.status == "True"
+            for c in api.read_custom_resource_definition("ciliumnodes.cilium.io").status.conditions
+            or []
+        ),
+        "the CiliumNode resource established",
+    )
     yield
     api.delete_custom_resource_definition("ciliumnodes.cilium.io")

@@ -49,18 +49,31 @@ class LocalControlPlane:
 
     def start(self) -> LocalControlPlane:
         parts = binaries.components(KUBERNETES_VERSION, ETCD_VERSION, KWOK_VERSION)
-        programs = {name: str(path) for name, path in binaries.provide(parts, echo=self._say).items()}
+        programs = {
+            name: str(path) for name, path in binaries.provide(parts, echo=self._say).items()
+        }
         self.logs.mkdir(parents=True, exist_ok=True)
         controlplane.write_pki(self.pki, [], [], ["all"])
         layout = controlplane.Layout(
-            pki=self.pki, etcd_data=self.work / "etcd", bin=programs, advertise="127.0.0.1", bind="127.0.0.1",
-            api_port=free_port(), etcd_client_port=free_port(), etcd_peer_port=free_port(), component_ports=False,
+            pki=self.pki,
+            etcd_data=self.work / "etcd",
+            bin=programs,
+            advertise="127.0.0.1",
+            bind="127.0.0.1",
+            api_port=free_port(),
+            etcd_client_port=free_port(),
+            etcd_peer_port=free_port(),
+            component_ports=False,
         )
         self.server = f"https://127.0.0.1:{layout.api_port}"
         controlplane.write_kubeconfig(self.kubeconfig, self.server, self.pki, "admin")
         for client in ("kube-controller-manager", "kube-scheduler"):
-            controlplane.write_kubeconfig(self.pki / f"{client}.kubeconfig", self.server, self.pki, client)
-        kwok_config = controlplane.write_kubeconfig(self.work / "kwok.kubeconfig", self.server, self.pki, "kwok-all")
+            controlplane.write_kubeconfig(
+                self.pki / f"{client}.kubeconfig", self.server, self.pki, client
+            )
+        kwok_config = controlplane.write_kubeconfig(
+            self.work / "kwok.kubeconfig", self.server, self.pki, "kwok-all"
+        )
         stages = self.work / "kwok-stages.yaml"
         stages.write_text(kwok.STAGES)
         kwok_argv = kwok.argv(programs["kwok"], str(kwok_config), str(stages), None, None)
@@ -85,12 +98,19 @@ class LocalControlPlane:
 
     def _run(self, name: str, argv: list[str]) -> None:
         with open(self.logs / f"{name}.log", "ab") as log:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self.procs.append(proc)
         time.sleep(0.2)
         if proc.poll() is not None:
-            raise RuntimeError(f"{name} exited at once: {(self.logs / f'{name}.log').read_text()[-2000:]}")
+            raise RuntimeError(
+                f"{name} exited at once: {(self.logs / f'{name}.log').read_text()[-2000:]}"
+            )
 
     def stop(self) -> None:
         for proc in reversed(self.procs):

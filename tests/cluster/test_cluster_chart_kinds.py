@@ -22,10 +22,13 @@ def test_chart_kind(chart, kind):
 
 
 def test_a_reference_that_is_none_of_them_is_refused():
-    with pytest.raises(ClusterError, match="neither repo/chart, a chart directory, a .tgz nor an oci://"):
+    with pytest.raises(
+        ClusterError, match="neither repo/chart, a chart directory, a .tgz nor an oci://"
+    ):
         helm.chart_kind("cilium")
 
 
 def test_oci_chart_needs_no_repository():
-    assert helm.chart_source("helm", "oci://quay.io/cilium/charts/cilium", "cilium", "https://helm.cilium.io/") == [
-        "oci://quay.io/cilium/charts/cilium"]
+    assert helm.chart_source(
+        "helm", "oci://quay.io/cilium/charts/cilium", "cilium", "https://helm.cilium.io/"
+    ) == ["oci://quay.io/cilium/charts/cilium"]

@@ -8,7 +8,13 @@ import sys
 
 import pytest
 
-from facts.cluster_phase import CiliumHealth, CiliumRelease, HelmRepository, InstalledRelease, OldCniPods
+from facts.cluster_phase import (
+    CiliumHealth,
+    CiliumRelease,
+    HelmRepository,
+    InstalledRelease,
+    OldCniPods,
+)
 from operations.cluster_phase import (
     cilium_healthy,
     cilium_release,
@@ -19,20 +25,35 @@ from operations.cluster_phase import (
 from pyinfra_fixtures import run_operation
 
 VALUES = {"kubeProxyReplacement": True, "k8sServicePort": 6443}
-RELEASE_ARGS = dict(release="cilium", namespace="kube-system", chart="cilium/cilium", version="1.16.5",
-                    values=VALUES, kubeconfig="/k/config", context="lab")
+RELEASE_ARGS = dict(
+    release="cilium",
+    namespace="kube-system",
+    chart="cilium/cilium",
+    version="1.16.5",
+    values=VALUES,
+    kubeconfig="/k/config",
+    context="lab",
+)
 
 
 def release_fact(matches, changes=(), kind="repo"):
-    return {"helm": "/usr/bin/helm", "matches": matches, "changes": list(changes),
-            "installed": {"exists": True, "status": "deployed", "chart": "cilium", "version": "1.16.5"},
-            "desired": {"kind": kind}}
+    return {
+        "helm": "/usr/bin/helm",
+        "matches": matches,
+        "changes": list(changes),
+        "installed": {"exists": True, "status": "deployed", "chart": "cilium", "version": "1.16.5"},
+        "desired": {"kind": kind},
+    }
 
 
 def test_release_matching_runs_nothing():
-    commands, host = run_operation(cilium_release, {CiliumRelease: release_fact(True)}, **RELEASE_ARGS)
+    commands, host = run_operation(
+        cilium_release, {CiliumRelease: release_fact(True)}, **RELEASE_ARGS
+    )
     assert commands == []
-    assert host.noops == ["release kube-system/cilium is deployed with chart cilium 1.16.5 and the values"]
+    assert host.noops == [
+        "release kube-system/cilium is deployed with chart cilium 1.16.5 and the values"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -45,7 +66,8 @@ def test_release_matching_runs_nothing():
 )
 def test_release_differing_runs_one_upgrade_with_values_on_stdin(chart, kind, cluster, where):
     commands, _ = run_operation(
-        cilium_release, {CiliumRelease: release_fact(False, ["chart version 1.16.4 -> 1.16.5"], kind=kind)},
+        cilium_release,
+        {CiliumRelease: release_fact(False, ["chart version 1.16.4 -> 1.16.5"], kind=kind)},
         **{**RELEASE_ARGS, "chart": chart, **cluster},
     )
     assert commands == [
@@ -58,64 +80,123 @@ def test_release_differing_runs_one_upgrade_with_values_on_stdin(chart, kind, cl
 def test_packaged_chart_takes_its_own_version():
     # A .tgz carries its own version; the release fact checked the pinned one against it.
     commands, _ = run_operation(
-        cilium_release, {CiliumRelease: release_fact(False, ["install cilium in kube-system"], kind="path")},
+        cilium_release,
+        {CiliumRelease: release_fact(False, ["install cilium in kube-system"], kind="path")},
         **{**RELEASE_ARGS, "chart": "/srv/cilium-1.16.5.tgz"},
     )
-    assert len(commands) == 1 and "/srv/cilium-1.16.5.tgz" in commands[0] and "--version" not in commands[0]
+    assert (
+        len(commands) == 1
+        and "/srv/cilium-1.16.5.tgz" in commands[0]
+        and "--version" not in commands[0]
+    )
 
 
 def test_repository_added_updated_or_left():
-    base = {"helm": "helm", "kind": "repo", "needed": True, "present": True, "url_matches": True,
-            "version_cached": True}
-    args = dict(chart="cilium/cilium", version="1.16.5", repo_name="cilium", repo_url="https://helm.cilium.io/")
+    base = {
+        "helm": "helm",
+        "kind": "repo",
+        "needed": True,
+        "present": True,
+        "url_matches": True,
+        "version_cached": True,
+    }
+    args = dict(
+        chart="cilium/cilium",
+        version="1.16.5",
+        repo_name="cilium",
+        repo_url="https://helm.cilium.io/",
+    )
     assert run_operation(helm_repository, {HelmRepository: base}, **args)[0] == []
-    assert run_operation(helm_repository, {HelmRepository: dict(base, version_cached=False)}, **args)[0] == [
-        "helm repo update cilium"]
-    assert run_operation(helm_repository, {HelmRepository: dict(base, present=False)}, **args)[0] == [
-        "helm repo add cilium https://helm.cilium.io/"]
-    assert run_operation(helm_repository, {HelmRepository: dict(base, url_matches=False)}, **args)[0] == [
-        "helm repo add --force-update cilium https://helm.cilium.io/"]
-    assert run_operation(helm_repository, {HelmRepository: dict(base, needed=False)}, **args)[0] == []
+    assert run_operation(
+        helm_repository, {HelmRepository: dict(base, version_cached=False)}, **args
+    )[0] == ["helm repo update cilium"]
+    assert run_operation(helm_repository, {HelmRepository: dict(base, present=False)}, **args)[
+        0
+    ] == ["helm repo add cilium https://helm.cilium.io/"]
+    assert run_operation(helm_repository, {HelmRepository: dict(base, url_matches=False)}, **args)[
+        0
+    ] == ["helm repo add --force-update cilium https://helm.cilium.io/"]
+    assert (
+        run_operation(helm_repository, {HelmRepository: dict(base, needed=False)}, **args)[0] == []
+    )
 
 
 def test_healthy_runs_nothing_else_waits():
-    assert run_operation(cilium_healthy, {CiliumHealth: {"healthy": True, "nodes": [{}] * 6}},
-                         namespace="kube-system")[0] == []
-    commands, _ = run_operation(cilium_healthy, {CiliumHealth: {"healthy": False, "nodes": [], "agents_ready": 0}},
-                                namespace="kube-system", timeout=300)
-    assert commands == [f"{sys.executable} -m cilium_lab verify --wait --timeout 300 --namespace kube-system"
-                        + half_migrated("healthy")]
+    assert (
+        run_operation(
+            cilium_healthy,
+            {CiliumHealth: {"healthy": True, "nodes": [{}] * 6}},
+            namespace="kube-system",
+        )[0]
+        == []
+    )
+    commands, _ = run_operation(
+        cilium_healthy,
+        {CiliumHealth: {"healthy": False, "nodes": [], "agents_ready": 0}},
+        namespace="kube-system",
+        timeout=300,
+    )
+    assert commands == [
+        f"{sys.executable} -m cilium_lab verify --wait --timeout 300 --namespace kube-system"
+        + half_migrated("healthy")
+    ]
 
 
 def half_migrated(what):
     """A failure in the cluster phase says where the migration stopped and the two ways on."""
-    return (" || { echo 'cilium-lab: the migration stopped half-way: the nodes run without kube-proxy and "
-            f"their old CNI configurations, and Cilium is not {what}. Fix what is said above and run the "
-            "deploy again, or go back with deploys/rollback.py.' >&2; exit 1; }")
+    return (
+        " || { echo 'cilium-lab: the migration stopped half-way: the nodes run without kube-proxy and "
+        f"their old CNI configurations, and Cilium is not {what}. Fix what is said above and run the "
+        "deploy again, or go back with deploys/rollback.py.' >&2; exit 1; }"
+    )
 
 
 def test_old_pods_deleted_only_when_owned_ones_exist():
     pod = {"namespace": "default", "name": "bare", "node": "worker0", "reason": "r", "owner": None}
-    assert run_operation(old_cni_pods_restarted, {OldCniPods: {"owned": [], "unowned": [pod]}},
-                         namespace="kube-system")[0] == []
+    assert (
+        run_operation(
+            old_cni_pods_restarted,
+            {OldCniPods: {"owned": [], "unowned": [pod]}},
+            namespace="kube-system",
+        )[0]
+        == []
+    )
     owned = dict(pod, name="web", owner="ReplicaSet/web")
-    commands, _ = run_operation(old_cni_pods_restarted, {OldCniPods: {"owned": [owned], "unowned": [pod]}},
-                                namespace="kube-system")
-    assert commands == [f"{sys.executable} -m cilium_lab restart-pods --yes --namespace kube-system"]
+    commands, _ = run_operation(
+        old_cni_pods_restarted,
+        {OldCniPods: {"owned": [owned], "unowned": [pod]}},
+        namespace="kube-system",
+    )
+    assert commands == [
+        f"{sys.executable} -m cilium_lab restart-pods --yes --namespace kube-system"
+    ]
 
 
 def test_release_removed_only_when_helm_has_it():
-    args = dict(release="cilium", namespace="kube-system", kubeconfig="/k/config", context="lab",
-                extra_args=["--wait"])
-    commands, host = run_operation(cilium_release_absent, {InstalledRelease: {"helm": "/usr/bin/helm",
-                                                                              "installed": {"exists": False}}}, **args)
+    args = dict(
+        release="cilium",
+        namespace="kube-system",
+        kubeconfig="/k/config",
+        context="lab",
+        extra_args=["--wait"],
+    )
+    commands, host = run_operation(
+        cilium_release_absent,
+        {InstalledRelease: {"helm": "/usr/bin/helm", "installed": {"exists": False}}},
+        **args,
+    )
     assert commands == []
     assert host.noops == ["no release kube-system/cilium"]
     installed = {"exists": True, "status": "deployed", "chart": "cilium", "version": "1.16.5"}
-    commands, _ = run_operation(cilium_release_absent, {InstalledRelease: {"helm": "/usr/bin/helm",
-                                                                          "installed": installed}}, **args)
-    assert commands == ["/usr/bin/helm uninstall cilium --namespace kube-system --kubeconfig /k/config "
-                        "--kube-context lab --wait"]
+    commands, _ = run_operation(
+        cilium_release_absent,
+        {InstalledRelease: {"helm": "/usr/bin/helm", "installed": installed}},
+        **args,
+    )
+    assert commands == [
+        "/usr/bin/helm uninstall cilium --namespace kube-system --kubeconfig /k/config "
+        "--kube-context lab --wait"
+    ]
 
 
 def test_operations_use_the_preflights_snapshot_until_one_changes_the_cluster():
@@ -124,23 +205,46 @@ def test_operations_use_the_preflights_snapshot_until_one_changes_the_cluster():
     from operations.cluster_phase import remember_cluster_state
     from pyinfra_fixtures import FakeHost
 
-    repo = {"helm": "helm", "kind": "repo", "needed": True, "present": True, "url_matches": True,
-            "version_cached": True}
+    repo = {
+        "helm": "helm",
+        "kind": "repo",
+        "needed": True,
+        "present": True,
+        "url_matches": True,
+        "version_cached": True,
+    }
     unhealthy = {"healthy": False, "agents_ready": 0, "nodes": [{}] * 6}
     host = FakeHost({CiliumHealth: {"healthy": True, "nodes": [{}] * 6}})
-    repo_args = dict(chart="cilium/cilium", version="1.16.5", repo_name="cilium", repo_url="https://helm.cilium.io/")
-    remember_cluster_state(host.state, host.name, {**RELEASE_ARGS, **repo_args, "pod_cidrs": []}, {
-        "repo": repo, "release": release_fact(False, ["install cilium in kube-system"]),
-        "health": unhealthy, "pods": {"owned": [], "unowned": []}})
+    repo_args = dict(
+        chart="cilium/cilium",
+        version="1.16.5",
+        repo_name="cilium",
+        repo_url="https://helm.cilium.io/",
+    )
+    remember_cluster_state(
+        host.state,
+        host.name,
+        {**RELEASE_ARGS, **repo_args, "pod_cidrs": []},
+        {
+            "repo": repo,
+            "release": release_fact(False, ["install cilium in kube-system"]),
+            "health": unhealthy,
+            "pods": {"owned": [], "unowned": []},
+        },
+    )
 
     # Read for other arguments, the snapshot is not used: the operation reads its own fact.
     other = FakeHost({HelmRepository: repo})
-    remember_cluster_state(other.state, other.name, {**repo_args, "version": "1.16.4"}, {"repo": repo})
+    remember_cluster_state(
+        other.state, other.name, {**repo_args, "version": "1.16.4"}, {"repo": repo}
+    )
     run_operation(helm_repository, {}, host=other, **repo_args)
     assert [cls for cls, _ in other.fact_calls] == [HelmRepository]
 
     assert run_operation(helm_repository, {}, host=host, **repo_args)[0] == []
-    assert len(run_operation(cilium_release, {}, host=host, **{**RELEASE_ARGS, **repo_args})[0]) == 1
+    assert (
+        len(run_operation(cilium_release, {}, host=host, **{**RELEASE_ARGS, **repo_args})[0]) == 1
+    )
     assert host.fact_calls == []  # both from the snapshot
     # The release changed: the wait runs whatever the snapshot said (it is stale), reading nothing.
     commands = run_operation(cilium_healthy, {}, host=host, namespace="kube-system")[0]

@@ -17,7 +17,9 @@ from conftest import KWOK_LABEL, LAB_NODES, wait_for
 
 
 def healthy(cluster, namespace):
-    return wait_for(lambda: (h := verify.snapshot(cluster, namespace)).healthy and h, "Cilium healthy")
+    return wait_for(
+        lambda: (h := verify.snapshot(cluster, namespace)).healthy and h, "Cilium healthy"
+    )
 
 
 def test_healthy_when_every_node_has_a_ready_agent_with_its_ip(cluster, namespace, cilium):
@@ -27,19 +29,25 @@ def test_healthy_when_every_node_has_a_ready_agent_with_its_ip(cluster, namespac
     assert health.agents_ready == 3 and health.nodes_ready == 3
     assert {n.node: n.agent_ip for n in health.nodes} == {name: ip for name, ip, _ in LAB_NODES}
     assert [(w.kind, w.name, w.desired, w.ready) for w in health.workloads] == [
-        ("DaemonSet", "cilium", 3, 3), ("Deployment", "cilium-operator", 2, 2)]
+        ("DaemonSet", "cilium", 3, 3),
+        ("Deployment", "cilium-operator", 2, 2),
+    ]
 
 
 def test_agent_off_host_network_gets_a_pod_ip_and_is_not_healthy(cluster, namespace, cilium):
     cilium.agents(host_network=False)
     cilium.operator()
-    wait_for(lambda: len([p for p in cilium.agent_pods() if p.status.pod_ip]) == 3, "agents with IPs")
+    wait_for(
+        lambda: len([p for p in cilium.agent_pods() if p.status.pod_ip]) == 3, "agents with IPs"
+    )
     health = verify.snapshot(cluster, namespace)
     assert not health.healthy
     worker1 = next(n for n in health.nodes if n.node == "worker1")
     assert worker1.agent_ip.startswith("10.5.")  # from worker1's pod CIDR, as kwok assigns it
-    assert worker1.missing == [f"agent {worker1.agent} not on hostNetwork",
-                               f"agent IP {worker1.agent_ip} is not the node's InternalIP 192.168.1.15"]
+    assert worker1.missing == [
+        f"agent {worker1.agent} not on hostNetwork",
+        f"agent IP {worker1.agent_ip} is not the node's InternalIP 192.168.1.15",
+    ]
 
 
 def test_missing_operator_is_named(cluster, namespace, cilium):
@@ -72,7 +80,9 @@ def test_wait_follows_a_new_node_to_ready(cluster, namespace, cilium, extra_node
     assert any(line.startswith("agents ready 3/4, nodes ready 3/4") for line in progress), progress
 
 
-def test_node_without_kubelet_times_out_with_a_per_node_report(kubeconfig, cluster, namespace, cilium, extra_nodes):
+def test_node_without_kubelet_times_out_with_a_per_node_report(
+    kubeconfig, cluster, namespace, cilium, extra_nodes
+):
     cilium.agents()
     cilium.operator()
     healthy(cluster, namespace)
@@ -80,8 +90,9 @@ def test_node_without_kubelet_times_out_with_a_per_node_report(kubeconfig, clust
     wait_for(lambda: len(cilium.agent_pods()) == 4, "the DaemonSet controller's pod for worker2")
 
     started = time.monotonic()
-    result = CliRunner().invoke(cli, ["verify", "--kubeconfig", str(kubeconfig), "--namespace", namespace,
-                                      "--timeout", "2"])
+    result = CliRunner().invoke(
+        cli, ["verify", "--kubeconfig", str(kubeconfig), "--namespace", namespace, "--timeout", "2"]
+    )
     elapsed = time.monotonic() - started
 
     assert result.exit_code == 1, result.output
@@ -100,15 +111,36 @@ def test_crash_looping_agent_fails_at_once(kubeconfig, cluster, namespace, ciliu
     cilium.operator()
     healthy(cluster, namespace)
     extra_nodes("worker2", "192.168.1.16", "10.6.0.0/16", kubelet=False)
-    pod = wait_for(lambda: next((p for p in cilium.agent_pods() if p.spec.node_name == "worker2"), None),
-                   "an agent pod bound to worker2")
-    cluster.core.patch_namespaced_pod_status(pod.metadata.name, namespace, {"status": {"containerStatuses": [{
-        "name": "cilium-agent", "image": "cilium", "imageID": "", "ready": False, "restartCount": 5,
-        "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 2m40s"}}}]}})
+    pod = wait_for(
+        lambda: next((p for p in cilium.agent_pods() if p.spec.node_name == "worker2"), None),
+        "an agent pod bound to worker2",
+    )
+    cluster.core.patch_namespaced_pod_status(
+        pod.metadata.name,
+        namespace,
+        {
+            "status": {
+                "containerStatuses": [
+                    {
+                        "name": "cilium-agent",
+                        "image": "cilium",
+                        "imageID": "",
+                        "ready": False,
+                        "restartCount": 5,
+                        "state": {
+                            "waiting": {"reason": "CrashLoopBackOff", "message": "back-off 2m40s"}
+                        },
+                    }
+                ]
+            }
+        },
+    )
 
     started = time.monotonic()
-    result = CliRunner().invoke(cli, ["verify", "--kubeconfig", str(kubeconfig), "--namespace", namespace,
-                                      "--timeout", "120"])
+    result = CliRunner().invoke(
+        cli,
+        ["verify", "--kubeconfig", str(kubeconfig), "--namespace", namespace, "--timeout", "120"],
+    )
     assert result.exit_code == 1, result.output
     assert time.monotonic() - started < 60
     assert f"pod {pod.metadata.name} container cilium-agent: CrashLoopBackOff" in result.output
@@ -119,15 +151,33 @@ def test_cli_json_and_exit_codes(kubeconfig, cluster, namespace, cilium):
     cilium.agents()
     cilium.operator()
     healthy(cluster, namespace)
-    args = ["verify", "--kubeconfig", str(kubeconfig), "--namespace", namespace, "--no-wait", "-o", "json"]
+    args = [
+        "verify",
+        "--kubeconfig",
+        str(kubeconfig),
+        "--namespace",
+        namespace,
+        "--no-wait",
+        "-o",
+        "json",
+    ]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
-    assert report["healthy"] and [n["node"] for n in report["nodes"]] == ["control0", "worker0", "worker1"]
+    assert report["healthy"] and [n["node"] for n in report["nodes"]] == [
+        "control0",
+        "worker0",
+        "worker1",
+    ]
 
     # A new spec whose pods can never run (no node matches): the rollout never catches up.
-    cluster.apps.patch_namespaced_deployment("cilium-operator", namespace, {
-        "spec": {"template": {"spec": {"nodeSelector": {"cilium-lab.test/no-such": "node"}}}}})
+    cluster.apps.patch_namespaced_deployment(
+        "cilium-operator",
+        namespace,
+        {"spec": {"template": {"spec": {"nodeSelector": {"cilium-lab.test/no-such": "node"}}}}},
+    )
     report = json.loads(CliRunner().invoke(cli, args).output)
     assert not report["healthy"]
-    assert any(p.startswith(f"Deployment {namespace}/cilium-operator") for p in report["problems"]), report
+    assert any(
+        p.startswith(f"Deployment {namespace}/cilium-operator") for p in report["problems"]
+    ), report

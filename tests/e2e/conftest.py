@@ -33,11 +33,15 @@ def sim(tmp_path_factory):
     bridge = f"cilt{os.getpid() % 100000}"
     sim = Sim(home, bridge, free_subnet(E2E_SUBNETS))
     if not (CHARTS / "index.yaml").is_file():
-        pytest.skip(f"Cilium's charts are not in {CHARTS} (set CILIUM_LAB_CHARTS to their directory)")
+        pytest.skip(
+            f"Cilium's charts are not in {CHARTS} (set CILIUM_LAB_CHARTS to their directory)"
+        )
     # The first build (debootstrap) shows its progress in pytest's live output with -s.
     verbose = os.environ.get("CILIUM_LAB_E2E_VERBOSE")
-    up = sim.up(6, CHARTS, stdout=None if verbose else subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    nodes = (sim.cfg.nodes if sim.cfg else [])
+    up = sim.up(
+        6, CHARTS, stdout=None if verbose else subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    nodes = sim.cfg.nodes if sim.cfg else []
     try:
         assert up.returncode == 0, f"cilium-lab sim up failed:\n{up.stdout}"
         # The nodes as the guide leaves them, before any test touched them.
@@ -46,4 +50,6 @@ def sim(tmp_path_factory):
     finally:
         down = sim.down(capture_output=True, text=True)
         left = leftovers(home, bridge, nodes)
-        assert down.returncode == 0 and not left, f"sim down: {down.stdout}{down.stderr}; left behind: {left}"
+        assert down.returncode == 0 and not left, (
+            f"sim down: {down.stdout}{down.stderr}; left behind: {left}"
+        )

@@ -25,7 +25,13 @@ ROLLBACK = REPO / "deploys" / "rollback.py"
 CHARTS = Path(os.environ.get("CILIUM_LAB_CHARTS") or DEFAULT_CHARTS)
 
 # What the migration may touch, hashed before and after each run.
-TREES = ("/etc/cni/net.d", "/etc/modules-load.d", "/etc/modules", "/etc/systemd/system", "/var/backups")
+TREES = (
+    "/etc/cni/net.d",
+    "/etc/modules-load.d",
+    "/etc/modules",
+    "/etc/systemd/system",
+    "/var/backups",
+)
 UNITS = ("kube-proxy.service", "kubelet.service", "containerd.service")
 CNI_DIR = "/etc/cni/net.d"
 CNI_BACKUP = "/var/backups/cilium-lab/cni"
@@ -38,7 +44,11 @@ def why_not_runnable() -> str | None:
         return f"e2e needs Linux (systemd-nspawn); this is {sys.platform}"
     if os.geteuid() != 0:
         return "e2e needs root (the sim mounts overlays, creates a bridge, boots containers); run as root, as .ci/run does"
-    missing = [t for t in ("systemd-nspawn", "debootstrap", "ip", "nsenter", "ssh-keygen") if not shutil.which(t)]
+    missing = [
+        t
+        for t in ("systemd-nspawn", "debootstrap", "ip", "nsenter", "ssh-keygen")
+        if not shutil.which(t)
+    ]
     if missing:
         return f"e2e needs {', '.join(missing)}: apt-get install systemd-container debootstrap iproute2 openssh-client"
     if not PYINFRA.exists() or not CILIUM_LAB.exists():
@@ -60,8 +70,11 @@ class Run:
         """Operation name -> hosts pyinfra says it will change (what --dry reports), with those it
         will change if the operation's condition holds then (``_if``: the workstation's part did
         not fail)."""
-        return {op["name"]: set(op["hosts_with_change"]) | set(op.get("hosts_with_conditional_change", []))
-                for op in self.report["plan"]}
+        return {
+            op["name"]: set(op["hosts_with_change"])
+            | set(op.get("hosts_with_conditional_change", []))
+            for op in self.report["plan"]
+        }
 
     def changed(self) -> dict[str, set[str]]:
         """Operation name -> hosts on which it changed something (pyinfra's results)."""
@@ -91,7 +104,9 @@ class Sim(SimLab):
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         proc = self.run_cli(*args, capture_output=True, text=True)
         if check and proc.returncode != 0:
-            raise AssertionError(f"cilium-lab sim {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+            raise AssertionError(
+                f"cilium-lab sim {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
+            )
         return proc
 
     def sh(self, node: str, script: str, check: bool = True) -> str:
@@ -103,13 +118,19 @@ class Sim(SimLab):
         return proc.stdout
 
     def pyinfra(self, *args: str, deploy: Path = DEPLOY) -> Run:
-        proc = self.run_pyinfra("--json", *args, deploy=deploy, capture_output=True, text=True, timeout=300)
+        proc = self.run_pyinfra(
+            "--json", *args, deploy=deploy, capture_output=True, text=True, timeout=300
+        )
         return Run(proc.returncode, _json_or_none(proc.stdout), proc.stderr)
 
     def pyinfra_interrupted(self, trigger: str) -> Run:
         """A real run, sent SIGINT (Ctrl-C) as soon as its log shows ``trigger``."""
         proc = subprocess.Popen(
-            self.pyinfra_command("--json", "-y"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+            self.pyinfra_command("--json", "-y"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
             env=self.env,
         )
         log = []
@@ -150,7 +171,12 @@ class Sim(SimLab):
             for path, entry in files.items()
             if entry["type"] == "f" and (path.startswith(("/etc/modules", CNI_DIR)))
         }
-        return {"files": files, "texts": texts, "units": self.units(node), "iptables": self.iptables(node)}
+        return {
+            "files": files,
+            "texts": texts,
+            "units": self.units(node),
+            "iptables": self.iptables(node),
+        }
 
     def snapshot_all(self) -> dict[str, dict]:
         return {node: self.snapshot(node) for node in self.nodes}
@@ -180,21 +206,33 @@ class Sim(SimLab):
 
     def helm_revisions(self) -> list[str]:
         secrets = self.cluster.core.list_namespaced_secret("kube-system").items
-        return sorted(s.metadata.name for s in secrets if s.metadata.name.startswith("sh.helm.release.v1.cilium."))
+        return sorted(
+            s.metadata.name
+            for s in secrets
+            if s.metadata.name.startswith("sh.helm.release.v1.cilium.")
+        )
 
     def pods(self) -> dict[str, dict]:
         """namespace/name -> uid, node, IP, start, of the pods not being deleted."""
         return {
             f"{p.metadata.namespace}/{p.metadata.name}": {
-                "uid": p.metadata.uid, "node": p.spec.node_name, "ip": p.status.pod_ip,
-                "host_network": bool(p.spec.host_network)}
+                "uid": p.metadata.uid,
+                "node": p.spec.node_name,
+                "ip": p.status.pod_ip,
+                "host_network": bool(p.spec.host_network),
+            }
             for p in self.cluster.core.list_pod_for_all_namespaces().items
             if not p.metadata.deletion_timestamp
         }
 
     def verify(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([str(CILIUM_LAB), "verify", "--kubeconfig", str(self.cfg.kubeconfig), *args],
-                              capture_output=True, text=True, env=self.env, timeout=120)
+        return subprocess.run(
+            [str(CILIUM_LAB), "verify", "--kubeconfig", str(self.cfg.kubeconfig), *args],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=120,
+        )
 
 
 # The directory the deploys keep their copies and records in: a round trip rightly leaves it.
@@ -206,9 +244,14 @@ def comparable(snap: dict) -> dict:
     backup directory (the copies and the retired records it keeps), and when units were last
     started."""
     return {
-        "files": {path: entry for path, entry in snap["files"].items() if not path.startswith(OURS)},
+        "files": {
+            path: entry for path, entry in snap["files"].items() if not path.startswith(OURS)
+        },
         "texts": snap["texts"],
-        "units": {name: {k: v for k, v in unit.items() if k != "InvocationID"} for name, unit in snap["units"].items()},
+        "units": {
+            name: {k: v for k, v in unit.items() if k != "InvocationID"}
+            for name, unit in snap["units"].items()
+        },
         "iptables": snap["iptables"],
     }
 
@@ -220,8 +263,11 @@ def differences(before: dict, after: dict) -> list[str]:
         for part in sorted(set(before.get(node, {})) | set(after.get(node, {}))):
             b, a = before.get(node, {}).get(part), after.get(node, {}).get(part)
             if isinstance(b, dict) and isinstance(a, dict):
-                out += [f"{node} {part} {key}: {b.get(key)!r} -> {a.get(key)!r}"
-                        for key in sorted(set(b) | set(a)) if b.get(key) != a.get(key)]
+                out += [
+                    f"{node} {part} {key}: {b.get(key)!r} -> {a.get(key)!r}"
+                    for key in sorted(set(b) | set(a))
+                    if b.get(key) != a.get(key)
+                ]
             elif b != a:
                 out.append(f"{node} {part}: {b!r} -> {a!r}")
     return out
@@ -239,7 +285,11 @@ def leftovers(home: Path, bridge: str, nodes: list[str]) -> list[str]:
     found = []
     mounts = Path("/proc/mounts").read_text()
     found += [f"mount {line.split()[1]}" for line in mounts.splitlines() if str(home) in line]
-    found += [f"interface {name}" for name in os.listdir("/sys/class/net") if re.fullmatch(rf"{bridge}(v\d+)?", name)]
+    found += [
+        f"interface {name}"
+        for name in os.listdir("/sys/class/net")
+        if re.fullmatch(rf"{bridge}(v\d+)?", name)
+    ]
     netns = Path("/run/netns")
     if netns.is_dir():
         found += [f"netns {name}" for name in os.listdir(netns) if name.startswith(f"{bridge}-")]
@@ -253,5 +303,9 @@ def leftovers(home: Path, bridge: str, nodes: list[str]) -> list[str]:
         if pid_file.exists():
             found.append(f"pid file {pid_file}")
     procs = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
-    found += [f"process {line}" for line in procs.splitlines() if "systemd-nspawn" in line and str(home) in line]
+    found += [
+        f"process {line}"
+        for line in procs.splitlines()
+        if "systemd-nspawn" in line and str(home) in line
+    ]
     return found

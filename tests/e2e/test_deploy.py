@@ -50,7 +50,9 @@ def cni_configs(snap: dict) -> dict[str, str]:
     return {
         posixpath.basename(path): entry["sha256"]
         for path, entry in snap["files"].items()
-        if posixpath.dirname(path) == CNI_DIR and entry["type"] == "f" and path.endswith(CNI_SUFFIXES)
+        if posixpath.dirname(path) == CNI_DIR
+        and entry["type"] == "f"
+        and path.endswith(CNI_SUFFIXES)
     }
 
 
@@ -58,7 +60,8 @@ def other_cni_dir_files(snap: dict) -> dict[str, dict]:
     return {
         path: entry
         for path, entry in snap["files"].items()
-        if path.startswith(CNI_DIR + "/") and not (entry["type"] == "f" and path.endswith(CNI_SUFFIXES))
+        if path.startswith(CNI_DIR + "/")
+        and not (entry["type"] == "f" and path.endswith(CNI_SUFFIXES))
     }
 
 
@@ -76,7 +79,8 @@ def module_files(snap: dict) -> dict[str, str]:
     return {
         path: text
         for path, text in snap["texts"].items()
-        if path == "/etc/modules" or (path.startswith("/etc/modules-load.d/") and path.endswith(".conf"))
+        if path == "/etc/modules"
+        or (path.startswith("/etc/modules-load.d/") and path.endswith(".conf"))
     }
 
 
@@ -92,15 +96,22 @@ def convergence_problems(before: dict, after: dict) -> list[str]:
     """Everything that is not as the chapter leaves a node, given the node's state before the run."""
     problems = []
     kube_proxy = unit(after, KUBE_PROXY)
-    if kube_proxy["ActiveState"] not in ("inactive", "failed") or kube_proxy["UnitFileState"] != "disabled":
-        problems.append(f"kube-proxy is {kube_proxy['ActiveState']} and {kube_proxy['UnitFileState']}")
+    if (
+        kube_proxy["ActiveState"] not in ("inactive", "failed")
+        or kube_proxy["UnitFileState"] != "disabled"
+    ):
+        problems.append(
+            f"kube-proxy is {kube_proxy['ActiveState']} and {kube_proxy['UnitFileState']}"
+        )
     for name in (KUBELET, CONTAINERD):
         if unit(after, name)["ActiveState"] != "active":
             problems.append(f"{name} is {unit(after, name)['ActiveState']}")
     if unit(after, CONTAINERD)["InvocationID"] != unit(before, CONTAINERD)["InvocationID"]:
         problems.append("containerd was restarted")
     moved = cni_configs(before)
-    kubelet_restarted = unit(after, KUBELET)["InvocationID"] != unit(before, KUBELET)["InvocationID"]
+    kubelet_restarted = (
+        unit(after, KUBELET)["InvocationID"] != unit(before, KUBELET)["InvocationID"]
+    )
     if moved and not kubelet_restarted:
         problems.append(f"kubelet was not restarted after {sorted(moved)} left {CNI_DIR}")
     if not moved and kubelet_restarted:
@@ -109,13 +120,17 @@ def convergence_problems(before: dict, after: dict) -> list[str]:
         problems.append(f"CNI configurations left in {CNI_DIR}: {sorted(cni_configs(after))}")
     problems += lost_cni_files(before, after)
     if other_cni_dir_files(after) != other_cni_dir_files(before):
-        problems.append(f"non-CNI files in {CNI_DIR} changed: {other_cni_dir_files(before)} -> {other_cni_dir_files(after)}")
+        problems.append(
+            f"non-CNI files in {CNI_DIR} changed: {other_cni_dir_files(before)} -> {other_cni_dir_files(after)}"
+        )
     for path, text in module_files(before).items():
         now = after["texts"].get(path)
         if now is None:
             problems.append(f"{path} was deleted")
         elif now.splitlines() != without_module(text):
-            problems.append(f"{path} is {now!r}, expected {without_module(text)!r} (only br_netfilter lines removed)")
+            problems.append(
+                f"{path} is {now!r}, expected {without_module(text)!r} (only br_netfilter lines removed)"
+            )
     problems += lost_module_files(before, after)
     kube_rules = [line for line in after["iptables"] if "KUBE-" in line]
     if kube_rules:
@@ -155,7 +170,10 @@ def drift(sim, node: str) -> None:
     sim.sh(node, f"cp -p {CNI_BACKUP}/10-bridge.conf {CNI_DIR}/10-bridge.conf")
     sim.sh(node, "echo br_netfilter >> /etc/modules-load.d/cloud-init.conf")
     # kube-proxy's stand-in puts its chains back before idling: wait for them.
-    sim.sh(node, "for i in $(seq 50); do iptables-save -t nat | grep -q KUBE-POSTROUTING && exit 0; sleep 0.1; done; exit 1")
+    sim.sh(
+        node,
+        "for i in $(seq 50); do iptables-save -t nat | grep -q KUBE-POSTROUTING && exit 0; sleep 0.1; done; exit 1",
+    )
 
 
 # The scenarios, each run once and then looked at by the tests below.
@@ -218,7 +236,18 @@ def node_down(sim, drifted):
     healthy = sim.verify("--timeout", "60")
     assert healthy.returncode == 0, healthy.stdout + healthy.stderr
     rerun = sim.pyinfra("-y")
-    return down, before, run, others, restarted, rerun, sim.snapshot_all(), refused, untouched, agents
+    return (
+        down,
+        before,
+        run,
+        others,
+        restarted,
+        rerun,
+        sim.snapshot_all(),
+        refused,
+        untouched,
+        agents,
+    )
 
 
 @pytest.fixture(scope="module", params=[OP_KUBE_PROXY, OP_CNI, OP_BR_NETFILTER])
@@ -274,9 +303,14 @@ def test_first_run_keeps_the_chapters_order_across_hosts(first):
     """helm installs Cilium only after every node is off its old CNI, and the old network's last
     pieces go only once Cilium is healthy, though the two are done by different hosts."""
     _, run, _ = first
-    started = [line.split("Starting operation: ", 1)[1].strip() for line in run.log.splitlines()
-               if "Starting operation: " in line]
-    assert started.index(OP_CNI) < started.index(PHASES[0]) < started.index("Install Cilium with helm")
+    started = [
+        line.split("Starting operation: ", 1)[1].strip()
+        for line in run.log.splitlines()
+        if "Starting operation: " in line
+    ]
+    assert (
+        started.index(OP_CNI) < started.index(PHASES[0]) < started.index("Install Cilium with helm")
+    )
     healthy = started.index("Wait until the cilium and cilium-operator pods are up")
     assert healthy < started.index(PHASES[1]) < started.index(OP_BR_NETFILTER)
     assert started.index(PHASES[1]) < started.index("Delete the host routes to the pod CIDRs")
@@ -289,7 +323,10 @@ def test_first_run_installs_cilium_from_the_real_chart_healthy_on_every_node(sim
     report = json.loads(verify.stdout)
     assert report["agents_ready"] == report["nodes_ready"] == len(sim.nodes) == 6
     assert {(w["kind"], w["name"]) for w in report["workloads"]} == {
-        ("DaemonSet", "cilium"), ("DaemonSet", "cilium-envoy"), ("Deployment", "cilium-operator")}
+        ("DaemonSet", "cilium"),
+        ("DaemonSet", "cilium-envoy"),
+        ("Deployment", "cilium-operator"),
+    }
 
 
 def test_first_run_recreates_owned_old_cni_pods_and_lists_the_bare_one(sim, first):
@@ -299,17 +336,25 @@ def test_first_run_recreates_owned_old_cni_pods_and_lists_the_bare_one(sim, firs
     assert len(owned) == 4
     # Deleted, and their controllers made new ones, with addresses from their nodes' pod CIDRs.
     assert not owned & set(after)
-    new = {name: pod for name, pod in after.items() if name.startswith(("kube-system/coredns-", "default/nginx-"))}
+    new = {
+        name: pod
+        for name, pod in after.items()
+        if name.startswith(("kube-system/coredns-", "default/nginx-"))
+    }
     assert len(new) == 4
     for pod in new.values():
-        assert ipaddress.ip_address(pod["ip"]) in ipaddress.ip_network(sim.cfg.pod_cidr(pod["node"])), pod
+        assert ipaddress.ip_address(pod["ip"]) in ipaddress.ip_network(
+            sim.cfg.pod_cidr(pod["node"])
+        ), pod
     # The bare pod: nothing would recreate it, so it stays and the run says so.
     assert after["default/busybox"]["uid"] == before["default/busybox"]["uid"]
     assert "default/busybox" in run.log and "no controller recreates it" in run.log
 
 
 def test_first_run_deletes_the_workstations_routes_to_the_pod_cidrs(sim, first):
-    routes = subprocess.run(["ip", "-4", "route", "show"], capture_output=True, text=True, check=True).stdout
+    routes = subprocess.run(
+        ["ip", "-4", "route", "show"], capture_output=True, text=True, check=True
+    ).stdout
     for node in sim.nodes:
         assert f"{sim.cfg.pod_cidr(node)} via {sim.cfg.address(node)} " not in routes, node
 
@@ -327,7 +372,11 @@ def test_guide_files_are_kept_byte_for_byte(sim, pristine, first):
 def test_other_files_and_module_lines_survive(sim, pristine, first):
     _, _, after = first
     varied = [node for node in sim.nodes if other_cni_dir_files(pristine[node])]
-    with_overlay = [node for node in sim.nodes if any("overlay" in t for t in module_files(pristine[node]).values())]
+    with_overlay = [
+        node
+        for node in sim.nodes
+        if any("overlay" in t for t in module_files(pristine[node]).values())
+    ]
     # The sim's variants exist, or this test would prove nothing.
     assert varied and with_overlay
     for node in varied:
@@ -335,7 +384,10 @@ def test_other_files_and_module_lines_survive(sim, pristine, first):
     for node in with_overlay:
         for path, text in module_files(pristine[node]).items():
             kept = [line for line in text.splitlines() if "overlay" in line or line.startswith("#")]
-            assert all(line in after[node]["texts"][path].splitlines() for line in kept), (node, path)
+            assert all(line in after[node]["texts"][path].splitlines() for line in kept), (
+                node,
+                path,
+            )
 
 
 # 2. A second run changes nothing.
@@ -347,7 +399,13 @@ def test_second_run_reports_no_change_anywhere(sim, first, second):
     assert run.returncode == 0, run.log
     assert run.hosts_changed() == set()
     for op, hosts in run.unchanged().items():
-        expected = {"@local"} if op in CLUSTER_OPS else set(sim.nodes) | {"@local"} if op in PHASES else set(sim.nodes)
+        expected = (
+            {"@local"}
+            if op in CLUSTER_OPS
+            else set(sim.nodes) | {"@local"}
+            if op in PHASES
+            else set(sim.nodes)
+        )
         assert hosts == expected, op
     assert after == after_first
     assert sim.helm_revisions() == revisions == ["sh.helm.release.v1.cilium.v1"]
@@ -360,7 +418,11 @@ def test_drift_is_reported_for_that_node_only(sim, drifted):
     node, before, dry_run, after_dry, _, _ = drifted
     assert dry_run.returncode == 0, dry_run.log
     assert dry_run.hosts_planned() == {node}
-    assert {op for op, hosts in dry_run.plan().items() if hosts} >= {OP_KUBE_PROXY, OP_CNI, OP_BR_NETFILTER}
+    assert {op for op, hosts in dry_run.plan().items() if hosts} >= {
+        OP_KUBE_PROXY,
+        OP_CNI,
+        OP_BR_NETFILTER,
+    }
     assert after_dry == before
 
 
@@ -387,7 +449,9 @@ def test_node_down_at_the_start_changes_no_node(node_down):
     down, before, _, _, _, _, _, refused, untouched, _ = node_down
     assert refused.returncode != 0
     lines = [line for line in refused.log.splitlines() if "preflight:" in line]
-    assert len(lines) == 1 and f"[{down}]" in lines[0] and f"--exclude {down}" in lines[0], refused.log
+    assert len(lines) == 1 and f"[{down}]" in lines[0] and f"--exclude {down}" in lines[0], (
+        refused.log
+    )
     assert "nothing was changed on any host" in refused.log
     assert untouched == {node: before[node] for node in untouched}
 
@@ -406,8 +470,12 @@ def test_node_down_the_others_leave_the_old_network_but_keep_br_netfilter(node_d
     """The others lose kube-proxy and their old CNI; br_netfilter, which only goes once Cilium
     carries the traffic, stays while Cilium is not healthy."""
     down, before, run, others, _, _, _, _, _, _ = node_down
-    problems = {node: [p for p in convergence_problems(before[node], snap) if not p.startswith("/etc/modules")]
-                for node, snap in others.items()}
+    problems = {
+        node: [
+            p for p in convergence_problems(before[node], snap) if not p.startswith("/etc/modules")
+        ]
+        for node, snap in others.items()
+    }
     assert not any(problems.values()), problems
     for node, snap in others.items():
         assert module_files(snap) == module_files(before[node]), node
@@ -442,7 +510,10 @@ def test_node_down_converges_after_it_is_back(sim, node_down):
 
 def test_interrupted_run_loses_nothing(sim, interrupted):
     op, before, run, mid, _, _ = interrupted
-    problems = {node: lost_cni_files(before[node], mid[node]) + lost_module_files(before[node], mid[node]) for node in sim.nodes}
+    problems = {
+        node: lost_cni_files(before[node], mid[node]) + lost_module_files(before[node], mid[node])
+        for node in sim.nodes
+    }
     assert not any(problems.values()), (op, problems)
 
 
@@ -450,9 +521,14 @@ def test_interrupted_run_stopped_before_its_end(interrupted):
     """Or the scenario would prove nothing. It exits 130 at the first Ctrl-C (pyinfra's own
     handler exits 0 and can hang: tests/upstream/), saying what it may have left."""
     op, _, run, _, _, _ = interrupted
-    assert run.report is None and "--> Results:" not in run.log, f"the run interrupted at {op!r} finished:\n{run.log}"
+    assert run.report is None and "--> Results:" not in run.log, (
+        f"the run interrupted at {op!r} finished:\n{run.log}"
+    )
     assert run.returncode == 130, run.log
-    assert "interrupted: hosts may be half-migrated; run the deploy again or deploys/rollback.py" in run.log
+    assert (
+        "interrupted: hosts may be half-migrated; run the deploy again or deploys/rollback.py"
+        in run.log
+    )
     assert "(a second SIGINT was needed)" not in run.log
 
 
@@ -473,10 +549,12 @@ def killed_after_move(sim, node_down):
     sim.sh(
         node,
         f"mkdir -p {CNI_BACKUP} && touch {CNI_BACKUP}/{RESTART_PENDING} && "
-        f"for f in {CNI_DIR}/*.conf; do mv --backup=numbered \"$f\" {CNI_BACKUP}/; done",
+        f'for f in {CNI_DIR}/*.conf; do mv --backup=numbered "$f" {CNI_BACKUP}/; done',
     )
     rerun = sim.pyinfra("-y")
-    marker_left = sim.sh(node, f"test -e {CNI_BACKUP}/{RESTART_PENDING} && echo yes || true").strip()
+    marker_left = sim.sh(
+        node, f"test -e {CNI_BACKUP}/{RESTART_PENDING} && echo yes || true"
+    ).strip()
     return node, before, rerun, sim.snapshot(node), marker_left == "yes"
 
 

@@ -62,25 +62,32 @@ def read(sim, node: str) -> dict[str, tuple]:
 
 def outside_ours(entries: dict[str, tuple]) -> dict[str, tuple]:
     """A node's entries but our backup directory: it keeps records and older copies by design."""
-    return {path: entry for path, entry in entries.items() if path != OURS and not path.startswith(OURS + "/")}
+    return {
+        path: entry
+        for path, entry in entries.items()
+        if path != OURS and not path.startswith(OURS + "/")
+    }
 
 
 def cni_configs(entries: dict[str, tuple], directory: str = CNI_DIR) -> dict[str, tuple]:
     """What kubelet would load from ``directory``: entries named as CNI configurations, not directories."""
     return {
-        path[len(directory) + 1:]: entry
+        path[len(directory) + 1 :]: entry
         for path, entry in entries.items()
-        if path.startswith(directory + "/") and "/" not in path[len(directory) + 1:]
-        and path.endswith((".conf", ".conflist", ".json")) and entry[0] != "dir"
+        if path.startswith(directory + "/")
+        and "/" not in path[len(directory) + 1 :]
+        and path.endswith((".conf", ".conflist", ".json"))
+        and entry[0] != "dir"
     }
-
-
 
 
 def undo(sim, node_a: str, node_b: str) -> None:
     """Remove what this module added to the nodes (idempotent: runs again at teardown)."""
     names = [NEWLINE, TEMPLATE_LINK, SIBLING_LINK]
-    sim.sh(node_a, "rm -f " + " ".join(q(f"{CNI_DIR}/{name}") for name in names) + f" && rm -rf {TEMPLATES}")
+    sim.sh(
+        node_a,
+        "rm -f " + " ".join(q(f"{CNI_DIR}/{name}") for name in names) + f" && rm -rf {TEMPLATES}",
+    )
     sim.sh(node_b, f"rm -f {q(f'{CNI_DIR}/{RENAMED}')} {q(f'{CNI_DIR}/10-bridge.conf.cilium_bak')}")
 
 
@@ -91,15 +98,18 @@ def scenario(sim):
     start = sim.pyinfra("-y", deploy=ROLLBACK)
     assert start.returncode == 0, start.log
     try:
-        sim.sh(node_a, (
-            f"mkdir -p {TEMPLATES} && "
-            f"printf '%s\\n' '{{\"cniVersion\": \"1.0.0\", \"name\": \"tpl\", \"plugins\": [{{\"type\": \"ptp\"}}]}}'"
-            f" > {TEMPLATES}/bridge.conflist && "
-            f"printf '%s\\n' '{{\"cniVersion\": \"1.0.0\", \"name\": \"nl\", \"type\": \"bridge\"}}' > {q(f'{CNI_DIR}/{NEWLINE}')} && "
-            f"chmod 600 {q(f'{CNI_DIR}/{NEWLINE}')} && "
-            f"ln -s ../templates/bridge.conflist {CNI_DIR}/{TEMPLATE_LINK} && "
-            f"ln -s 99-loopback.conf {CNI_DIR}/{SIBLING_LINK}"
-        ))
+        sim.sh(
+            node_a,
+            (
+                f"mkdir -p {TEMPLATES} && "
+                f'printf \'%s\\n\' \'{{"cniVersion": "1.0.0", "name": "tpl", "plugins": [{{"type": "ptp"}}]}}\''
+                f" > {TEMPLATES}/bridge.conflist && "
+                f'printf \'%s\\n\' \'{{"cniVersion": "1.0.0", "name": "nl", "type": "bridge"}}\' > {q(f"{CNI_DIR}/{NEWLINE}")} && '
+                f"chmod 600 {q(f'{CNI_DIR}/{NEWLINE}')} && "
+                f"ln -s ../templates/bridge.conflist {CNI_DIR}/{TEMPLATE_LINK} && "
+                f"ln -s 99-loopback.conf {CNI_DIR}/{SIBLING_LINK}"
+            ),
+        )
         before = {node: read(sim, node) for node in sim.nodes}
         migrate = sim.pyinfra("-y")
         migrated = {node: read(sim, node) for node in sim.nodes}
@@ -107,20 +117,33 @@ def scenario(sim):
         rerun = sim.pyinfra("-y")
         # Cilium's agent (cni.exclusive) renames what appears later: a config another installer
         # wrote, and a copy of a kept config someone put back by hand.
-        sim.sh(node_b, (
-            f"printf '%s\\n' '{{\"cniVersion\": \"1.0.0\", \"name\": \"calico\", \"plugins\": [{{\"type\": \"calico\"}}]}}'"
-            f" > {CNI_DIR}/{RENAMED} && chmod 640 {CNI_DIR}/{RENAMED} && "
-            f"mv {CNI_DIR}/{RENAMED} {CNI_DIR}/{RENAMED}.cilium_bak && "
-            f"cp {CNI_BACKUP}/10-bridge.conf {CNI_DIR}/10-bridge.conf.cilium_bak"
-        ))
+        sim.sh(
+            node_b,
+            (
+                f'printf \'%s\\n\' \'{{"cniVersion": "1.0.0", "name": "calico", "plugins": [{{"type": "calico"}}]}}\''
+                f" > {CNI_DIR}/{RENAMED} && chmod 640 {CNI_DIR}/{RENAMED} && "
+                f"mv {CNI_DIR}/{RENAMED} {CNI_DIR}/{RENAMED}.cilium_bak && "
+                f"cp {CNI_BACKUP}/10-bridge.conf {CNI_DIR}/10-bridge.conf.cilium_bak"
+            ),
+        )
         renamed = read(sim, node_b)
         rollback = sim.pyinfra("-y", deploy=ROLLBACK)
         rolled_back = {node: read(sim, node) for node in sim.nodes}
         again = sim.pyinfra("-y", deploy=ROLLBACK)
         final = {node: read(sim, node) for node in sim.nodes}
         yield {
-            "a": node_a, "b": node_b, "before": before, "migrate": migrate, "migrated": migrated, "record": record, "rerun": rerun,
-            "renamed": renamed, "rollback": rollback, "rolled_back": rolled_back, "again": again, "final": final,
+            "a": node_a,
+            "b": node_b,
+            "before": before,
+            "migrate": migrate,
+            "migrated": migrated,
+            "record": record,
+            "rerun": rerun,
+            "renamed": renamed,
+            "rollback": rollback,
+            "rolled_back": rolled_back,
+            "again": again,
+            "final": final,
         }
     finally:
         undo(sim, node_a, node_b)
@@ -139,7 +162,8 @@ def test_migration_moves_every_config_whatever_its_name(scenario):
     assert cni_configs(after, CNI_BACKUP) == old
     # The template it pointed to stays where it is.
     assert {p: e for p, e in after.items() if p.startswith(TEMPLATES)} == {
-        p: e for p, e in before.items() if p.startswith(TEMPLATES)}
+        p: e for p, e in before.items() if p.startswith(TEMPLATES)
+    }
 
 
 def test_migration_records_what_it_moves(sim, scenario):
@@ -174,7 +198,9 @@ def test_rollback_puts_every_node_back_as_it_was(sim, scenario):
             # What the agent renamed comes back under its name; the copy whose name is taken stays beside it.
             renamed = scenario["renamed"]
             expected[f"{CNI_DIR}/{RENAMED}"] = renamed[f"{CNI_DIR}/{RENAMED}.cilium_bak"]
-            expected[f"{CNI_DIR}/10-bridge.conf.cilium_bak"] = renamed[f"{CNI_DIR}/10-bridge.conf.cilium_bak"]
+            expected[f"{CNI_DIR}/10-bridge.conf.cilium_bak"] = renamed[
+                f"{CNI_DIR}/10-bridge.conf.cilium_bak"
+            ]
         assert outside_ours(scenario["rolled_back"][node]) == expected, node
         # No live record left: the rollback retired it.
         assert f"{CNI_BACKUP}/migration-record" not in scenario["rolled_back"][node], node

@@ -26,12 +26,17 @@ ASIDE = "/root/modules.before-exact-rollback-test"
 RECORDS = {MODULES: "etc%2Fmodules.record", LINK: "etc%2Fmodules-load.d%2Fmodules.conf.record"}
 
 
-
-
 def module_files(snap: dict) -> dict:
     """The persistence files as they are: type, mode, link target, SHA-256; and the texts."""
-    files = {path: entry for path, entry in snap["files"].items() if path == MODULES or path.startswith(LINK)}
-    return {"files": files, "texts": {path: text for path, text in snap["texts"].items() if path in files}}
+    files = {
+        path: entry
+        for path, entry in snap["files"].items()
+        if path == MODULES or path.startswith(LINK)
+    }
+    return {
+        "files": files,
+        "texts": {path: text for path, text in snap["texts"].items() if path in files},
+    }
 
 
 def record(text: str) -> dict[str, list[str]]:
@@ -67,7 +72,7 @@ def story(sim, node):
         sim.sh(
             node,
             f"cp -p {MODULES} {ASIDE} && printf %s {shlex.quote(ADDED)} >> {MODULES} && chmod 0640 {MODULES} && "
-            f"{{ [ \"$(readlink {LINK})\" = ../modules ] || ln -sfn ../modules {LINK}; }}",
+            f'{{ [ "$(readlink {LINK})" = ../modules ] || ln -sfn ../modules {LINK}; }}',
         )
         told["before"] = sim.snapshot(node)
         told["dry"] = sim.pyinfra("--dry")
@@ -75,7 +80,8 @@ def story(sim, node):
         told["migrate"] = sim.pyinfra("-y")
         told["migrated"] = sim.snapshot(node)
         told["records"] = {
-            path: sim.sh(node, f"cat '{MODULES_BACKUP}/{name}'", check=False) for path, name in RECORDS.items()
+            path: sim.sh(node, f"cat '{MODULES_BACKUP}/{name}'", check=False)
+            for path, name in RECORDS.items()
         }
         told["rerun"] = sim.pyinfra("-y")
         told["rerun_snapshot"] = sim.snapshot(node)
@@ -110,7 +116,9 @@ def test_migration_keeps_the_link_and_removes_only_the_line(node, story):
     migrate, before, migrated = story["migrate"], story["before"], story["migrated"]
     assert migrate.returncode == 0, migrate.log
     assert node in migrate.changed()[OP_MIGRATE]
-    assert migrated["files"][LINK]["type"] == "l" and migrated["files"][LINK]["link"] == "../modules"
+    assert (
+        migrated["files"][LINK]["type"] == "l" and migrated["files"][LINK]["link"] == "../modules"
+    )
     assert migrated["files"][MODULES]["mode"] == "640"
     assert migrated["texts"][MODULES] == before["texts"][MODULES].replace("br_netfilter\n", "")
 
@@ -147,7 +155,10 @@ def test_rollback_retires_the_records(story):
     left = story["left_in_backup"]
     assert not [name for name in left if name.endswith(".record")], left
     for name in RECORDS.values():
-        assert [n for n in left if n.startswith(f"{name}.~restored-") and n.endswith("~")], (name, left)
+        assert [n for n in left if n.startswith(f"{name}.~restored-") and n.endswith("~")], (
+            name,
+            left,
+        )
 
 
 def test_second_rollback_changes_nothing(story):

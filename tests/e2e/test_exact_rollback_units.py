@@ -51,8 +51,6 @@ START_BY_HAND = {
 }
 
 
-
-
 def kube_proxy(sim, node: str) -> dict[str, str]:
     """kube-proxy's unit file state and active state, as systemctl reports them in the node."""
     unit = sim.units(node)[UNIT]
@@ -86,7 +84,9 @@ def story(sim, roles):
         told["before"] = {node: kube_proxy(sim, node) for node in sim.nodes}
         told["dry"] = sim.pyinfra("--dry")
         told["migrate"] = sim.pyinfra("-y")
-        told["records"] = {node: sim.sh(node, f"cat {RECORDS}/{UNIT}.json", check=False) for node in sim.nodes}
+        told["records"] = {
+            node: sim.sh(node, f"cat {RECORDS}/{UNIT}.json", check=False) for node in sim.nodes
+        }
         told["migrated"] = {node: kube_proxy(sim, node) for node in sim.nodes}
         told["rollback"] = sim.pyinfra("-y", deploy=ROLLBACK)
         told["rolled_back"] = sim.snapshot_all()
@@ -96,7 +96,9 @@ def story(sim, roles):
             sim.sh(node, GUIDE_AGAIN[role])
         restored = True
         told["guide_again"] = sim.snapshot_all()
-        told["live_records"] = {node: sim.sh(node, f"ls -A {RECORDS}", check=False).split() for node in sim.nodes}
+        told["live_records"] = {
+            node: sim.sh(node, f"ls -A {RECORDS}", check=False).split() for node in sim.nodes
+        }
     finally:
         # The guide's state again even when a step above failed: the tests after these need it.
         if not restored:
@@ -123,9 +125,10 @@ def test_migration_records_every_node_before_changing_it(sim, roles, story):
     for node in sim.nodes:
         record = json.loads(story["records"][node])
         assert record["unit"] == UNIT, node
-        assert {"UnitFileState": record["unit_file_state"], "ActiveState": record["active_state"]} == (
-            story["before"][node]
-        ), node
+        assert {
+            "UnitFileState": record["unit_file_state"],
+            "ActiveState": record["active_state"],
+        } == (story["before"][node]), node
         assert story["migrated"][node]["ActiveState"] == "inactive", node
 
 
@@ -134,7 +137,10 @@ def test_rollback_gives_each_node_its_unit_back_as_it_was(sim, story):
     assert rollback.returncode == 0, rollback.log
     for node in sim.nodes:
         unit = story["rolled_back"][node]["units"][UNIT]
-        assert {"UnitFileState": unit["UnitFileState"], "ActiveState": unit["ActiveState"]} == story["before"][node], node
+        assert {
+            "UnitFileState": unit["UnitFileState"],
+            "ActiveState": unit["ActiveState"],
+        } == story["before"][node], node
 
 
 def test_rollback_says_how_to_start_what_stays_stopped(roles, story):
@@ -144,7 +150,9 @@ def test_rollback_says_how_to_start_what_stays_stopped(roles, story):
         lines = [line for line in log.splitlines() if f"[{node}]" in line and command in line]
         assert len(lines) == 1, (node, command, log)
     for role in ("enabled", "absent"):
-        assert not [line for line in log.splitlines() if f"[{roles[role]}]" in line and "by hand" in line], log
+        assert not [
+            line for line in log.splitlines() if f"[{roles[role]}]" in line and "by hand" in line
+        ], log
 
 
 def test_second_rollback_changes_nothing(sim, story):
@@ -160,4 +168,6 @@ def test_nodes_are_as_the_guide_left_them_afterwards(sim, story):
         assert comparable(story["guide_again"][node]) == comparable(sim.pristine[node]), node
         # Each record retired, none waiting: the next migration records afresh.
         names = story["live_records"][node]
-        assert names and all(name.startswith(f"{UNIT}.json.~restored-") and name.endswith("~") for name in names), node
+        assert names and all(
+            name.startswith(f"{UNIT}.json.~restored-") and name.endswith("~") for name in names
+        ), node

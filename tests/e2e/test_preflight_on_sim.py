@@ -26,7 +26,10 @@ def pending_change(sim) -> None:
 
 @pytest.fixture
 def unresolvable_api_name(sim):
-    sim.sh(NODE, "cp -p /etc/hosts /etc/hosts.e2e && sed -i '/ kubernetes$/d; s/ kubernetes / /' /etc/hosts")
+    sim.sh(
+        NODE,
+        "cp -p /etc/hosts /etc/hosts.e2e && sed -i '/ kubernetes$/d; s/ kubernetes / /' /etc/hosts",
+    )
     assert sim.sh(NODE, "getent hosts kubernetes || true").strip() == ""
     try:
         yield
@@ -45,7 +48,9 @@ def test_api_name_unresolvable_on_one_node_stops_every_node(sim, unresolvable_ap
     assert f"[{NODE}] preflight: 'kubernetes' does not resolve on the node" in run.log
     assert "nothing was changed on any host" in run.log
     # Only the failing node is named.
-    assert [line for line in run.log.splitlines() if "preflight:" in line and NODE not in line] == []
+    assert [
+        line for line in run.log.splitlines() if "preflight:" in line and NODE not in line
+    ] == []
     assert sim.snapshot_all() == before
 
 
@@ -70,14 +75,18 @@ def test_skipping_the_check_lets_the_run_go_on(sim, migrated, unresolvable_api_n
 def with_workstation(sim, tmp_path):
     """The sim's inventory plus the ``local`` group, its kubeconfig naming a server that does not answer."""
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "lab", "cluster": {"server": "https://127.0.0.1:9"}}],
-        "users": [{"name": "admin", "user": {"token": "not-used"}}],
-        "contexts": [{"name": "lab", "context": {"cluster": "lab", "user": "admin"}}],
-        "current-context": "lab",
-    }))
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "lab", "cluster": {"server": "https://127.0.0.1:9"}}],
+                "users": [{"name": "admin", "user": {"token": "not-used"}}],
+                "contexts": [{"name": "lab", "context": {"cluster": "lab", "user": "admin"}}],
+                "current-context": "lab",
+            }
+        )
+    )
     inventory = tmp_path / "inventory.py"
     inventory.write_text(sim.inventory.read_text() + '\nlocal = ["@local"]\n')
     return inventory, kubeconfig
@@ -89,8 +98,15 @@ def test_unreachable_api_server_stops_every_node_even_with_yes(sim, with_worksta
     before = sim.snapshot_all()
 
     command = [
-        str(PYINFRA), "--json", "-y", "--group-data", str(GROUP_DATA), "--data", f"kubeconfig={kubeconfig}",
-        str(inventory), str(DEPLOY),
+        str(PYINFRA),
+        "--json",
+        "-y",
+        "--group-data",
+        str(GROUP_DATA),
+        "--data",
+        f"kubeconfig={kubeconfig}",
+        str(inventory),
+        str(DEPLOY),
     ]
     proc = subprocess.run(command, capture_output=True, text=True, timeout=300)
     run = Run(proc.returncode, _json_or_none(proc.stdout), proc.stderr)

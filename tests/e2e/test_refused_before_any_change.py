@@ -15,11 +15,25 @@ import subprocess
 
 import pytest
 
-from e2e_sim import DEPLOY, GROUP_DATA, PYINFRA, REPO, ROLLBACK, Run, _json_or_none, comparable, differences
+from e2e_sim import (
+    DEPLOY,
+    GROUP_DATA,
+    PYINFRA,
+    REPO,
+    ROLLBACK,
+    Run,
+    _json_or_none,
+    comparable,
+    differences,
+)
 
 NODE = "worker1"
-VALUES = {"kubeProxyReplacement": True, "k8sServiceHost": "kubernetes", "k8sServicePort": 6443,
-          "cgroup": {"automount": {"enabled": False}, "hostRoot": "/sys/fs/cgroup"}}
+VALUES = {
+    "kubeProxyReplacement": True,
+    "k8sServiceHost": "kubernetes",
+    "k8sServicePort": 6443,
+    "cgroup": {"automount": {"enabled": False}, "hostRoot": "/sys/fs/cgroup"},
+}
 
 
 @pytest.fixture
@@ -32,7 +46,9 @@ def pending(sim):
 def run_on(sim, inventory, *args: str) -> Run:
     """pyinfra with another inventory file than the sim's (the group data only where given)."""
     command = [str(PYINFRA), "--json", "-y", *args, str(inventory), str(DEPLOY)]
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO, env=sim.env)
+    proc = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, cwd=REPO, env=sim.env
+    )
     return Run(proc.returncode, _json_or_none(proc.stdout), proc.stderr)
 
 
@@ -57,21 +73,41 @@ def assert_refused(sim, run: Run, before: dict, expected: str, hosts: set[str]) 
     [
         ({"pod_cidr": "10.0.0.0/33"}, "pod_cidr '10.0.0.0/33' is not an IPv4 network"),
         ({"cilium_values": "kubeProxyReplacement=true"}, "cilium_values is a str, not a mapping"),
-        ({"cilium_values": {k: v for k, v in VALUES.items() if k != "k8sServicePort"}},
-         "cilium_values k8sServicePort None is not a port number"),
+        (
+            {"cilium_values": {k: v for k, v in VALUES.items() if k != "k8sServicePort"}},
+            "cilium_values k8sServicePort None is not a port number",
+        ),
         ({"cilium_values": {**VALUES, "k8sServiceHost": "127.0.0.1"}}, "is a loopback address"),
         ({"cni_conf_dir": "etc/cni/net.d"}, "cni_conf_dir 'etc/cni/net.d' is not an absolute path"),
-        ({"cni_backup_dir": "/etc/cni/net.d"}, "cni_backup_dir and cni_conf_dir are both /etc/cni/net.d"),
+        (
+            {"cni_backup_dir": "/etc/cni/net.d"},
+            "cni_backup_dir and cni_conf_dir are both /etc/cni/net.d",
+        ),
         ({"cni_backup_dir": "/etc/cni/net.d/kept"}, "is inside cni_conf_dir /etc/cni/net.d"),
-        ({"cni_conf_dir": "/etc/cni/nowhere"}, "cni_conf_dir /etc/cni/nowhere does not exist on the node"),
+        (
+            {"cni_conf_dir": "/etc/cni/nowhere"},
+            "cni_conf_dir /etc/cni/nowhere does not exist on the node",
+        ),
         ({"preflight_skip": "kernal"}, "preflight_skip names unknown checks ['kernal']"),
     ],
-    ids=["pod_cidr", "values_not_a_mapping", "no_port", "loopback_value", "relative_dir", "same_dirs",
-         "backup_inside_cni_dir", "missing_cni_dir", "unknown_skip"],
+    ids=[
+        "pod_cidr",
+        "values_not_a_mapping",
+        "no_port",
+        "loopback_value",
+        "relative_dir",
+        "same_dirs",
+        "backup_inside_cni_dir",
+        "missing_cni_dir",
+        "unknown_skip",
+    ],
 )
 def test_bad_data_is_one_line_per_node_and_no_change(sim, pending, data, expected):
-    args = [a for key, value in data.items()
-            for a in ("--data", f"{key}={value if isinstance(value, str) else json.dumps(value)}")]
+    args = [
+        a
+        for key, value in data.items()
+        for a in ("--data", f"{key}={value if isinstance(value, str) else json.dumps(value)}")
+    ]
 
     run = sim.pyinfra("-y", *args)
 
@@ -87,7 +123,9 @@ def test_inventory_outside_inventories_names_the_missing_data(sim, pending, tmp_
     inventory.write_text(sim.inventory.read_text())
     run = run_on(sim, inventory, "--data", "ssh_user=ubuntu", "--data", "_sudo=true")
 
-    assert_refused(sim, run, pending, "--group-data inventories/group_data", set(sim.nodes) | {"@local"})
+    assert_refused(
+        sim, run, pending, "--group-data inventories/group_data", set(sim.nodes) | {"@local"}
+    )
     assert "no data 'cilium_values'" in run.log
 
 
@@ -114,23 +152,34 @@ def edited_on_node(sim, path: str, script: str):
 def loopback_name(sim):
     """The API server's name resolving to a loopback address on one node (as Debian's installer
     writes the host's own name to 127.0.1.1)."""
-    with edited_on_node(sim, "/etc/hosts", "sed -i 's/ kubernetes\\b//' /etc/hosts && "
-                                           "echo '127.0.1.1 kubernetes' >> /etc/hosts"):
+    with edited_on_node(
+        sim,
+        "/etc/hosts",
+        "sed -i 's/ kubernetes\\b//' /etc/hosts && echo '127.0.1.1 kubernetes' >> /etc/hosts",
+    ):
         yield
 
 
 def test_api_name_on_loopback_on_a_node_is_refused(sim, loopback_name, pending):
     run = sim.pyinfra("-y")
 
-    assert_refused(sim, run, pending, "'kubernetes' resolves to 127.0.1.1 on the node, a loopback address",
-                   {NODE})
+    assert_refused(
+        sim,
+        run,
+        pending,
+        "'kubernetes' resolves to 127.0.1.1 on the node, a loopback address",
+        {NODE},
+    )
 
 
 @pytest.fixture(params=["read-only", "full"])
 def backup_without_room(sim, request):
     """The backups' file system read-only, or too small for what the migration moves."""
     options = "ro,size=1m" if request.param == "read-only" else "size=16k"
-    sim.sh(NODE, f"mkdir -p /var/backups/cilium-lab && mount -t tmpfs -o {options} e2e /var/backups/cilium-lab")
+    sim.sh(
+        NODE,
+        f"mkdir -p /var/backups/cilium-lab && mount -t tmpfs -o {options} e2e /var/backups/cilium-lab",
+    )
     if request.param == "full":
         sim.sh(NODE, "head -c 12k /dev/zero > /var/backups/cilium-lab/filler")
     try:
@@ -142,17 +191,25 @@ def backup_without_room(sim, request):
 def test_backup_directory_without_room_is_refused(sim, backup_without_room, pending):
     run = sim.pyinfra("-y")
 
-    expected = "on a read-only file system" if backup_without_room == "read-only" else "KiB free, and the backups need"
+    expected = (
+        "on a read-only file system"
+        if backup_without_room == "read-only"
+        else "KiB free, and the backups need"
+    )
     assert_refused(sim, run, pending, expected, {NODE})
 
 
 @pytest.fixture
 def sudo_wants_a_password(sim):
-    with edited_on_node(sim, "/etc/sudoers.d/ubuntu", "sed -i 's/NOPASSWD://' /etc/sudoers.d/ubuntu"):
+    with edited_on_node(
+        sim, "/etc/sudoers.d/ubuntu", "sed -i 's/NOPASSWD://' /etc/sudoers.d/ubuntu"
+    ):
         yield
 
 
-def test_sudo_that_wants_a_password_is_refused_without_a_prompt(sim, sudo_wants_a_password, pending):
+def test_sudo_that_wants_a_password_is_refused_without_a_prompt(
+    sim, sudo_wants_a_password, pending
+):
     run = sim.pyinfra("-y")
 
     assert_refused(sim, run, pending, "sudo asks ubuntu for a password", {NODE})
@@ -164,11 +221,15 @@ def test_a_node_unreachable_at_the_start_leaves_every_node_unchanged(sim, pendin
     cluster half on the old network. The run stops, names it and says how to go on without it."""
     inventory = tmp_path / "inventory.py"
     # Nothing listens on port 2 of the node: the connection is refused at once.
-    inventory.write_text(sim.inventory.read_text() + '\ncontrol = [(n, {**d, "ssh_port": 2}) if n == "control2" '
-                                                     'else (n, d) for n, d in control]\n')
+    inventory.write_text(
+        sim.inventory.read_text() + '\ncontrol = [(n, {**d, "ssh_port": 2}) if n == "control2" '
+        "else (n, d) for n, d in control]\n"
+    )
     run = run_on(sim, inventory, "--group-data", str(GROUP_DATA))
 
-    assert_refused(sim, run, pending, "leave it out of this run with --exclude control2", {"control2"})
+    assert_refused(
+        sim, run, pending, "leave it out of this run with --exclude control2", {"control2"}
+    )
 
 
 def test_two_runs_at_once_one_refuses_and_the_rollback_loses_nothing(sim):
@@ -178,8 +239,17 @@ def test_two_runs_at_once_one_refuses_and_the_rollback_loses_nothing(sim):
     assert rolled_back.returncode == 0, rolled_back.log
     before = sim.snapshot_all()
 
-    procs = [subprocess.Popen(sim.pyinfra_command("--json", "-y"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, cwd=REPO, env=sim.env) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            sim.pyinfra_command("--json", "-y"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+            env=sim.env,
+        )
+        for _ in range(2)
+    ]
     runs = []
     for proc in procs:
         out, err = proc.communicate(timeout=600)
@@ -198,4 +268,3 @@ def test_two_runs_at_once_one_refuses_and_the_rollback_loses_nothing(sim):
     after = {node: comparable(snap) for node, snap in sim.snapshot_all().items()}
     before = {node: comparable(snap) for node, snap in before.items()}
     assert after == before, differences(before, after)
-

@@ -21,12 +21,11 @@ OP_UNINSTALL = "Uninstall Cilium"
 OP_ROUTES = "Route the pod CIDRs via the nodes again"
 
 
-
-
 def backed_up_files(snap: dict) -> list[str]:
     """Files left in our backup directories other than numbered older copies (NAME.~N~)."""
     return sorted(
-        path for path, entry in snap["files"].items()
+        path
+        for path, entry in snap["files"].items()
         if path.startswith(OURS + "/") and entry["type"] == "f" and not path.endswith("~")
     )
 
@@ -71,7 +70,9 @@ def test_rollback_uninstalls_cilium_and_waits_for_its_agents(sim, round_trip):
     old CNI configurations back."""
     assert sim.helm_revisions() == []
     assert not [p for p in sim.pods() if p.startswith("kube-system/cilium")]
-    routes = subprocess.run(["ip", "-4", "route", "show"], capture_output=True, text=True, check=True).stdout
+    routes = subprocess.run(
+        ["ip", "-4", "route", "show"], capture_output=True, text=True, check=True
+    ).stdout
     for node in sim.nodes:
         assert f"{sim.cfg.pod_cidr(node)} via {sim.cfg.address(node)} " in routes, node
 

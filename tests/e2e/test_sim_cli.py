@@ -30,7 +30,12 @@ def fresh(tmp_path):
         if user:
             command = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *command]
         return subprocess.run(
-            command, env={**env, **(env_extra or {})}, capture_output=True, text=True, cwd=REPO, timeout=60
+            command,
+            env={**env, **(env_extra or {})},
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=60,
         )
 
     yield run
@@ -71,7 +76,9 @@ def test_missing_tools_say_what_to_install(fresh, tmp_path):
     for tool in ("ip", "nsenter", "ssh-keygen", "mount", "umount", "debootstrap"):
         if shutil.which(tool):
             (bin_dir / tool).symlink_to(shutil.which(tool))
-    one_line_error(fresh("up", env_extra={"PATH": str(bin_dir)}), "systemd-nspawn", "apt-get install")
+    one_line_error(
+        fresh("up", env_extra={"PATH": str(bin_dir)}), "systemd-nspawn", "apt-get install"
+    )
 
 
 def test_without_go_or_binaries_says_what_it_needs(fresh, tmp_path):
@@ -84,7 +91,12 @@ def test_without_go_or_binaries_says_what_it_needs(fresh, tmp_path):
     for tool in ("systemd-nspawn", "ip", "nsenter", "ssh-keygen", "mount", "umount", "debootstrap"):
         (bin_dir / tool).symlink_to(shutil.which(tool))
     cache = tmp_path / "cache"
-    proc = fresh("up", "--charts", str(CHARTS), env_extra={"PATH": str(bin_dir), "CILIUM_LAB_SIM_CACHE": str(cache)})
+    proc = fresh(
+        "up",
+        "--charts",
+        str(CHARTS),
+        env_extra={"PATH": str(bin_dir), "CILIUM_LAB_SIM_CACHE": str(cache)},
+    )
     one_line_error(proc, "install Go", "--bin-dir", "--no-control-plane")
     assert not cache.exists() or not any(cache.iterdir())
 
@@ -136,7 +148,10 @@ def test_nodes_are_isolated_and_as_the_guide_leaves_them(sim):
         assert sim.sh(node, "hostname").strip() == node
         assert sim.sh(node, "stat -fc %T /sys/fs/cgroup").strip() == "cgroup2fs"
         assert sim.sh(node, "getent hosts $(hostname)").split()[0] == "127.0.1.1"
-        assert sim.sh(node, "ip -4 -o addr show host0").split()[3] == f"{sim.cfg.address(node)}/{sim.cfg.network.prefixlen}"
+        assert (
+            sim.sh(node, "ip -4 -o addr show host0").split()[3]
+            == f"{sim.cfg.address(node)}/{sim.cfg.network.prefixlen}"
+        )
         assert sim.sh(node, "ip route show default") == ""  # nothing leaves the machine
         assert sim.sh(node, "su ubuntu -c 'sudo -n id -u'").strip() == "0"
     assert len(namespaces) == len(sim.nodes) and host_netns not in namespaces
@@ -153,10 +168,16 @@ def test_a_node_without_its_pid_file_is_still_found(sim):
     status still shows the node running, and stop (and the session's `down`) still stop it."""
     node = sim.nodes[-1]
     (sim.home / "nodes" / node / "nspawn.pid").unlink()
-    line = next(line for line in sim.cli("status").stdout.splitlines() if line.startswith(node + " "))
+    line = next(
+        line for line in sim.cli("status").stdout.splitlines() if line.startswith(node + " ")
+    )
     assert line.split()[1] == "running", line
     sim.cli("stop", node)
     # status exits non-zero while a node is stopped.
-    line = next(line for line in sim.cli("status", check=False).stdout.splitlines() if line.startswith(node + " "))
+    line = next(
+        line
+        for line in sim.cli("status", check=False).stdout.splitlines()
+        if line.startswith(node + " ")
+    )
     assert line.split()[1] == "stopped", line
     sim.cli("start", node)

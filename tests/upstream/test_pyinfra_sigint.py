@@ -76,12 +76,17 @@ class Run:
         self.marker = tmp_path / "started"
         self.after = tmp_path / "after-the-interrupt"
         self.log = tmp_path / "pyinfra.log"
-        source = (WORKAROUND if workaround else "") + deploy.format(marker=self.marker, after=self.after)
+        source = (WORKAROUND if workaround else "") + deploy.format(
+            marker=self.marker, after=self.after
+        )
         (tmp_path / "deploy.py").write_text(source)
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(
                 [str(PYINFRA), "-y", "@local", str(tmp_path / "deploy.py")],
-                cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                cwd=REPO,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
 
@@ -92,7 +97,9 @@ class Run:
         deadline = time.monotonic() + HANG_TIMEOUT
         while not done():
             assert self.proc.poll() is None, f"pyinfra ended before {what}:\n{self.output()}"
-            assert time.monotonic() < deadline, f"no {what} after {HANG_TIMEOUT} s:\n{self.output()}"
+            assert time.monotonic() < deadline, (
+                f"no {what} after {HANG_TIMEOUT} s:\n{self.output()}"
+            )
             time.sleep(0.05)
 
     def started(self) -> None:
@@ -203,7 +210,10 @@ def test_workaround_exits_130_at_once(run, group):
     pyinfra.interrupt(group=group)
     assert pyinfra.exit_status() == 130
     output = pyinfra.output()
-    assert "interrupted: hosts may be half-migrated; run the deploy again or deploys/rollback.py" in output
+    assert (
+        "interrupted: hosts may be half-migrated; run the deploy again or deploys/rollback.py"
+        in output
+    )
     assert UPSTREAM_MESSAGE not in output
 
 
