@@ -7,7 +7,7 @@ INVENTORY ?=
 # Cilium's charts, served to the simulated lab as its helm repository (empty: the official one).
 CHARTS ?= $(patsubst %/index.yaml,%,$(wildcard ../shared/charts/index.yaml))
 
-.PHONY: venv test migrate sim-deps bench
+.PHONY: venv test lint migrate sim-deps bench
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ venv: $(VENV)/.installed
 
 test: venv $(VENV)/bin/helm
 	$(VENV)/bin/pytest -ra
+
+# The formatter and the linter (ruff, configured in pyproject.toml) over the whole tree.
+lint: venv
+	$(VENV)/bin/ruff format --check --diff .
+	$(VENV)/bin/ruff check .
 
 # What the simulated lab needs from Debian, installed only when missing (as root).
 sim-deps:

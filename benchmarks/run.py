@@ -115,7 +115,7 @@ def machine() -> dict:
         "memory_gib": round(mem_kib / 2**20, 1),
         "kernel": platform.release(),
         "python": platform.python_version(),
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         # The deploy in the working tree is what ran; "dirty" says it differs from the commit.
         "commit": git("rev-parse", "--short", "HEAD")
         + (" (dirty)" if git("status", "--porcelain", "-uno") else ""),
@@ -334,7 +334,7 @@ def bench_nodes(
 
 def floor(runs: int, logs: Path) -> tuple[dict, str]:
     results = []
-    for i in range(1, runs + 1):
+    for _ in range(runs):
         result = timed([str(PYINFRA), "--version"], logs / "version.log")
         if result["returncode"] != 0:
             raise RunFailed("pyinfra --version failed", logs / "version.log")

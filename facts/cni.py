@@ -185,14 +185,14 @@ class CniState(FactBase):
                 elif fields[0] == "modes":
                     if len(fields) - 1 != len(regular):
                         raise ValueError
-                    for entry, mode in zip(regular, fields[1:]):
+                    for entry, mode in zip(regular, fields[1:], strict=True):
                         entry["mode"] = mode
                 elif fields[0] == "cilium":
                     if len(fields) - 1 != len(regular) or any(
                         entry["mode"] is None for entry in regular
                     ):
                         raise ValueError
-                    for entry, count in zip(regular, fields[1:]):
+                    for entry, count in zip(regular, fields[1:], strict=True):
                         entry["cilium"] = int(count) > 0
                     regular = []
                 else:

@@ -8,7 +8,6 @@ import shlex
 
 from pyinfra.api import FactBase
 
-
 # Reads the mount table, then df's "<free KiB> <mount point>" lines (after its header); prints a
 # "room=<index>|<free KiB>|<options>" line a path, with the options of the last mount at its mount
 # point (the one seen there). The mount table escapes space, tab, newline and backslash.

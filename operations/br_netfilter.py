@@ -10,9 +10,6 @@ import shlex
 from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
 
-from operations.log_once import log_once
-from operations.records import retired, written_once
-
 from facts.br_netfilter import (
     DESCRIBE,
     MODULE,
@@ -24,6 +21,8 @@ from facts.br_netfilter import (
     original_path,
     record_name,
 )
+from operations.log_once import log_once
+from operations.records import retired, written_once
 
 
 @operation()
@@ -235,7 +234,7 @@ def br_netfilter_persisted(
         changed = True
         yield StringCommand("modprobe", MODULE)
 
-    for path, record in sorted(records.items()):
+    for _path, record in sorted(records.items()):
         # Renamed aside, not removed: it stays the account of what the migration took from each
         # file and what the rollback gave back, should a node be found not as expected. Nothing
         # reads it again; the record's own name is free for the next migration's.

@@ -30,7 +30,6 @@ from facts.cluster_phase import (
 )
 from operations.log_once import log_once
 
-
 # The cluster as the preflight read it (the ClusterState fact: one command for the repository, the
 # release, the health and the old CNI's pods), per run and host. The operations use it until one
 # of them changes the cluster; from then on each reads its own fact afresh. The node phase does

@@ -3,10 +3,10 @@
 import logging
 
 from pyinfra.api.state import StateStage
+from pyinfra_fixtures import run_operation
 
 from facts.br_netfilter import BrNetfilter
 from operations.br_netfilter import br_netfilter_absent
-from pyinfra_fixtures import run_operation
 
 BUILTIN_PERSISTED = {"status": "builtin", "module_support": False, "persisted_in": ["/etc/modules"]}
 BUILTIN_DONE = {"status": "builtin", "module_support": False, "persisted_in": []}

@@ -12,12 +12,12 @@ import subprocess
 
 import pytest
 from pyinfra.api.exceptions import FactProcessError, OperationValueError
+from pyinfra_fixtures import command_text, run_operation
 
 from facts.br_netfilter import BrNetfilter
 from facts.cni import CniState
 from operations.br_netfilter import br_netfilter_absent
 from operations.cni import cni_configs_absent, cni_configs_restored
-from pyinfra_fixtures import command_text, run_operation
 
 
 def sh(command: str) -> list[str]:

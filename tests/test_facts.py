@@ -1,7 +1,6 @@
 """Every fact fixture: the command it runs, and the value it makes of that command's output."""
 
 import pytest
-
 from pyinfra_fixtures import command_text, fixture_cases, load_case, load_object, run_fact
 
 

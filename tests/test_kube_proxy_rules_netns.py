@@ -9,10 +9,10 @@ import subprocess
 import uuid
 
 import pytest
+from pyinfra_fixtures import command_text, run_fact, run_operation
 
 from facts.kube_proxy_rules import KubeProxyRules
 from operations.kube_proxy_rules import kube_proxy_rules_absent
-from pyinfra_fixtures import command_text, run_fact, run_operation
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("iptables-save"),
@@ -73,9 +73,12 @@ def test_removes_kube_chains_and_keeps_the_rest(netns):
     assert "KUBE-" not in after
     assert "-A INPUT -p tcp -m tcp --dport 22 -j OTHER-CHAIN" in after
     assert "-A POSTROUTING -s 10.0.0.0/8 -j RETURN" in after
+
     # Exactly the KUBE lines went, nothing else (counters and comments aside).
-    strip = lambda text: [l for l in text.splitlines() if not l.startswith("#")]
-    assert strip(after) == [l for l in strip(before) if "KUBE-" not in l]
+    def strip(text):
+        return [line for line in text.splitlines() if not line.startswith("#")]
+
+    assert strip(after) == [line for line in strip(before) if "KUBE-" not in line]
 
     # Converged: the fact sees nothing and the operation yields nothing.
     rules = read_rules(netns)

@@ -1,7 +1,6 @@
 """Every operation fixture: given facts in, exactly the commands (and noop) out."""
 
 import pytest
-
 from pyinfra_fixtures import fixture_cases, load_case, load_object, run_operation
 
 

@@ -127,7 +127,7 @@ def test_sudo_without_a_password_is_not_needed_by_root_or_with_a_password(who):
 def test_values(values, expected):
     problems = values_problems(values)
     assert len(problems) == len(expected)
-    assert all(p.startswith(e) for p, e in zip(problems, expected)), problems
+    assert all(p.startswith(e) for p, e in zip(problems, expected, strict=True)), problems
 
 
 @pytest.mark.parametrize(
@@ -156,7 +156,7 @@ def test_values(values, expected):
 def test_directories(change, expected):
     problems = directory_problems({**DIRS, **change})
     assert len(problems) == len(expected)
-    assert all(p.startswith(e) for p, e in zip(problems, expected)), problems
+    assert all(p.startswith(e) for p, e in zip(problems, expected, strict=True)), problems
 
 
 def test_backup_directories_on_one_file_system_are_one_line():

@@ -83,7 +83,9 @@ def health_table(health: verify.Health) -> str:
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1] for r in rows
+    ]
     lines.append("")
     lines.extend(w.describe() for w in health.workloads)
     for problem in health.problems:

@@ -303,7 +303,7 @@ def _run_with_progress(args, work: Path, component: Component, started: float, t
     lines: list[str] = []
     of = f" of about {total}" if total else ""
     doing = lambda: (
-        f"building {component.title}: {len(lines)}{of} packages compiled "  # noqa: E731
+        f"building {component.title}: {len(lines)}{of} packages compiled "
         "(the rest come from Go's build cache)"
     )
     with _heartbeat(doing, started, echo):

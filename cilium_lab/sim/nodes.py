@@ -296,7 +296,7 @@ def _stop_finish(cfg: SimConfig, name: str, pid: int | None, deadline: float) ->
             while _alive(pid) and time.monotonic() < deadline + 10:
                 time.sleep(0.2)
     merged = cfg.node_dir(name) / "merged"
-    for attempt in range(10):
+    for _attempt in range(10):
         if not mounted(merged):
             break
         if subprocess.run(["umount", str(merged)], capture_output=True).returncode != 0:
@@ -405,7 +405,9 @@ def wait_ready(cfg: SimConfig, names: list[str], timeout: float, echo=click.echo
             time.sleep(0.3)
     with ThreadPoolExecutor(max_workers=16) as pool:
         failures = [
-            (n, err) for n, err in zip(names, pool.map(lambda n: ssh_login(cfg, n), names)) if err
+            (n, err)
+            for n, err in zip(names, pool.map(lambda n: ssh_login(cfg, n), names), strict=True)
+            if err
         ]
     if failures:
         name, err = failures[0]

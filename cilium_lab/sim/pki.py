@@ -46,7 +46,7 @@ class Authority:
     @classmethod
     def create(cls, common_name: str = "cilium-lab sim CA") -> Authority:
         key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         cert = (
             x509.CertificateBuilder()
             .subject_name(_name(common_name))
@@ -79,7 +79,7 @@ class Authority:
     ) -> Pair:
         """A certificate for a client (CN = user, O = group) or, with names, a server."""
         key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         usages = [ExtendedKeyUsageOID.CLIENT_AUTH] if client else []
         builder = (
             x509.CertificateBuilder()

@@ -62,7 +62,7 @@ def take(host, path: str, me: str, timeout: float = 30) -> str | None:
     )
     try:
         answer = channel.makefile("r").readline().strip()
-    except socket.timeout:
+    except TimeoutError:
         answer = "error the node did not answer"
     if answer == "locked":
         _held.setdefault(host.state, []).append(channel)

@@ -218,7 +218,9 @@ def node_problems(
     ]
     # Backup directories usually share one file system: one line for all that share a problem.
     read_only = [
-        path for path, room in zip(backup_dirs, state.get("room", [])) if room["read_only"]
+        path
+        for path, room in zip(backup_dirs, state.get("room", []), strict=False)
+        if room["read_only"]
     ]
     checks.append(
         (
@@ -229,7 +231,7 @@ def node_problems(
         )
     )
     short: dict[int, list[str]] = {}
-    for path, room in zip(backup_dirs, state.get("room", [])):
+    for path, room in zip(backup_dirs, state.get("room", []), strict=False):
         if not room["read_only"] and room["free_kib"] is not None and room["free_kib"] < need:
             short.setdefault(room["free_kib"], []).append(path)
     for free, paths in short.items():

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 from kubernetes.client.rest import ApiException
+from local_control_plane import KWOK_LABEL, LocalControlPlane, free_port, why_not_runnable
 
 from cilium_lab.cluster import kube
 from cilium_lab.sim import charts, workloads
-from local_control_plane import KWOK_LABEL, LocalControlPlane, free_port, why_not_runnable
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent

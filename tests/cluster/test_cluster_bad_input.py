@@ -13,7 +13,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import CHART_VERSION, release_secrets
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 
 import pytest
+from pyinfra_fixtures import run_operation
 
 from facts.cluster_phase import (
     CiliumHealth,
@@ -22,7 +23,6 @@ from operations.cluster_phase import (
     helm_repository,
     old_cni_pods_restarted,
 )
-from pyinfra_fixtures import run_operation
 
 VALUES = {"kubeProxyReplacement": True, "k8sServicePort": 6443}
 RELEASE_ARGS = dict(
@@ -202,8 +202,9 @@ def test_release_removed_only_when_helm_has_it():
 def test_operations_use_the_preflights_snapshot_until_one_changes_the_cluster():
     """The preflight's one ClusterState read serves the cluster operations of a no-change run;
     once an operation changes the cluster, the next ones read their own facts afresh."""
-    from operations.cluster_phase import remember_cluster_state
     from pyinfra_fixtures import FakeHost
+
+    from operations.cluster_phase import remember_cluster_state
 
     repo = {
         "helm": "helm",

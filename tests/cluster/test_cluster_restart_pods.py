@@ -10,10 +10,10 @@ import json
 import time
 
 from click.testing import CliRunner
+from conftest import wait_for
 
 from cilium_lab.cli import cli
 from cilium_lab.cluster import verify
-from conftest import wait_for
 
 
 def running(cluster, namespace: str, count: int):

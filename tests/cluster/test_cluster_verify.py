@@ -10,10 +10,10 @@ import threading
 import time
 
 from click.testing import CliRunner
+from conftest import KWOK_LABEL, LAB_NODES, wait_for
 
 from cilium_lab.cli import cli
 from cilium_lab.cluster import verify
-from conftest import KWOK_LABEL, LAB_NODES, wait_for
 
 
 def healthy(cluster, namespace):
@@ -97,7 +97,7 @@ def test_node_without_kubelet_times_out_with_a_per_node_report(
 
     assert result.exit_code == 1, result.output
     assert elapsed >= 2
-    line = next(l for l in result.output.splitlines() if l.startswith("worker2"))
+    line = next(x for x in result.output.splitlines() if x.startswith("worker2"))
     assert "not ready (Pending)" in line and "node not Ready" in line
     assert "DaemonSet cilium: 3/4 ready, 4 updated" in result.output
     assert "not healthy after 2s" in result.output

@@ -12,9 +12,9 @@ import os
 import subprocess
 
 import pytest
+from e2e_sim import CHARTS, Sim, leftovers, why_not_runnable
 
 from cilium_lab.sim.harness import E2E_SUBNETS, free_subnet
-from e2e_sim import CHARTS, Sim, leftovers, why_not_runnable
 
 
 def pytest_collection_modifyitems(items):

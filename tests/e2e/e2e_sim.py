@@ -7,9 +7,9 @@ Node state is read from inside the nodes, never from the deploy's own reports.
 
 from __future__ import annotations
 
-import re
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -18,8 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # The tests import these paths from here too.
-from cilium_lab.sim.harness import BIN, CILIUM_LAB, DEFAULT_CHARTS, DEPLOY, PYINFRA, REPO, SimLab
-from cilium_lab.sim.harness import GROUP_DATA  # noqa: F401 (test_preflight_on_sim's)
+from cilium_lab.sim.harness import (
+    BIN,
+    CILIUM_LAB,
+    DEFAULT_CHARTS,
+    DEPLOY,
+    GROUP_DATA,  # noqa: F401 (test_preflight_on_sim's)
+    PYINFRA,
+    REPO,
+    SimLab,
+)
 
 ROLLBACK = REPO / "deploys" / "rollback.py"
 CHARTS = Path(os.environ.get("CILIUM_LAB_CHARTS") or DEFAULT_CHARTS)

@@ -17,7 +17,6 @@ import re
 import subprocess
 
 import pytest
-
 from e2e_sim import CNI_BACKUP, CNI_DIR, CNI_SUFFIXES, MODULES_BACKUP
 
 from operations.cni import RESTART_PENDING

@@ -18,7 +18,6 @@ import json
 import tarfile
 
 import pytest
-
 from e2e_sim import CNI_BACKUP, CNI_DIR, OURS, ROLLBACK, comparable
 
 pytestmark = pytest.mark.e2e

@@ -11,7 +11,6 @@ from __future__ import annotations
 import shlex
 
 import pytest
-
 from e2e_sim import MODULES_BACKUP, ROLLBACK, comparable
 
 pytestmark = pytest.mark.e2e

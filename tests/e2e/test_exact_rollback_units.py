@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from e2e_sim import ROLLBACK, comparable
 
 pytestmark = pytest.mark.e2e
@@ -61,7 +60,7 @@ def kube_proxy(sim, node: str) -> dict[str, str]:
 def roles(sim):
     nodes = sim.nodes
     assert len(nodes) >= 4, nodes
-    return dict(zip(("disabled", "masked", "absent", "enabled"), nodes[-4:]))
+    return dict(zip(("disabled", "masked", "absent", "enabled"), nodes[-4:], strict=True))
 
 
 @pytest.fixture(scope="module")

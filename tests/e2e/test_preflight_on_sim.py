@@ -12,7 +12,6 @@ import subprocess
 
 import pytest
 import yaml
-
 from e2e_sim import DEPLOY, GROUP_DATA, PYINFRA, Run, _json_or_none
 
 NODE = "worker0"

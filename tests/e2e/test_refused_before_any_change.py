@@ -14,7 +14,6 @@ import json
 import subprocess
 
 import pytest
-
 from e2e_sim import (
     DEPLOY,
     GROUP_DATA,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-
 from e2e_sim import OURS, ROLLBACK, comparable
 
 pytestmark = pytest.mark.e2e

@@ -9,7 +9,6 @@ import shutil
 import subprocess
 
 import pytest
-
 from e2e_sim import CHARTS, CILIUM_LAB, REPO, why_not_runnable
 
 pytestmark = pytest.mark.e2e
