@@ -46,10 +46,16 @@ def used_networks() -> list[tuple[str, ipaddress.IPv4Network]]:
     ]
 
 
-def free_subnet(pool: str, prefix: int = 24) -> str:
-    """The first subnet of ``pool`` that no interface of this machine is in, for a sim of its own."""
+def free_subnet(pool: str, prefix: int = 24, offset: int = 0) -> str:
+    """The first subnet of ``pool`` that no interface of this machine is in, for a sim of its own.
+
+    The search starts at the ``offset``-th subnet (wrapping round): sims that start together
+    (two test sessions) look in different places, since neither has its bridge yet.
+    """
     used = [net for _, net in used_networks()]
-    for candidate in ipaddress.ip_network(pool).subnets(new_prefix=prefix):
+    subnets = list(ipaddress.ip_network(pool).subnets(new_prefix=prefix))
+    start = offset % len(subnets)
+    for candidate in subnets[start:] + subnets[:start]:
         if not any(candidate.overlaps(net) for net in used):
             return str(candidate)
     raise SimError(f"no free /{prefix} in {pool} on this machine")

@@ -31,7 +31,7 @@ def sim(tmp_path_factory):
         pytest.skip(reason)
     home = tmp_path_factory.mktemp("sim")
     bridge = f"cilt{os.getpid() % 100000}"
-    sim = Sim(home, bridge, free_subnet(E2E_SUBNETS))
+    sim = Sim(home, bridge, free_subnet(E2E_SUBNETS, offset=os.getpid()))
     if not (CHARTS / "index.yaml").is_file():
         pytest.skip(
             f"Cilium's charts are not in {CHARTS} (set CILIUM_LAB_CHARTS to their directory)"
