@@ -6,18 +6,38 @@ from __future__ import annotations
 
 from pyinfra.api import FactBase
 
-# kube-proxy names every chain it creates KUBE-…; nothing else on a node of the guide does.
+# Every chain kube-proxy creates is named KUBE-…, but so are three of the kubelet's own
+# (Kubernetes 1.34, pkg/kubelet/kubelet_network_linux.go): the hint chain other tools read to
+# tell iptables-legacy from -nft, the firewall that drops martian packets to 127.0.0.0/8 (jumped
+# to from INPUT and OUTPUT; kube-proxy writes a copy of the same chain), and the canary the
+# kubelet checks every minute to write the rest back. They stay: removing them weakens the node
+# until the kubelet notices, and a running kubelet would make every re-run report a change.
 CHAIN_PREFIX = "KUBE-"
+KUBELET_CHAINS = ("KUBE-IPTABLES-HINT", "KUBE-FIREWALL", "KUBE-KUBELET-CANARY")
 # In IPVS mode kube-proxy also binds service addresses to this dummy interface.
 IPVS_INTERFACE = "kube-ipvs0"
+
+# awk: proxy() is true for an iptables-save line that names a KUBE-* chain other than the
+# kubelet's (a chain's declaration, a rule in it, or a jump to it). Chain names are upper case,
+# digits and dashes; kube-proxy's comments are lower case, so a comment never looks like one.
+PROXY_LINE_AWK = (
+    "function proxy(s,  c) { "
+    "while (match(s, /KUBE-[A-Z0-9-]+/)) { "
+    "c = substr(s, RSTART, RLENGTH); s = substr(s, RSTART + RLENGTH); "
+    "if (!(c in kubelet)) return 1 } "
+    "return 0 } "
+    "BEGIN { " + " ".join(f'kubelet["{c}"];' for c in KUBELET_CHAINS) + " } "
+)
 
 
 class KubeProxyRules(FactBase):
     """
-    Returns how many rule and chain lines mention kube-proxy's ``KUBE-*`` chains, per
+    Returns how many rule and chain lines name kube-proxy's ``KUBE-*`` chains, per
     ``iptables`` family and table, and whether IPVS state of kube-proxy is present.
 
-    Tables without such lines are left out; a node without ``iptables-save`` reports none.
+    The kubelet's own chains (``KUBE-IPTABLES-HINT``, ``KUBE-FIREWALL``,
+    ``KUBE-KUBELET-CANARY``) are not counted. Tables without kube-proxy's lines are left out; a
+    node without ``iptables-save`` reports none.
 
     .. code:: python
 
@@ -36,8 +56,9 @@ class KubeProxyRules(FactBase):
     def command(self):
         # iptables-save prints "*table" before each table's lines.
         count = (
-            'awk -v f="$family" \'/^\\*/ {t = substr($0, 2)} '
-            f"/{CHAIN_PREFIX}/ {{n[t]++}} END {{for (t in n) print f, t, n[t]}}'"
+            f"awk -v f=\"$family\" '{PROXY_LINE_AWK}"
+            "/^\\*/ {t = substr($0, 2)} proxy($0) {n[t]++} "
+            "END {for (t in n) print f, t, n[t]}'"
         )
         return (
             "for family in iptables ip6tables; do "

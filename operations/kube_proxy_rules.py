@@ -1,5 +1,6 @@
 """
-kube-proxy's leftovers: its KUBE-* iptables chains and IPVS state, gone once it is stopped.
+kube-proxy's leftovers: its KUBE-* iptables chains and IPVS state, gone once it is stopped; the
+kubelet's own KUBE-* chains stay.
 """
 
 from __future__ import annotations
@@ -7,16 +8,18 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import StringCommand, operation
 
-from facts.kube_proxy_rules import CHAIN_PREFIX, IPVS_INTERFACE, KubeProxyRules
+from facts.kube_proxy_rules import IPVS_INTERFACE, PROXY_LINE_AWK, KubeProxyRules
 
 
 @operation()
 def kube_proxy_rules_absent():
     """
     Remove every rule and chain kube-proxy left in iptables and ip6tables (``KUBE-*``), and
-    its IPVS services and ``kube-ipvs0`` interface when it ran in IPVS mode.
+    its IPVS services and ``kube-ipvs0`` interface when it ran in IPVS mode. The kubelet's own
+    ``KUBE-IPTABLES-HINT``, ``KUBE-FIREWALL`` and ``KUBE-KUBELET-CANARY`` stay, with their
+    jumps from ``INPUT`` and ``OUTPUT``.
 
-    Each table that holds ``KUBE-*`` lines is saved, stripped of them and restored in one
+    Each table that holds kube-proxy's lines is saved, stripped of them and restored in one
     ``iptables-restore``, which swaps the table atomically: other rules stay as they were.
     Run it after kube-proxy is stopped, or kube-proxy puts them back.
 
@@ -36,7 +39,7 @@ def kube_proxy_rules_absent():
             # One table at a time, so that a table without leftovers is never rewritten.
             yield StringCommand(
                 f'rules="$({family}-save -t {table})" &&',
-                f"printf '%s\\n' \"$rules\" | grep -v -- {CHAIN_PREFIX} | {family}-restore",
+                f"printf '%s\\n' \"$rules\" | awk '{PROXY_LINE_AWK}!proxy($0)' | {family}-restore",
             )
 
     if rules["ipvs_services"]:

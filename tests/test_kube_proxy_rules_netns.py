@@ -4,6 +4,7 @@ Needs root (for ``ip netns``) and iptables; the machine's own tables are never t
 """
 
 import os
+import re
 import shutil
 import subprocess
 import uuid
@@ -32,6 +33,19 @@ KUBE_PROXY_LIKE = [
     "iptables -A INPUT -p tcp --dport 22 -j OTHER-CHAIN",
     "iptables -t nat -A POSTROUTING -s 10.0.0.0/8 -j RETURN",
 ]
+# What the kubelet writes for itself (Kubernetes 1.34): it must stay.
+KUBELET_OWN = [
+    "iptables -t mangle -N KUBE-IPTABLES-HINT",
+    "iptables -t mangle -N KUBE-KUBELET-CANARY",
+    "iptables -t nat -N KUBE-KUBELET-CANARY",
+    "iptables -N KUBE-KUBELET-CANARY",
+    "iptables -N KUBE-FIREWALL",
+    "iptables -I INPUT -j KUBE-FIREWALL",
+    "iptables -I OUTPUT -j KUBE-FIREWALL",
+    "iptables -A KUBE-FIREWALL ! -s 127.0.0.0/8 -d 127.0.0.0/8 -m comment --comment 'block incoming"
+    " localnet connections' -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP",
+]
+KUBELET_CHAIN = re.compile(r"KUBE-(IPTABLES-HINT|FIREWALL|KUBELET-CANARY)\b")
 
 
 @pytest.fixture
@@ -57,8 +71,8 @@ def read_rules(netns):
     )
 
 
-def test_removes_kube_chains_and_keeps_the_rest(netns):
-    for command in KUBE_PROXY_LIKE:
+def test_removes_kube_proxy_chains_and_keeps_the_kubelets_and_the_rest(netns):
+    for command in KUBELET_OWN + KUBE_PROXY_LIKE:
         in_ns(netns, command)
     before = in_ns(netns, "iptables-save")
 
@@ -70,15 +84,21 @@ def test_removes_kube_chains_and_keeps_the_rest(netns):
         in_ns(netns, command)
 
     after = in_ns(netns, "iptables-save")
-    assert "KUBE-" not in after
+    assert [
+        line for line in after.splitlines() if "KUBE-" in line and not KUBELET_CHAIN.search(line)
+    ] == []
+    assert "-A INPUT -j KUBE-FIREWALL" in after
+    assert ":KUBE-IPTABLES-HINT - [0:0]" in after
     assert "-A INPUT -p tcp -m tcp --dport 22 -j OTHER-CHAIN" in after
     assert "-A POSTROUTING -s 10.0.0.0/8 -j RETURN" in after
 
-    # Exactly the KUBE lines went, nothing else (counters and comments aside).
     def strip(text):
         return [line for line in text.splitlines() if not line.startswith("#")]
 
-    assert strip(after) == [line for line in strip(before) if "KUBE-" not in line]
+    # Exactly kube-proxy's lines went, nothing else (counters and comments aside).
+    assert strip(after) == [
+        line for line in strip(before) if "KUBE-" not in line or KUBELET_CHAIN.search(line)
+    ]
 
     # Converged: the fact sees nothing and the operation yields nothing.
     rules = read_rules(netns)

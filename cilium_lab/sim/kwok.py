@@ -123,7 +123,8 @@ spec:
 def kubelet_dropin(command: list[str]) -> str:
     """A drop-in for the guide's ``kubelet.service`` that runs kwok in its place."""
     return (
-        "# cilium-lab sim: kwok plays this node's kubelet.\n[Service]\nExecStart=\nExecStart="
+        "# cilium-lab sim: kwok plays this node's kubelet, after writing the kubelet's iptables chains.\n"
+        "[Service]\nExecStartPre=/usr/local/lib/cilium-lab/kubelet-iptables\nExecStart=\nExecStart="
         + " ".join(command)
         + "\n"
     )

@@ -57,25 +57,44 @@ rule nat KUBE-POSTROUTING -j MARK --xor-mark 0x4000
 rule nat KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE
 rule nat KUBE-SERVICES -m comment --comment "kubernetes service nodeports" -j KUBE-NODEPORTS
 
-for c in KUBE-SERVICES KUBE-EXTERNAL-SERVICES KUBE-FORWARD KUBE-NODEPORTS KUBE-PROXY-FIREWALL KUBE-FIREWALL KUBE-PROXY-CANARY; do
+for c in KUBE-SERVICES KUBE-EXTERNAL-SERVICES KUBE-FORWARD KUBE-NODEPORTS KUBE-PROXY-FIREWALL KUBE-PROXY-CANARY; do
     chain filter "$c"
 done
 rule filter INPUT -m comment --comment "kubernetes load balancer firewall" -j KUBE-PROXY-FIREWALL
 rule filter INPUT -m comment --comment "kubernetes health check service ports" -j KUBE-NODEPORTS
 rule filter INPUT -m comment --comment "kubernetes externally-visible service portals" -j KUBE-EXTERNAL-SERVICES
-rule filter INPUT -j KUBE-FIREWALL
 rule filter FORWARD -m comment --comment "kubernetes forwarding rules" -j KUBE-FORWARD
 rule filter FORWARD -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
 rule filter OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
-rule filter OUTPUT -j KUBE-FIREWALL
 rule filter KUBE-FORWARD -m comment --comment "kubernetes forwarding rules" -m mark --mark 0x4000/0x4000 -j ACCEPT
 
 echo "kube-proxy stand-in: KUBE-* chains in place (config: $*)"
 exec sleep infinity
 """
 
+# What a real kubelet 1.34 writes into iptables at start (pkg/kubelet/kubelet_network_linux.go),
+# so that the migration meets the kubelet's KUBE-* chains beside kube-proxy's, as on a real node.
+# Run before the kubelet stand-in, and before kwok where kwok plays the kubelet.
+KUBELET_IPTABLES = r"""#!/bin/sh
+set -eu
+chain() { iptables -w -t "$1" -N "$2" 2>/dev/null || true; }
+chain mangle KUBE-IPTABLES-HINT
+chain filter KUBE-FIREWALL
+for t in mangle nat filter; do chain "$t" KUBE-KUBELET-CANARY; done
+for c in INPUT OUTPUT; do
+    iptables -w -C "$c" -j KUBE-FIREWALL 2>/dev/null || iptables -w -I "$c" -j KUBE-FIREWALL
+done
+rule() { iptables -w -C KUBE-FIREWALL "$@" 2>/dev/null || iptables -w -A KUBE-FIREWALL "$@"; }
+rule ! -s 127.0.0.0/8 -d 127.0.0.0/8 -m comment --comment "block incoming localnet connections" \
+    -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP
+for t in mangle nat filter; do ip6tables -w -t "$t" -N KUBE-KUBELET-CANARY 2>/dev/null || true; done
+ip6tables -w -t mangle -N KUBE-IPTABLES-HINT 2>/dev/null || true
+"""
+
 KUBELET = r"""#!/bin/sh
-# Stand-in for kubelet: it only logs the CNI configurations it would load, then idles.
+# Stand-in for kubelet: it writes the kubelet's own iptables chains, logs the CNI configurations
+# it would load, then idles.
+/usr/local/lib/cilium-lab/kubelet-iptables
 echo "kubelet stand-in: CNI configurations: $(ls /etc/cni/net.d 2>/dev/null | tr '\n' ' ')"
 exec sleep infinity
 """
@@ -157,6 +176,7 @@ SUDOERS = "ubuntu ALL=(ALL) NOPASSWD:ALL\n"
 FILES = {
     "/usr/local/bin/kube-proxy": (0o755, KUBE_PROXY),
     "/usr/local/bin/kubelet": (0o755, KUBELET),
+    "/usr/local/lib/cilium-lab/kubelet-iptables": (0o755, KUBELET_IPTABLES),
     "/usr/local/bin/containerd": (0o755, CONTAINERD),
     "/var/lib/kube-proxy/kube-proxy-config.yaml": (0o644, KUBE_PROXY_CONFIG),
     "/etc/ssh/sshd_config.d/cilium-lab.conf": (0o644, SSHD_CONFIG),

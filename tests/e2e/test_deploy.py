@@ -131,10 +131,26 @@ def convergence_problems(before: dict, after: dict) -> list[str]:
                 f"{path} is {now!r}, expected {without_module(text)!r} (only br_netfilter lines removed)"
             )
     problems += lost_module_files(before, after)
-    kube_rules = [line for line in after["iptables"] if "KUBE-" in line]
-    if kube_rules:
-        problems.append(f"kube-proxy's iptables rules are left: {kube_rules[:3]}...")
+    proxy_rules = [line for line in after["iptables"] if kube_proxy_chains(line)]
+    if proxy_rules:
+        problems.append(f"kube-proxy's iptables rules are left: {proxy_rules[:3]}...")
+    kubelet_rules = [line for line in before["iptables"] if KUBELET_CHAIN.search(line)]
+    if [line for line in after["iptables"] if KUBELET_CHAIN.search(line)] != kubelet_rules:
+        problems.append("the kubelet's own KUBE-* chains changed (they must stay)")
     return problems
+
+
+# What kubelet 1.34 itself writes (pkg/kubelet/kubelet_network_linux.go); every other KUBE-*
+# chain is kube-proxy's.
+KUBELET_CHAIN = re.compile(r"KUBE-(IPTABLES-HINT|FIREWALL|KUBELET-CANARY)\b")
+
+
+def kube_proxy_chains(line: str) -> set[str]:
+    return {
+        name
+        for name in re.findall(r"KUBE-[A-Z0-9-]+", line)
+        if name not in ("KUBE-IPTABLES-HINT", "KUBE-FIREWALL", "KUBE-KUBELET-CANARY")
+    }
 
 
 def lost_cni_files(before: dict, after: dict) -> list[str]:
