@@ -56,7 +56,7 @@ class KubeProxyRules(FactBase):
     def command(self):
         # iptables-save prints "*table" before each table's lines.
         count = (
-            f"awk -v f=\"$family\" '{PROXY_LINE_AWK}"
+            f'awk -v f="$family" \'{PROXY_LINE_AWK}'
             "/^\\*/ {t = substr($0, 2)} proxy($0) {n[t]++} "
             "END {for (t in n) print f, t, n[t]}'"
         )

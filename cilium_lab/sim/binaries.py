@@ -13,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import posixpath
 import re
 import shutil
 import subprocess
@@ -34,12 +35,19 @@ PROGRESS_EVERY = 15.0  # seconds between progress lines while a build runs
 
 @dataclass(frozen=True)
 class Component:
-    """One upstream project, at one version, and the programs the sim takes from it."""
+    """One upstream project, at one version, and the programs the sim takes from it.
+
+    ``recipe`` names how it is built (default: its ``name``); ``module`` and ``packages`` say
+    where its programs' main packages are, for the recipes that build a module's packages.
+    """
 
     name: str
     version: str
     programs: tuple[str, ...]
     title: str
+    recipe: str = ""
+    module: str = ""
+    packages: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -59,6 +67,76 @@ def components(kubernetes: str, etcd: str, kwok: str) -> list[Component]:
             f"Kubernetes {kubernetes}",
         ),
         Component("kwok", kwok, ("kwok",), f"kwok {kwok}"),
+    ]
+
+
+def node_components(versions: dict[str, str]) -> list[Component]:
+    """What a node of the real data plane runs, and the images' programs, by upstream project.
+
+    ``versions`` maps each project's name (``kubernetes``, ``containerd``, ``runc``,
+    ``cni-plugins``, ``crane``, ``coredns``) to its pinned version.
+    """
+    v = versions
+    return [
+        Component(
+            "kubernetes-node",
+            v["kubernetes"],
+            ("kubelet", "kube-proxy", "agnhost"),
+            f"Kubernetes {v['kubernetes']} (node)",
+            recipe="kubernetes",
+            packages=("cmd/kubelet", "cmd/kube-proxy", "test/images/agnhost"),
+        ),
+        Component("pause", v["kubernetes"], ("pause",), f"pause ({v['kubernetes']})"),
+        Component(
+            "containerd",
+            v["containerd"],
+            ("containerd", "containerd-shim-runc-v2", "ctr"),
+            f"containerd {v['containerd']}",
+            recipe="module",
+            module="github.com/containerd/containerd/v2",
+            packages=("cmd/containerd", "cmd/containerd-shim-runc-v2", "cmd/ctr"),
+        ),
+        Component(
+            "runc",
+            v["runc"],
+            ("runc",),
+            f"runc {v['runc']}",
+            recipe="module",
+            module="github.com/opencontainers/runc",
+            packages=("",),
+        ),
+        Component(
+            "cni-plugins",
+            v["cni-plugins"],
+            ("bridge", "host-local", "loopback", "portmap"),
+            f"CNI plugins {v['cni-plugins']}",
+            recipe="module",
+            module="github.com/containernetworking/plugins",
+            packages=(
+                "plugins/main/bridge",
+                "plugins/ipam/host-local",
+                "plugins/main/loopback",
+                "plugins/meta/portmap",
+            ),
+        ),
+        Component(
+            "crane",
+            v["crane"],
+            ("crane",),
+            f"crane {v['crane']} (go-containerregistry)",
+            recipe="module",
+            module="github.com/google/go-containerregistry",
+            packages=("cmd/crane",),
+        ),
+        Component(
+            "coredns",
+            v["coredns"],
+            ("coredns",),
+            f"CoreDNS {v['coredns']}",
+            recipe="main",
+            module="github.com/coredns/coredns",
+            packages=("",),
+        ),
     ]
 
 
@@ -128,7 +206,13 @@ def ensure_built(component: Component, echo=click.echo) -> Path:
     (cache_dir() / "bin").mkdir(parents=True, exist_ok=True)
     with open(cache_dir() / "bin" / ".lock", "w") as lock:
         # Two sims (or a test session and a sim) coming up at once build once.
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            echo(
+                f"waiting for another build in {cache_dir() / 'build'} to finish (then {component.title})"
+            )
+            fcntl.flock(lock, fcntl.LOCK_EX)
         if not _complete(target, component):
             _build(component, target, echo)
     return target
@@ -137,10 +221,54 @@ def ensure_built(component: Component, echo=click.echo) -> Path:
 # Building.
 
 
-def _go_env() -> dict[str, str]:
+def cilium_components(version: str) -> list[Component]:
+    """Cilium's agent, operator and tools, for the agent's and operator's images."""
+    return [
+        Component(
+            "cilium",
+            version,
+            (
+                "cilium-agent",
+                "cilium-operator-generic",
+                "cilium-dbg",
+                "cilium-cni",
+                "cilium-health",
+                "cilium-health-responder",
+                "cilium-mount",
+                "cilium-sysctlfix",
+            ),
+            f"Cilium {version}",
+            recipe="main",
+            module="github.com/cilium/cilium",
+            packages=(
+                "daemon",
+                "operator",
+                "cilium-dbg",
+                "plugins/cilium-cni",
+                "cilium-health",
+                "cilium-health/responder",
+                "tools/mount",
+                "tools/sysctlfix",
+            ),
+        ),
+    ]
+
+
+# Built with cgo (and linked statically): runc needs it for its nsenter part.
+CGO = {"runc"}
+# Go build tags, as upstream's static release builds use them.
+TAGS = {
+    "runc": "netgo osusergo",
+    "containerd": "no_btrfs no_devmapper no_zfs",
+    # cilium-operator-generic's IPAM (operator/Makefile); the agent and tools ignore it.
+    "cilium": "osusergo ipam_provider_operator",
+}
+
+
+def _go_env(cgo: bool = False) -> dict[str, str]:
     env = dict(os.environ)
     # Static programs, as upstream releases them: they run inside the nodes' Debian root too.
-    env["CGO_ENABLED"] = "0"
+    env["CGO_ENABLED"] = "1" if cgo else "0"
     # This machine's Go only: never fetch another toolchain behind the user's back.
     env["GOTOOLCHAIN"] = "local"
     env["GOFLAGS"] = "-buildvcs=false -mod=mod"
@@ -198,7 +326,8 @@ def _prepare_kubernetes(component: Component, work: Path) -> tuple[list[str], li
         f"module cilium-lab.local/build/kubernetes\n\ngo {go_line.group(1) if go_line else '1.24.0'}\n\n"
         f"require k8s.io/kubernetes {version}\n\nreplace (\n{replaces}\n)\n",
     )
-    packages = [f"k8s.io/kubernetes/cmd/{program}" for program in component.programs]
+    paths = component.packages or tuple(f"cmd/{program}" for program in component.programs)
+    packages = [f"k8s.io/kubernetes/{path}" for path in paths]
     _go(["get", *(f"{p}@{version}" for p in packages)], work, f"resolving {component.title}")
     major, minor = version.removeprefix("v").split(".")[:2]
     # What `kubectl version` and helm's kubeVersion check read (unset, it says v0.0.0).
@@ -208,7 +337,7 @@ def _prepare_kubernetes(component: Component, work: Path) -> tuple[list[str], li
         f"-X k8s.io/component-base/version.gitMinor={minor} "
         "-X k8s.io/component-base/version.gitTreeState=clean"
     )
-    return ["build", "-v", "-trimpath", "-ldflags", ldflags, "-o", "{out}/", *packages], packages
+    return _go_build(component, packages, ldflags), packages
 
 
 ETCD_MAIN = """// The etcd server, as etcd's own main package starts it.
@@ -234,7 +363,7 @@ def _prepare_etcd(component: Component, work: Path) -> tuple[list[str], list[str
         work,
         f"resolving {component.title}",
     )
-    return ["build", "-v", "-trimpath", "-ldflags", "-s -w", "-o", "{out}/etcd", "."], ["."]
+    return ["go", "build", "-v", "-trimpath", "-ldflags", "-s -w", "-o", "{out}/etcd", "."], ["."]
 
 
 def _prepare_kwok(component: Component, work: Path) -> tuple[list[str], list[str]]:
@@ -242,10 +371,103 @@ def _prepare_kwok(component: Component, work: Path) -> tuple[list[str], list[str
     _write(work / "go.mod", "module cilium-lab.local/build/kwok\n\ngo 1.24.0\n")
     _write(work / "tools.go", f'//go:build tools\n\npackage tools\n\nimport _ "{package}"\n')
     _go(["get", f"{package}@{component.version}"], work, f"resolving {component.title}")
-    return ["build", "-v", "-trimpath", "-ldflags", "-s -w", "-o", "{out}/kwok", package], [package]
+    return ["go", "build", "-v", "-trimpath", "-ldflags", "-s -w", "-o", "{out}/kwok", package], [
+        package
+    ]
 
 
-RECIPES = {"kubernetes": _prepare_kubernetes, "etcd": _prepare_etcd, "kwok": _prepare_kwok}
+def _go_build(component: Component, packages: list[str], ldflags: str = "-s -w") -> list[str]:
+    """``go build`` of ``packages`` into ``{out}/``, one program each, named as the sim names it."""
+    tags = TAGS.get(component.name)
+    if component.name in CGO:
+        ldflags += " -extldflags -static"
+    args = ["go", "build", "-v", "-trimpath", "-ldflags", ldflags]
+    if tags:
+        args += ["-tags", tags]
+    if len(packages) == 1:
+        return [*args, "-o", f"{{out}}/{component.programs[0]}", packages[0]]
+    # Several packages land in {out}/ under their last path element (see _rename_outputs).
+    return [*args, "-o", "{out}/", *packages]
+
+
+def _rename_outputs(component: Component, out: Path) -> None:
+    """``go build -o DIR/`` names a program after its package (Cilium's ``daemon``): rename it."""
+    for package, program in zip(component.packages, component.programs, strict=False):
+        built = out / posixpath.basename(package.rstrip("/"))
+        if package and built.name != program and built.exists():
+            built.rename(out / program)
+
+
+def _module_packages(component: Component) -> list[str]:
+    return [f"{component.module}/{p}".rstrip("/") for p in component.packages]
+
+
+def _prepare_module(component: Component, work: Path) -> tuple[list[str], list[str]]:
+    """A wrapper module that requires ``component.module`` and builds its main packages."""
+    packages = _module_packages(component)
+    _write(work / "go.mod", f"module cilium-lab.local/build/{component.name}\n\ngo 1.24.0\n")
+    imports = "\n".join(f'import _ "{p}"' for p in packages)
+    _write(work / "tools.go", f"//go:build tools\n\npackage tools\n\n{imports}\n")
+    _go(["get", f"{component.module}@{component.version}"], work, f"resolving {component.title}")
+    return _go_build(component, packages), packages
+
+
+def _prepare_main(component: Component, work: Path) -> tuple[list[str], list[str]]:
+    """The module itself as the main module, from a copy of its source: its go.mod's replace
+    directives (Cilium's forks, CoreDNS's pins) only hold there."""
+    info = json.loads(
+        _go(
+            ["mod", "download", "-json", f"{component.module}@{component.version}"],
+            work,
+            f"fetching {component.title}",
+        )
+    )
+    source = work / "src"
+    shutil.copytree(info["Dir"], source)
+    for directory, dirs, files in os.walk(source):
+        for name in dirs + files:
+            os.chmod(os.path.join(directory, name), 0o755 if name in dirs else 0o644)
+    os.chmod(source, 0o755)
+    packages = [f"./{p}" if p else "." for p in component.packages]
+    ldflags = "-s -w"
+    if component.name == "cilium":
+        # What `cilium-dbg version` and the agent report (Makefile.defs sets it the same way).
+        ldflags += f" -X github.com/cilium/cilium/pkg/version.ciliumVersion={component.version[1:]}"
+    return _go_build(component, packages, ldflags), packages
+
+
+def _prepare_pause(component: Component, work: Path) -> tuple[list[str], list[str]]:
+    """Kubernetes' pause, a small C program in its module (build/pause/linux/pause.c)."""
+    info = json.loads(
+        _go(
+            ["mod", "download", "-json", f"k8s.io/kubernetes@{component.version}"],
+            work,
+            f"fetching {component.title}",
+        )
+    )
+    source = Path(info["Dir"]) / "build/pause/linux/pause.c"
+    version = component.version.removeprefix("v")
+    return [
+        "gcc",
+        "-Os",
+        "-Wall",
+        "-Werror",
+        "-static",
+        f'-DVERSION="{version}"',
+        "-o",
+        "{out}/pause",
+        str(source),
+    ], []
+
+
+RECIPES = {
+    "kubernetes": _prepare_kubernetes,
+    "etcd": _prepare_etcd,
+    "kwok": _prepare_kwok,
+    "module": _prepare_module,
+    "main": _prepare_main,
+    "pause": _prepare_pause,
+}
 
 
 def _build(component: Component, target: Path, echo) -> None:
@@ -266,10 +488,13 @@ def _build(component: Component, target: Path, echo) -> None:
         started,
         echo,
     ):
-        args, packages = RECIPES[component.name](component, work)
-        total = _package_count(packages, work)
+        args, packages = RECIPES[component.recipe or component.name](component, work)
+        if args[0] == "go" and component.recipe == "main":
+            work = work / "src"
+        total = _package_count(packages, work) if packages else None
     args = [a.replace("{out}", str(out)) for a in args]
     _run_with_progress(args, work, component, started, total, echo)
+    _rename_outputs(component, out)
     for program in component.programs:
         if not os.access(out / program, os.X_OK):
             raise SimError(f"building {component.title} made no {program} in {out}")
@@ -293,9 +518,9 @@ def _clock(seconds: float) -> str:
 def _run_with_progress(args, work: Path, component: Component, started: float, total, echo) -> None:
     """``go build -v`` names each package it compiles: count them, and say so every few seconds."""
     proc = subprocess.Popen(
-        ["go", *args],
+        args,
         cwd=work,
-        env=_go_env(),
+        env=_go_env(cgo=component.name in CGO),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -318,5 +543,5 @@ def _run_with_progress(args, work: Path, component: Component, started: float, t
     if proc.returncode != 0:
         errors = [line for line in lines if ": " in line or line.startswith(("#", "go:"))][-3:]
         raise SimError(
-            f"building {component.title} failed (go exit {proc.returncode}): {' | '.join(errors)}"
+            f"building {component.title} failed ({args[0]} exit {proc.returncode}): {' | '.join(errors)}"
         )

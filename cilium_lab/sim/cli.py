@@ -79,8 +79,18 @@ def sim():
     is_flag=True,
     help="Only the nodes: no API server, no kwok, no local group.",
 )
+@click.option(
+    "--data-plane",
+    type=click.Choice(["kwok", "real"]),
+    default="kwok",
+    show_default=True,
+    help="kwok: kwok plays the kubelets and no container runs (fast). real: real kubelets, "
+    "containerd and kube-proxy on every node, and the pods run (builds them the first time).",
+)
 @one_line_errors
-def up(count, bridge, subnet, inventory, timeout, charts_dir, bin_dir, no_control_plane):
+def up(
+    count, bridge, subnet, inventory, timeout, charts_dir, bin_dir, no_control_plane, data_plane
+):
     """Boot the nodes and the control plane (building what is missing the first time) and write the inventory."""
     lab.up(
         count=count,
@@ -91,6 +101,7 @@ def up(count, bridge, subnet, inventory, timeout, charts_dir, bin_dir, no_contro
         control_plane=not no_control_plane,
         charts_dir=charts_dir,
         bin_dir=bin_dir,
+        data_plane=data_plane,
     )
 
 

@@ -23,6 +23,18 @@ DEFAULT_CACHE = Path("/var/cache/cilium-lab")
 KUBERNETES_VERSION = "v1.34.4"
 ETCD_VERSION = "v3.6.8"
 KWOK_VERSION = "v0.8.0"
+# The real data plane's programs, by upstream project: the nodes' kubelet, kube-proxy, containerd,
+# runc and CNI plugins; the registry and image tool (crane); the images' CoreDNS, agnhost and
+# pause; Cilium's agent and operator (the release the group data pins: cilium_chart_version).
+NODE_VERSIONS = {
+    "kubernetes": KUBERNETES_VERSION,
+    "containerd": "v2.4.2",
+    "runc": "v1.5.3",
+    "cni-plugins": "v1.10.0",
+    "crane": "v0.22.1",
+    "coredns": "v1.15.0",
+    "cilium": "v1.19.6",
+}
 API_PORT = 6443  # LAB.md: the API server listens on 6443
 # Like the guide's 192.168.1.11-16: the bridge takes .1, nodes start at .11.
 FIRST_NODE_HOST = 11
@@ -83,6 +95,12 @@ class SimConfig:
     helm_repo_url: str = ""
     chart_server_pid: int = 0
     routes: list = field(default_factory=list)
+    # "kwok" (kwok plays the kubelets; no container runs) or "real" (real kubelets, containerd
+    # and kube-proxy; the pods run: cilium_lab.sim.realnode), with the programs that needs
+    # (name -> path on this machine) and the registry the nodes pull from.
+    data_plane: str = "kwok"
+    node_programs: dict = field(default_factory=dict)
+    registry_pid: int = 0
 
     @property
     def network(self) -> ipaddress.IPv4Network:

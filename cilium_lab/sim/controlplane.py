@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from cilium_lab.sim import kwok, pki
+from cilium_lab.sim import kwok, pki, realnode, workloads
 from cilium_lab.sim.config import API_PORT, SimConfig
 
 # The guide's service range; its first address is the `kubernetes` Service's.
@@ -30,6 +30,14 @@ NODE_MONITOR_GRACE = "16s"
 ADMIN = ("admin", "system:masters")
 CONTROLLER_MANAGER = ("system:kube-controller-manager", None)
 SCHEDULER = ("system:kube-scheduler", None)
+# RBAC's bootstrap binding system:node-proxier names this user.
+KUBE_PROXY = ("system:kube-proxy", None)
+APISERVER_KUBELET_CLIENT = ("kube-apiserver-kubelet-client", "system:masters")
+
+
+def kubelet_user(node: str) -> tuple[str, str]:
+    # The Node authorizer and NodeRestriction know a kubelet by this name and group.
+    return (f"system:node:{node}", "system:nodes")
 
 
 def kwok_user(node: str) -> tuple[str, str]:
@@ -87,6 +95,11 @@ def write_pki(
         (*CONTROLLER_MANAGER, "kube-controller-manager"),
         (*SCHEDULER, "kube-scheduler"),
         *((*kwok_user(node), f"kwok-{node}") for node in nodes),
+        # The real data plane's clients: each node's kubelet, kube-proxy, and the API server
+        # itself when it reaches a kubelet (logs, exec).
+        *((*kubelet_user(node), f"kubelet-{node}") for node in nodes),
+        (*KUBE_PROXY, "kube-proxy"),
+        (*APISERVER_KUBELET_CLIENT, "kube-apiserver-kubelet-client"),
     ):
         pki.write(ca.issue(user, group), directory, name)
 
@@ -174,6 +187,8 @@ def apiserver(layout: Layout) -> list[str]:
         f"--service-account-issuer=https://kubernetes:{layout.api_port}",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
         "--service-node-port-range=30000-32767",
+        f"--kubelet-client-certificate={f('kube-apiserver-kubelet-client.pem')}",
+        f"--kubelet-client-key={f('kube-apiserver-kubelet-client-key.pem')}",
         f"--tls-cert-file={f('kubernetes.pem')}",
         f"--tls-private-key-file={f('kubernetes-key.pem')}",
         "--v=1",
@@ -266,20 +281,33 @@ def node_files(cfg: SimConfig, name: str) -> tuple[dict[str, tuple[int, bytes]],
     etcd and the control plane as enabled units. Returns (files, symbolic links)."""
     files: dict[str, tuple[int, bytes]] = {}
     links: dict[str, str] = {}
-    kubelet = "/var/lib/kubelet"
-    stages = f"{kubelet}/kwok-stages.yaml"
-    files[f"{kubelet}/kubeconfig"] = (
-        0o600,
-        kubeconfig(f"https://kubernetes:{API_PORT}", cfg.pki_dir, f"kwok-{name}").encode(),
-    )
-    files[stages] = (0o644, kwok.STAGES.encode())
-    command = kwok.argv(
-        f"{NODE_BIN}/kwok", f"{kubelet}/kubeconfig", stages, name, str(cfg.address(name))
-    )
-    files["/etc/systemd/system/kubelet.service.d/10-kwok.conf"] = (
-        0o644,
-        kwok.kubelet_dropin(command).encode(),
-    )
+    if cfg.data_plane == "real":
+        api = f"https://kubernetes:{API_PORT}"
+        files.update(
+            realnode.node_files(
+                cfg,
+                name,
+                kubelet_kubeconfig=kubeconfig(api, cfg.pki_dir, f"kubelet-{name}"),
+                kube_proxy_kubeconfig=kubeconfig(api, cfg.pki_dir, "kube-proxy"),
+                ca=(cfg.pki_dir / "ca.pem").read_bytes(),
+                dns_ip=workloads.DNS_IP,
+            )
+        )
+    else:
+        kubelet = "/var/lib/kubelet"
+        stages = f"{kubelet}/kwok-stages.yaml"
+        files[f"{kubelet}/kubeconfig"] = (
+            0o600,
+            kubeconfig(f"https://kubernetes:{API_PORT}", cfg.pki_dir, f"kwok-{name}").encode(),
+        )
+        files[stages] = (0o644, kwok.STAGES.encode())
+        command = kwok.argv(
+            f"{NODE_BIN}/kwok", f"{kubelet}/kubeconfig", stages, name, str(cfg.address(name))
+        )
+        files["/etc/systemd/system/kubelet.service.d/10-kwok.conf"] = (
+            0o644,
+            kwok.kubelet_dropin(command).encode(),
+        )
     if name != cfg.api_node:
         return files, links
 
@@ -291,6 +319,8 @@ def node_files(cfg: SimConfig, name: str) -> tuple[dict[str, tuple[int, bytes]],
         "kubernetes-key.pem",
         "service-account.pem",
         "service-account-key.pem",
+        "kube-apiserver-kubelet-client.pem",
+        "kube-apiserver-kubelet-client-key.pem",
     ):
         files[str(NODE_PKI / filename)] = (0o600, (cfg.pki_dir / filename).read_bytes())
     local = f"https://127.0.0.1:{layout.api_port}"

@@ -22,6 +22,7 @@ from cilium_lab.sim import (
     charts,
     controlplane,
     guide,
+    images,
     network,
     rootfs,
     workloads,
@@ -30,6 +31,7 @@ from cilium_lab.sim.config import (
     ETCD_VERSION,
     KUBERNETES_VERSION,
     KWOK_VERSION,
+    NODE_VERSIONS,
     SimConfig,
     default_bridge,
     default_subnet,
@@ -68,6 +70,21 @@ def _components() -> list[binaries.Component]:
     return binaries.components(KUBERNETES_VERSION, ETCD_VERSION, KWOK_VERSION)
 
 
+def _node_components(cfg: SimConfig) -> list[binaries.Component]:
+    """The real data plane's programs (none for the kwok lab)."""
+    return binaries.node_components(NODE_VERSIONS) if cfg.data_plane == "real" else []
+
+
+def _registry(cfg: SimConfig, echo) -> None:
+    """The real data plane's registry on the bridge, with every image in it."""
+    if cfg.data_plane != "real" or images.running(cfg.registry_pid):
+        return
+    crane = cfg.node_programs["crane"]
+    cfg.registry_pid = images.serve(cfg, crane)
+    cfg.save()
+    images.provide(cfg, crane, cfg.node_programs, echo)
+
+
 def _client(cfg: SimConfig) -> kube.Cluster:
     try:
         return kube.load(str(cfg.kubeconfig))
@@ -101,6 +118,7 @@ def up(
     control_plane: bool = True,
     charts_dir: Path | None = None,
     bin_dir: Path | None = None,
+    data_plane: str = "kwok",
     echo=click.echo,
 ) -> SimConfig:
     check_platform()
@@ -124,12 +142,13 @@ def up(
         nodes=node_names(count),
         inventory=str(inventory),
         control_plane=control_plane,
+        data_plane=data_plane if control_plane else "kwok",
     )
     network.check_free(cfg)
     if control_plane:
         cfg.helm_repo_url = _chart_source(charts_dir)
         cfg.charts_dir = str(charts_dir.absolute()) if charts_dir else ""
-        binaries.check_can_provide(_components(), bin_dir)
+        binaries.check_can_provide(_components() + _node_components(cfg), bin_dir)
 
     with locked(sim_home):
         cfg.rootfs = str(rootfs.ensure_rootfs(echo))
@@ -138,6 +157,10 @@ def up(
                 name: str(path)
                 for name, path in binaries.provide(_components(), bin_dir, echo).items()
             }
+            cfg.node_programs = {
+                name: str(path)
+                for name, path in binaries.provide(_node_components(cfg), None, echo).items()
+            }
         started = time.monotonic()
         # From here on `down` knows what to remove, even if the rest fails.
         cfg.save()
@@ -145,6 +168,7 @@ def up(
         if control_plane:
             controlplane.write_sim_pki(cfg)
         network.bridge_up(cfg)
+        _registry(cfg, echo)
         raise_inotify_limits(echo)
         what = " with the control plane on " + cfg.api_node if control_plane else ""
         echo(f"booting {count} nodes{what} on {cfg.bridge} ({cfg.subnet}) in {cfg.home}")
@@ -167,7 +191,7 @@ def _cluster_up(cfg: SimConfig, echo) -> None:
     echo(f"waiting for the API server at {cfg.api_server}")
     workloads.wait_api(cluster, API_TIMEOUT, echo)
     workloads.register_nodes(cluster, _node_specs(cfg))
-    workloads.create_workloads(cluster)
+    workloads.create_workloads(cluster, _workload_images(cfg))
     workloads.wait_workloads(cluster, len(cfg.nodes), API_TIMEOUT, echo)
     _chart_server(cfg)
     cfg.routes = network.add_pod_routes(cfg, echo)
@@ -176,6 +200,13 @@ def _cluster_up(cfg: SimConfig, echo) -> None:
         echo(
             f"routed {len(cfg.routes)} pod CIDRs via their nodes on this machine, as the guide's host does"
         )
+
+
+def _workload_images(cfg: SimConfig) -> dict[str, str] | None:
+    """The guide's workloads' images in the sim's registry (the kwok lab runs none)."""
+    if cfg.data_plane != "real":
+        return None
+    return {name: images.image_ref(cfg, name) for name in ("coredns", "agnhost")}
 
 
 def _chart_server(cfg: SimConfig) -> None:
@@ -228,6 +259,7 @@ def down(echo=click.echo) -> bool:
     preflight()
     with locked(sim_home):
         charts.stop(cfg.chart_server_pid)
+        images.stop(cfg.registry_pid)
         network.remove_pod_routes(cfg, cfg.routes)
         running = [name for name in cfg.nodes if nspawn_pid(cfg, name) is not None]
         if running:
@@ -238,6 +270,7 @@ def down(echo=click.echo) -> bool:
         if leftovers:
             raise SimError(f"could not unmount {', '.join(leftovers)}; retry: cilium-lab sim down")
         shutil.rmtree(cfg.path / "nodes", ignore_errors=True)
+        shutil.rmtree(cfg.path / "registry", ignore_errors=True)
         shutil.rmtree(cfg.pki_dir, ignore_errors=True)
         cfg.kubeconfig.unlink(missing_ok=True)
         inventory = Path(cfg.inventory) if cfg.inventory else None
@@ -256,6 +289,7 @@ def _written_by_sim(inventory: Path, cfg: SimConfig) -> bool:
 def _boot(cfg: SimConfig, names: list[str], timeout: float, echo) -> None:
     """Start stopped nodes of a sim that is up, and wait until they answer SSH."""
     network.bridge_up(cfg)
+    _registry(cfg, echo)
     raise_inotify_limits(echo)
     for name in names:
         start_node(cfg, name)

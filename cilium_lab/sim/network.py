@@ -84,9 +84,12 @@ def bridge_up(cfg: SimConfig) -> None:
         ip("link", "add", cfg.bridge, "type", "bridge")
         ip("addr", "add", f"{cfg.bridge_address}/{cfg.network.prefixlen}", "dev", cfg.bridge)
     ip("link", "set", cfg.bridge, "up")
+    if cfg.data_plane == "real":
+        forwarding_up(cfg)
 
 
 def bridge_down(cfg: SimConfig) -> None:
+    forwarding_down(cfg)
     if link_exists(cfg.bridge):
         ip("link", "del", cfg.bridge)
 
@@ -121,7 +124,51 @@ def node_net_up(cfg: SimConfig, name: str) -> str:
     if address not in ip("-n", ns, "-o", "addr", "show", "dev", "host0").stdout:
         ip("-n", ns, "addr", "add", address, "dev", "host0")
     ip("-n", ns, "link", "set", "host0", "up")
+    if cfg.data_plane == "real":
+        # The guide's pods reach other nodes' pods through the workstation, which routes each
+        # pod CIDR to its node: every other node's pod CIDR goes via this machine's bridge.
+        routes = ip("-n", ns, "-o", "route", "show").stdout
+        for other in cfg.nodes:
+            cidr = cfg.pod_cidr(other)
+            if other != name and f"{cidr} via" not in routes:
+                ip("-n", ns, "route", "add", cidr, "via", str(cfg.bridge_address))
     return str(NETNS_DIR / ns)
+
+
+# The real data plane routes pod traffic between nodes through this machine, as the guide's
+# workstation does: the bridge forwards, and only back into itself.
+FORWARD_GUARD = "cilium-lab sim: nothing from the bridge leaves it"
+
+
+def _guard_rule(cfg: SimConfig) -> list[str]:
+    return [
+        "FORWARD",
+        "-i",
+        cfg.bridge,
+        "!",
+        "-o",
+        cfg.bridge,
+        "-m",
+        "comment",
+        "--comment",
+        FORWARD_GUARD,
+        "-j",
+        "DROP",
+    ]
+
+
+def forwarding_up(cfg: SimConfig) -> None:
+    """Let this machine forward between the sim's nodes (the bridge only), never off it."""
+    rule = _guard_rule(cfg)
+    if subprocess.run(["iptables", "-w", "-C", *rule], capture_output=True).returncode != 0:
+        subprocess.run(["iptables", "-w", "-I", *rule], check=True, capture_output=True)
+    Path(f"/proc/sys/net/ipv4/conf/{cfg.bridge}/forwarding").write_text("1\n")
+
+
+def forwarding_down(cfg: SimConfig) -> None:
+    rule = _guard_rule(cfg)
+    while subprocess.run(["iptables", "-w", "-D", *rule], capture_output=True).returncode == 0:
+        pass
 
 
 def node_net_down(cfg: SimConfig, name: str) -> None:

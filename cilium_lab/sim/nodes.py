@@ -22,7 +22,7 @@ from pathlib import Path
 
 import click
 
-from cilium_lab.sim import SimError, controlplane, guide, network, rootfs
+from cilium_lab.sim import SimError, controlplane, guide, network, realnode, rootfs
 from cilium_lab.sim.config import SimConfig
 
 APT_INSTALL = "apt-get install systemd-container debootstrap iproute2 openssh-client"
@@ -233,6 +233,9 @@ def start_node(cfg: SimConfig, name: str) -> None:
     env = dict(os.environ)
     # Without it the node sees the host's hybrid cgroup v1 layout; Cilium wants cgroup v2 there.
     env["SYSTEMD_NSPAWN_UNIFIED_HIERARCHY"] = "1"
+    real = realnode.nspawn_arguments(cfg, name) if cfg.data_plane == "real" else []
+    if real:
+        env.update(realnode.NSPAWN_ENV)
     cmd = [
         "systemd-nspawn",
         "--quiet",
@@ -254,6 +257,7 @@ def start_node(cfg: SimConfig, name: str) -> None:
             f"--bind-ro={path}:{controlplane.NODE_BIN}/{program}"
             for program, path in sorted(cfg.programs.items())
         ),
+        *real,
     ]
     _remove_cgroups(cfg, name)
     cgroups = _node_cgroups(cfg, name)

@@ -35,6 +35,10 @@ PACKAGES = [
     "iptables",
     "kmod",
     "procps",
+    # The real data plane: the runc wrapper edits specs with jq; kube-proxy clears UDP
+    # conntrack entries with conntrack.
+    "jq",
+    "conntrack",
 ]
 STAMP = ".cilium-lab-stamp"
 

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 
 import click
+from kubernetes import utils
 from kubernetes.client.rest import ApiException
 
 from cilium_lab.cluster import ClusterError
@@ -18,6 +19,9 @@ from cilium_lab.sim import SimError
 
 # A label the sim puts on what it creates, so tests and `sim status` can tell them apart.
 LABEL = "cilium-lab.sim/guide"
+# The guide's cluster DNS Service address, and the user app's NodePort.
+DNS_IP = "10.32.0.10"
+WEB_NODE_PORT = 30080
 
 
 @dataclass
@@ -108,7 +112,10 @@ def register_nodes(cluster: Cluster, nodes: list[NodeSpec]) -> None:
         )
 
 
-def _deployment(name: str, namespace: str, labels: dict, replicas: int, image: str) -> dict:
+def _deployment(
+    name: str, namespace: str, labels: dict, replicas: int, image: str, **pod: object
+) -> dict:
+    container = {"name": name, "image": image, **pod.pop("container", {})}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -118,16 +125,112 @@ def _deployment(name: str, namespace: str, labels: dict, replicas: int, image: s
             "selector": {"matchLabels": labels},
             "template": {
                 "metadata": {"labels": {**labels, LABEL: "workload"}},
-                "spec": {"containers": [{"name": name, "image": image}]},
+                "spec": {"containers": [container], **pod},
             },
         },
     }
 
 
-def guide_workloads() -> list[dict]:
-    """The DNS add-on of the guide's chapter on DNS, and a user's app and bare pod."""
+def _meta(kind: str, name: str, namespace: str | None = None, api: str = "v1") -> dict:
+    metadata = {"name": name, "labels": {LABEL: "workload"}}
+    if namespace:
+        metadata["namespace"] = namespace
+    return {"apiVersion": api, "kind": kind, "metadata": metadata}
+
+
+# CoreDNS as the guide's DNS chapter runs it, minus upstream forwarding (nothing is reachable).
+COREFILE = """.:53 {
+    errors
+    health
+    ready
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+    }
+    cache 30
+    loop
+    reload
+    loadbalance
+}
+"""
+
+
+def _coredns(images: dict[str, str] | None) -> list[dict]:
+    """The DNS add-on: on the kwok lab a Deployment only; on the real one with its
+    configuration and the permissions it reads the cluster with."""
+    if images is None:
+        return [
+            _deployment(
+                "coredns", "kube-system", {"k8s-app": "kube-dns"}, 2, "coredns/coredns:1.11.1"
+            )
+        ]
+    rules = [
+        {
+            "apiGroups": [""],
+            "resources": ["endpoints", "services", "pods", "namespaces"],
+            "verbs": ["list", "watch"],
+        },
+        {
+            "apiGroups": ["discovery.k8s.io"],
+            "resources": ["endpointslices"],
+            "verbs": ["list", "watch"],
+        },
+    ]
+    role = {
+        **_meta("ClusterRole", "system:coredns", api="rbac.authorization.k8s.io/v1"),
+        "rules": rules,
+    }
+    binding = {
+        **_meta("ClusterRoleBinding", "system:coredns", api="rbac.authorization.k8s.io/v1"),
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": "system:coredns",
+        },
+        "subjects": [{"kind": "ServiceAccount", "name": "coredns", "namespace": "kube-system"}],
+    }
+    config = {**_meta("ConfigMap", "coredns", "kube-system"), "data": {"Corefile": COREFILE}}
+    deployment = _deployment(
+        "coredns",
+        "kube-system",
+        {"k8s-app": "kube-dns"},
+        2,
+        images["coredns"],
+        container={
+            "args": ["-conf", "/etc/coredns/Corefile"],
+            "ports": [
+                {"containerPort": 53, "protocol": "UDP"},
+                {"containerPort": 53, "protocol": "TCP"},
+            ],
+            "readinessProbe": {"httpGet": {"path": "/ready", "port": 8181}},
+            "volumeMounts": [{"name": "config", "mountPath": "/etc/coredns"}],
+        },
+        serviceAccountName="coredns",
+        volumes=[{"name": "config", "configMap": {"name": "coredns"}}],
+    )
+    return [_meta("ServiceAccount", "coredns", "kube-system"), role, binding, config, deployment]
+
+
+def guide_workloads(images: dict[str, str] | None = None) -> list[dict]:
+    """The DNS add-on of the guide's chapter on DNS, and a user's app with its Service and a bare
+    pod. ``images`` (``coredns``, ``agnhost``) are the real data plane's; without them the
+    pods are only played by kwok, and their images are never pulled."""
+    if images is None:
+        web = _deployment("nginx", "default", {"app": "nginx"}, 2, "nginx:1.27")
+        bare = {"name": "busybox", "image": "busybox:1.36", "command": ["sleep", "infinity"]}
+    else:
+        # agnhost stands in for nginx (nothing else serves HTTP here): its netexec serves on 80.
+        web = _deployment(
+            "nginx",
+            "default",
+            {"app": "nginx"},
+            2,
+            images["agnhost"],
+            container={"args": ["netexec", "--http-port=80", "--udp-port=-1"]},
+        )
+        bare = {"name": "busybox", "image": images["agnhost"], "args": ["pause"]}
     return [
-        _deployment("coredns", "kube-system", {"k8s-app": "kube-dns"}, 2, "coredns/coredns:1.11.1"),
+        *_coredns(images),
         {
             "apiVersion": "v1",
             "kind": "Service",
@@ -137,7 +240,7 @@ def guide_workloads() -> list[dict]:
                 "labels": {"k8s-app": "kube-dns", LABEL: "workload"},
             },
             "spec": {
-                "clusterIP": "10.32.0.10",
+                "clusterIP": DNS_IP,
                 "selector": {"k8s-app": "kube-dns"},
                 "ports": [
                     {"name": "dns", "port": 53, "protocol": "UDP"},
@@ -145,7 +248,15 @@ def guide_workloads() -> list[dict]:
                 ],
             },
         },
-        _deployment("nginx", "default", {"app": "nginx"}, 2, "nginx:1.27"),
+        web,
+        {
+            **_meta("Service", "nginx", "default"),
+            "spec": {
+                "type": "NodePort",
+                "selector": {"app": "nginx"},
+                "ports": [{"name": "http", "port": 80, "nodePort": WEB_NODE_PORT}],
+            },
+        },
         {
             "apiVersion": "v1",
             "kind": "Pod",
@@ -154,11 +265,7 @@ def guide_workloads() -> list[dict]:
                 "namespace": "default",
                 "labels": {"app": "busybox", LABEL: "workload"},
             },
-            "spec": {
-                "containers": [
-                    {"name": "busybox", "image": "busybox:1.36", "command": ["sleep", "infinity"]}
-                ]
-            },
+            "spec": {"containers": [bare]},
         },
     ]
 
@@ -171,25 +278,17 @@ def expected_pods() -> int:
     )
 
 
-def create_workloads(cluster: Cluster) -> None:
-    create = {
-        "Deployment": lambda body: cluster.call(
-            cluster.apps.create_namespaced_deployment, body["metadata"]["namespace"], body
-        ),
-        "Service": lambda body: cluster.call(
-            cluster.core.create_namespaced_service, body["metadata"]["namespace"], body
-        ),
-        "Pod": lambda body: cluster.call(
-            cluster.core.create_namespaced_pod, body["metadata"]["namespace"], body
-        ),
-    }
-    for body in guide_workloads():
+def create_workloads(cluster: Cluster, images: dict[str, str] | None = None) -> None:
+    for body in guide_workloads(images):
         try:
-            create[body["kind"]](body)
-        except ApiException as error:
-            if error.status != 409:
-                name = f"{body['kind']} {body['metadata']['namespace']}/{body['metadata']['name']}"
-                raise SimError(f"creating {name} failed: {error.status} {error.reason}") from None
+            utils.create_from_dict(cluster.api_client, body)
+        except utils.FailToCreateError as failure:
+            for error in failure.api_exceptions:
+                if error.status != 409:
+                    name = f"{body['kind']} {body['metadata'].get('namespace', '')}/{body['metadata']['name']}"
+                    raise SimError(
+                        f"creating {name} failed: {error.status} {error.reason}"
+                    ) from None
 
 
 def wait_workloads(cluster: Cluster, nodes: int, timeout: float, echo=click.echo) -> None:

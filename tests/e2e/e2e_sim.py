@@ -198,7 +198,9 @@ class Sim(SimLab):
 
     def iptables(self, node: str) -> list[str]:
         # Without the generation comments (they carry a time) and packet counters.
-        out = self.sh(node, "iptables-save -t mangle; iptables-save -t nat; iptables-save -t filter")
+        out = self.sh(
+            node, "iptables-save -t mangle; iptables-save -t nat; iptables-save -t filter"
+        )
         return [line.split(" [", 1)[0] for line in out.splitlines() if not line.startswith("#")]
 
     def cat(self, node: str, path: str) -> str:
