@@ -10,13 +10,13 @@ execution time, so the facts are fresh after the steps before it have run.
 
 from __future__ import annotations
 
-import os
 import shlex
 import weakref
 
 from pyinfra import host
 from pyinfra.api import operation
 
+from cilium_lab.cluster.helm_args import helm_cluster_flags, local_chart, values_document
 from facts.cluster_phase import (
     CiliumHealth,
     CiliumRelease,
@@ -24,9 +24,8 @@ from facts.cluster_phase import (
     InstalledRelease,
     OldCniPods,
     cilium_lab_command,
-    cluster_options,
-    pod_cidr_options,
-    values_document,
+    cli_cluster_args,
+    cli_pod_cidr_args,
 )
 from operations.log_once import log_once
 
@@ -79,14 +78,6 @@ def _shell(*args: str) -> str:
     return " ".join(shlex.quote(a) for a in args)
 
 
-def helm_cluster_flags(kubeconfig: str | None, context: str | None) -> list[str]:
-    """The flags that point helm at the cluster; none for helm's own defaults."""
-    return [
-        *(["--kubeconfig", os.path.expanduser(kubeconfig)] if kubeconfig else []),
-        *(["--kube-context", context] if context else []),
-    ]
-
-
 def install_command(
     helm: str,
     release: str,
@@ -95,15 +86,14 @@ def install_command(
     namespace: str,
     values: dict,
     *,
-    versioned: bool = True,
     kubeconfig=None,
     context=None,
     extra_args=(),
 ) -> str:
     """``helm upgrade --install`` with the values on stdin, as one shell command.
 
-    ``versioned`` is False for a chart directory or .tgz: it carries its own version, which the
-    release fact has checked against the pinned one.
+    A chart directory or .tgz gets no ``--version``: it carries its own, which the release fact
+    has checked against the pinned one.
     """
     document = values_document(values)
     args = [
@@ -113,7 +103,7 @@ def install_command(
         chart,
         "--namespace",
         namespace,
-        *(["--version", version] if version and versioned else []),
+        *(["--version", version] if version and not local_chart(chart) else []),
         "--values",
         "-",
         *helm_cluster_flags(kubeconfig, context),
@@ -247,7 +237,6 @@ def cilium_release(
             version,
             namespace,
             values,
-            versioned=state["desired"].get("kind") != "path",
             kubeconfig=kubeconfig,
             context=context,
             extra_args=list(extra_args),
@@ -286,7 +275,7 @@ def cilium_healthy(
             "--wait",
             "--timeout",
             f"{float(timeout):g}",
-            *cluster_options(namespace, kubeconfig, context),
+            *cli_cluster_args(namespace, kubeconfig, context),
         ),
         "healthy",
     )
@@ -361,8 +350,8 @@ def old_cni_pods_restarted(
     yield cilium_lab_command(
         "restart-pods",
         "--yes",
-        *cluster_options(namespace, kubeconfig, context),
-        *pod_cidr_options(pod_cidrs),
+        *cli_cluster_args(namespace, kubeconfig, context),
+        *cli_pod_cidr_args(pod_cidrs),
     )
 
 

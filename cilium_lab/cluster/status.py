@@ -9,6 +9,7 @@ from __future__ import annotations
 from kubernetes.client.rest import ApiException
 
 from cilium_lab.cluster import ClusterError, helm, kube, pods, verify
+from cilium_lab.cluster.helm_args import chart_kind, values_document
 
 CHECKS = ("repo", "release", "installed", "health", "pods")
 
@@ -20,7 +21,7 @@ def reach(cluster: kube.Cluster) -> None:
 
 def repo(chart: str, version: str | None, repo_name: str | None, repo_url: str | None) -> dict:
     helm_path = helm.find_helm()
-    kind = helm.chart_kind(chart)
+    kind = chart_kind(chart)
     state = {
         "helm": helm_path,
         "kind": kind,
@@ -70,7 +71,7 @@ def release(
     helm_path = helm.find_helm()
     installed = helm.release(helm_path, name, namespace, kubeconfig, context)
     source = helm.chart_source(helm_path, chart, repo_name, repo_url)
-    kind = helm.chart_kind(chart)
+    kind = chart_kind(chart)
     desired_version = version
     if kind == "path":
         desired_version = helm.chart_version(helm_path, source, version)
@@ -83,9 +84,9 @@ def release(
             changes.append(f"release is {installed['status']}")
         if desired_version and installed["version"] != desired_version:
             changes.append(f"chart version {installed['version']} -> {desired_version}")
-        if helm.values_json(installed["values"]) != helm.values_json(values):
+        if values_document(installed["values"]) != values_document(values):
             changes.append(
-                f"values {helm.values_json(installed['values'])} -> {helm.values_json(values)}"
+                f"values {values_document(installed['values'])} -> {values_document(values)}"
             )
 
     if changes:
