@@ -44,7 +44,7 @@ def load_case(path: Path) -> dict:
 
 
 class FakeState:
-    """What an operation asks of pyinfra's State (an object, so it can key per-run caches)."""
+    """What an operation asks of pyinfra's State."""
 
     def __init__(self, stage: StateStage):
         self.current_stage = stage

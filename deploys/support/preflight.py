@@ -26,17 +26,14 @@ import posixpath
 import re
 import shutil
 import subprocess
-import weakref
 
 import gevent
-from gevent.lock import Semaphore
 from pyinfra import logger
 from pyinfra.api.exceptions import DeployError, PyinfraError
 
 from deploys.support import data, lock
-from facts.cluster_phase import ClusterState, InstalledRelease
+from facts.cluster_phase import InstalledRelease
 from facts.preflight import NodePreflight
-from operations.cluster_phase import remember_cluster_state
 
 # Every check a node can fail, by the name used to skip it.
 NODE_CHECKS = ("sudo", "systemd", "kernel", "cgroup", "api_name", "api_port", "cni_dir", "room")
@@ -44,10 +41,6 @@ NODE_CHECKS = ("sudo", "systemd", "kernel", "cgroup", "api_name", "api_port", "c
 DIR_KEYS = ("cni_conf_dir", "cni_backup_dir", "modules_backup_dir", "units_record_dir")
 # What the backups need beside a copy of the CNI directory: records and small persistence files.
 SPARE_KIB = 64
-
-_lock = Semaphore()
-# One verdict per pyinfra State: {host name: [problems]}.
-_verdicts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def kernel_version(release: str) -> tuple[int, ...]:
@@ -324,7 +317,7 @@ def _workstation_sudo(host) -> list[str]:
     ]
 
 
-def _check_local(host) -> list[str]:
+def _check_local(host, run) -> list[str]:
     """The values, sudo for the routes, then helm, the kubeconfig, the API server, the chart, its
     version and the values, through the cluster facts.
 
@@ -335,17 +328,11 @@ def _check_local(host) -> list[str]:
     problems = values_problems(data.value(host, "cilium_values")) + _workstation_sudo(host)
     if problems:
         return problems
-    args = dict(data.release(host), pod_cidrs=[])
-
-    def read():
-        snapshot = host.get_fact(ClusterState, **args)
-        if snapshot:
-            remember_cluster_state(host.state, host.name, args, snapshot)
-
-    return _cluster_facts_readable(host, read)
+    # The whole cluster in one command; the cluster operations use the answer (run.py).
+    return _cluster_facts_readable(host, lambda: run.cluster_read(host).read(host))
 
 
-def _check_local_for_rollback(host) -> list[str]:
+def _check_local_for_rollback(host, run) -> list[str]:
     """helm, the kubeconfig and the API server: what reading and removing the release needs."""
     problems = _workstation_sudo(host)
     if problems:
@@ -391,44 +378,46 @@ def _in_parallel(hosts, job) -> dict[str, list[str]]:
     return {name: job.value for name, job in jobs.items() if job.value}
 
 
-def _take_locks(state) -> dict[str, list[str]]:
+def _take_locks(run) -> dict[str, list[str]]:
     """Every node's lock: the first node's (by name) alone, then the others side by side. Of two
     runs started together, the one that takes the first node's goes on, and the other stops
     there, holding none; the rest cost one round trip, however many nodes."""
     me = lock.holder()
 
     def take(host):
-        refused = lock.take(host, data.value(host, "node_lock_file"), me)
+        refused = run.locks.take(host, data.value(host, "node_lock_file"), me)
         return [refused] if refused else []
 
     nodes = sorted(
-        (h for h in state.inventory.get_active_hosts() if "local" not in h.groups),
+        (h for h in run.state.inventory.get_active_hosts() if "local" not in h.groups),
         key=lambda h: h.name,
     )
     first = _in_parallel(nodes[:1], take)
     return first or _in_parallel(nodes[1:], take)
 
 
-def _verdict(state, check_node, check_local) -> dict[str, list[str]]:
+def _verdict(run, check_node, check_local) -> dict[str, list[str]]:
     # The locks are taken while the checks run (the workstation's cluster read is the longest):
     # a run the checks refuse ends at once, and its locks with it.
-    locks = gevent.spawn(_take_locks, state)
-    verdict = _unreachable(state)
+    locks = gevent.spawn(_take_locks, run)
+    verdict = _unreachable(run.state)
     verdict.update(
         _in_parallel(
-            state.inventory.get_active_hosts(),
-            lambda host: (check_local if "local" in host.groups else check_node)(host),
+            run.state.inventory.get_active_hosts(),
+            lambda host: check_local(host, run) if "local" in host.groups else check_node(host),
         )
     )
     locks.join()
     return verdict or locks.value
 
 
-def require(state, rollback: bool = False) -> None:
+def require(run, rollback: bool = False) -> None:
     """Stop the run, before any change, unless every host passes its checks.
 
-    The rollback needs less: sudo and systemd on the nodes; helm, the kubeconfig and the API
-    server on ``local``.
+    ``run`` is the deploy's :class:`deploys.support.run.Run`: the first call computes its verdict
+    for every host (and takes the locks, and reads the cluster into its cluster read); later calls
+    reuse it. The rollback needs less: sudo and systemd on the nodes; helm, the kubeconfig and the
+    API server on ``local``.
     """
     if rollback:
         checks = (
@@ -437,13 +426,13 @@ def require(state, rollback: bool = False) -> None:
         )
     else:
         checks = (_check_node, _check_local)
-    with _lock:
-        if state not in _verdicts:
-            _verdicts[state] = _verdict(state, *checks)
-            for name, problems in sorted(_verdicts[state].items()):
+    with run.checking:
+        if run.verdict is None:
+            run.verdict = _verdict(run, *checks)
+            for name, problems in sorted(run.verdict.items()):
                 for problem in problems:
                     logger.error(f"[{name}] preflight: {problem}")
-    failed = _verdicts[state]
+    failed = run.verdict
     if failed:
         raise DeployError(
             f"preflight failed on {', '.join(sorted(failed))}; nothing was changed on any host. "
