@@ -9,13 +9,9 @@ from pathlib import Path
 import pytest
 from pyinfra.api.exceptions import DeployError
 
-from deploys.support.preflight import (
-    directory_problems,
-    kernel_version,
-    node_problems,
-    skipped_checks,
-    values_problems,
-)
+from deploys.support.data import skipped_checks, values_problems
+from deploys.support.node_verdict import kernel_version, node_problems
+from facts.directories import directory_problems
 
 READY = {
     "root": False,
