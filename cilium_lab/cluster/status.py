@@ -76,19 +76,7 @@ def release(
     if kind == "path":
         desired_version = helm.chart_version(helm_path, source, version)
 
-    changes = []
-    if not installed["exists"]:
-        changes.append(f"install {name} in {namespace}")
-    else:
-        if installed["status"] != "deployed":
-            changes.append(f"release is {installed['status']}")
-        if desired_version and installed["version"] != desired_version:
-            changes.append(f"chart version {installed['version']} -> {desired_version}")
-        if values_document(installed["values"]) != values_document(values):
-            changes.append(
-                f"values {values_document(installed['values'])} -> {values_document(values)}"
-            )
-
+    changes = release_changes(installed, name, namespace, desired_version, values)
     if changes:
         # Before anything changes: the chart and version exist, and helm takes the values.
         if kind != "path":
@@ -103,6 +91,25 @@ def release(
         "matches": not changes,
         "changes": changes,
     }
+
+
+def release_changes(
+    installed: dict, name: str, namespace: str, version: str | None, values: dict
+) -> list[str]:
+    """What differs between the release as helm reports it (:func:`helm.release`) and the wanted
+    chart version and values, one line each; empty when nothing does."""
+    if not installed["exists"]:
+        return [f"install {name} in {namespace}"]
+    changes = []
+    if installed["status"] != "deployed":
+        changes.append(f"release is {installed['status']}")
+    if version and installed["version"] != version:
+        changes.append(f"chart version {installed['version']} -> {version}")
+    if values_document(installed["values"]) != values_document(values):
+        changes.append(
+            f"values {values_document(installed['values'])} -> {values_document(values)}"
+        )
+    return changes
 
 
 def installed(
