@@ -20,15 +20,12 @@ list, or a comma-separated string on the command line: ``--data preflight_skip=k
 from __future__ import annotations
 
 import functools
-import os
-import shutil
-import subprocess
 
 import gevent
 from pyinfra import logger
 from pyinfra.api.exceptions import DeployError, PyinfraError
 
-from deploys.support import data, lock
+from deploys.support import data, lock, workstation
 from deploys.support.node_verdict import NODE_CHECKS, node_problems
 from facts.cluster_phase import InstalledRelease
 from facts.preflight import NodePreflight
@@ -91,27 +88,6 @@ def _cluster_facts_readable(host, read) -> list[str]:
     return []
 
 
-def _workstation_sudo(host) -> list[str]:
-    """The routes to the pod CIDRs change through sudo on this machine: it must not prompt."""
-    if (
-        not data.value(host, "host_routes_sudo")
-        or os.geteuid() == 0
-        or not data.pod_routes(host.state.inventory)
-    ):
-        return []
-    if not shutil.which("sudo"):
-        return [
-            "host_routes_sudo is set and sudo is not installed on this machine: install it, or run "
-            "pyinfra as root with --data host_routes_sudo=False"
-        ]
-    if subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode == 0:
-        return []
-    return [
-        "host_routes_sudo is set and sudo asks for a password on this machine: allow it without one, "
-        "or run pyinfra as root with --data host_routes_sudo=False"
-    ]
-
-
 def _check_local(host, run) -> list[str]:
     """The values, sudo for the routes, then helm, the kubeconfig, the API server, the chart, its
     version and the values, through the cluster facts.
@@ -120,7 +96,8 @@ def _check_local(host, run) -> list[str]:
     it cannot. Asked here, they stop the run before the nodes change even with ``-y``, which
     skips change detection and so would first read them after the node steps had run.
     """
-    problems = data.values_problems(data.value(host, "cilium_values")) + _workstation_sudo(host)
+    problems = data.values_problems(data.value(host, "cilium_values"))
+    problems += workstation.sudo_problems(host)
     if problems:
         return problems
     # The whole cluster in one command; the cluster operations use the answer (run.py).
@@ -129,7 +106,7 @@ def _check_local(host, run) -> list[str]:
 
 def _check_local_for_rollback(host, run) -> list[str]:
     """helm, the kubeconfig and the API server: what reading and removing the release needs."""
-    problems = _workstation_sudo(host)
+    problems = workstation.sudo_problems(host)
     if problems:
         return problems
     args = dict(release=data.value(host, "cilium_release"), **data.cluster(host))
