@@ -12,6 +12,7 @@ machine running pyinfra) do the workstation's part; all other hosts are Kubernet
 from pyinfra import host, state
 
 from deploys.support import data, interrupt, preflight, ssh
+from deploys.support.run import Run
 from operations.br_netfilter import br_netfilter_absent
 from operations.cluster_phase import (
     cilium_healthy,
@@ -34,8 +35,12 @@ interrupt.exit_non_zero_on_interrupt(state)
 # Every host is connected by now: each small remote command answers without a delayed ACK.
 ssh.no_delay(state)
 
+# What this run knows beyond pyinfra's State: the preflight's verdict, the node locks it holds,
+# and its one read of the cluster, which the cluster operations use until one changes it.
+run = Run.of(state)
+
 # Before anything: every host can take the migration, or no host is touched.
-preflight.require(state)
+preflight.require(run)
 
 # Removing stuff to be replaced with Cilium
 
@@ -63,22 +68,30 @@ phase_reached(
 )
 
 if "local" in host.groups:
-    helm_repository(name="Add Cilium's helm repository", **data.chart(host))
+    cluster_read = run.cluster_read(host)
+
+    helm_repository(
+        name="Add Cilium's helm repository", **data.chart(host), cluster_read=cluster_read
+    )
 
     cilium_release(
         name="Install Cilium with helm",
         **data.release(host),
         extra_args=data.value(host, "helm_extra_args"),
+        cluster_read=cluster_read,
     )
 
     cilium_healthy(
         name="Wait until the cilium and cilium-operator pods are up",
         **data.cluster(host),
         timeout=data.value(host, "cilium_wait_timeout"),
+        cluster_read=cluster_read,
     )
 
     old_cni_pods_restarted(
-        name="Restart the pods started with the previous CNI", **data.cluster(host)
+        name="Restart the pods started with the previous CNI",
+        **data.cluster(host),
+        cluster_read=cluster_read,
     )
 
 # Cleaning up: Cilium's overlay carries pod traffic now

@@ -13,6 +13,7 @@ routes to the pod CIDRs. Migrate then roll back, and every node is as it was, fi
 from pyinfra import host, state
 
 from deploys.support import data, interrupt, preflight, ssh
+from deploys.support.run import Run
 from operations.br_netfilter import br_netfilter_persisted
 from operations.cluster_phase import cilium_release_absent
 from operations.cni import cni_configs_restored
@@ -31,7 +32,7 @@ interrupt.exit_non_zero_on_interrupt(
 ssh.no_delay(state)
 
 # Before anything: every host can be rolled back, or no host is touched.
-preflight.require(state, rollback=True)
+preflight.require(Run.of(state), rollback=True)
 
 # Removing Cilium
 

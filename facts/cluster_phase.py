@@ -18,14 +18,16 @@ import sys
 
 from pyinfra.api import FactBase
 
+from cilium_lab.cluster.helm_args import values_document
+
 
 def cilium_lab_command(*args: str) -> str:
     """This package's CLI, with the Python that runs pyinfra (the venv need not be on PATH)."""
     return " ".join(shlex.quote(a) for a in [sys.executable, "-m", "cilium_lab", *args])
 
 
-def cluster_options(namespace, kubeconfig=None, context=None) -> list[str]:
-    """The options that point the CLI at a cluster and at Cilium's namespace in it."""
+def cli_cluster_args(namespace, kubeconfig=None, context=None) -> list[str]:
+    """The arguments that point the CLI at a cluster and at Cilium's namespace in it."""
     args = ["--namespace", namespace]
     if kubeconfig:
         args += ["--kubeconfig", str(kubeconfig)]
@@ -34,8 +36,8 @@ def cluster_options(namespace, kubeconfig=None, context=None) -> list[str]:
     return args
 
 
-def chart_options(chart, version=None, repo_name=None, repo_url=None) -> list[str]:
-    """The options that name the chart, its version and its repository to the CLI."""
+def cli_chart_args(chart, version=None, repo_name=None, repo_url=None) -> list[str]:
+    """The arguments that name the chart, its version and its repository to the CLI."""
     args = ["--chart", chart]
     if version:
         args += ["--chart-version", version]
@@ -44,17 +46,12 @@ def chart_options(chart, version=None, repo_name=None, repo_url=None) -> list[st
     return args
 
 
-def values_document(values) -> str:
-    """The chart's values as one JSON document, sorted: the same values give the same command
-    (pyinfra keys its fact cache by it)."""
-    return json.dumps(values or {}, sort_keys=True, separators=(",", ":"))
-
-
-def values_option(values) -> list[str]:
+def cli_values_args(values) -> list[str]:
+    """The values the release should have, for the CLI."""
     return ["--values-json", values_document(values)]
 
 
-def pod_cidr_options(pod_cidrs) -> list[str]:
+def cli_pod_cidr_args(pod_cidrs) -> list[str]:
     """The pod CIDRs Cilium manages beside those of the CiliumNode objects, for the CLI."""
     return [a for cidr in pod_cidrs or () for a in ("--pod-cidr", cidr)]
 
@@ -106,7 +103,7 @@ class HelmRepository(_StatusFact):
         }
 
     def command(self, chart, version, repo_name, repo_url):
-        return status_json_command(["repo"], *chart_options(chart, version, repo_name, repo_url))
+        return status_json_command(["repo"], *cli_chart_args(chart, version, repo_name, repo_url))
 
 
 class ClusterState(FactBase):
@@ -143,10 +140,10 @@ class ClusterState(FactBase):
             ["repo", "release", "health", "pods"],
             "--release",
             release,
-            *values_option(values),
-            *chart_options(chart, version, repo_name, repo_url),
-            *cluster_options(namespace, kubeconfig, context),
-            *pod_cidr_options(pod_cidrs),
+            *cli_values_args(values),
+            *cli_chart_args(chart, version, repo_name, repo_url),
+            *cli_cluster_args(namespace, kubeconfig, context),
+            *cli_pod_cidr_args(pod_cidrs),
         )
 
     def process(self, output):
@@ -202,9 +199,9 @@ class CiliumRelease(_StatusFact):
             ["release"],
             "--release",
             release,
-            *values_option(values),
-            *chart_options(chart, version, repo_name, repo_url),
-            *cluster_options(namespace, kubeconfig, context),
+            *cli_values_args(values),
+            *cli_chart_args(chart, version, repo_name, repo_url),
+            *cli_cluster_args(namespace, kubeconfig, context),
         )
 
 
@@ -231,7 +228,7 @@ class InstalledRelease(_StatusFact):
 
     def command(self, release, namespace, kubeconfig=None, context=None):
         return status_json_command(
-            ["installed"], "--release", release, *cluster_options(namespace, kubeconfig, context)
+            ["installed"], "--release", release, *cli_cluster_args(namespace, kubeconfig, context)
         )
 
 
@@ -258,7 +255,7 @@ class CiliumHealth(_StatusFact):
         return {"healthy": False, "nodes": [], "problems": ["no health information"]}
 
     def command(self, namespace, kubeconfig=None, context=None):
-        return status_json_command(["health"], *cluster_options(namespace, kubeconfig, context))
+        return status_json_command(["health"], *cli_cluster_args(namespace, kubeconfig, context))
 
 
 class OldCniPods(_StatusFact):
@@ -284,5 +281,7 @@ class OldCniPods(_StatusFact):
 
     def command(self, namespace, kubeconfig=None, context=None, pod_cidrs=()):
         return status_json_command(
-            ["pods"], *cluster_options(namespace, kubeconfig, context), *pod_cidr_options(pod_cidrs)
+            ["pods"],
+            *cli_cluster_args(namespace, kubeconfig, context),
+            *cli_pod_cidr_args(pod_cidrs),
         )

@@ -6,17 +6,20 @@ Each operation reads the cluster through a fact (our CLI printing JSON) and yiel
 or ``cilium-lab`` command only when the fact says something must change, so a re-run reports
 no change and makes no new helm revision. pyinfra runs an operation's generator again at
 execution time, so the facts are fresh after the steps before it have run.
+
+Given the run's ``cluster_read`` (operations/cluster_read.py), an operation takes its state from
+the preflight's one read of the whole cluster while that holds, and tells it when it changes the
+cluster; without it, each reads its own fact.
 """
 
 from __future__ import annotations
 
-import os
 import shlex
-import weakref
 
 from pyinfra import host
 from pyinfra.api import operation
 
+from cilium_lab.cluster.helm_args import helm_cluster_flags, local_chart, values_document
 from facts.cluster_phase import (
     CiliumHealth,
     CiliumRelease,
@@ -24,48 +27,11 @@ from facts.cluster_phase import (
     InstalledRelease,
     OldCniPods,
     cilium_lab_command,
-    cluster_options,
-    pod_cidr_options,
-    values_document,
+    cli_cluster_args,
+    cli_pod_cidr_args,
 )
+from operations.cluster_read import ClusterRead
 from operations.log_once import log_once
-
-# The cluster as the preflight read it (the ClusterState fact: one command for the repository, the
-# release, the health and the old CNI's pods), per run and host. The operations use it until one
-# of them changes the cluster; from then on each reads its own fact afresh. The node phase does
-# not make it stale: restarting kubelet or removing kube-proxy changes nothing helm or these
-# checks read.
-_snapshots: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def remember_cluster_state(state, host_name: str, args: dict, snapshot: dict) -> None:
-    """Keep the preflight's ClusterState (read with ``args``) for the cluster operations of this run."""
-    _snapshots.setdefault(state, {})[host_name] = (args, snapshot)
-
-
-def _known(section: str, **args):
-    """This run's ClusterState section for the current host, while nothing changed the cluster,
-    if it was read for these same arguments."""
-    snapshots = _snapshots.get(host.state) or {}
-    read_with, snapshot = snapshots.get(host.name, ({}, {}))
-    if any(read_with.get(key) != value for key, value in args.items()):
-        return None
-    return snapshot.get(section)
-
-
-# The hosts whose Cilium release this run installs or upgrades, per run.
-_released: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _cluster_changes(release: bool = False) -> None:
-    _snapshots.pop(host.state, None)
-    if release:
-        _released.setdefault(host.state, set()).add(host.name)
-
-
-def _release_changes_in_this_run() -> bool:
-    return host.name in _released.get(host.state, ())
-
 
 # Said when the cluster phase fails: by then the node phase has taken the old network away.
 HALF_MIGRATED = (
@@ -75,16 +41,17 @@ HALF_MIGRATED = (
 )
 
 
+def _known(cluster_read: ClusterRead | None, section: str, args: dict) -> dict | None:
+    return cluster_read.known(section, **args) if cluster_read is not None else None
+
+
+def _changes(cluster_read: ClusterRead | None, release: bool = False) -> None:
+    if cluster_read is not None:
+        cluster_read.changed(release=release)
+
+
 def _shell(*args: str) -> str:
     return " ".join(shlex.quote(a) for a in args)
-
-
-def helm_cluster_flags(kubeconfig: str | None, context: str | None) -> list[str]:
-    """The flags that point helm at the cluster; none for helm's own defaults."""
-    return [
-        *(["--kubeconfig", os.path.expanduser(kubeconfig)] if kubeconfig else []),
-        *(["--kube-context", context] if context else []),
-    ]
 
 
 def install_command(
@@ -95,15 +62,14 @@ def install_command(
     namespace: str,
     values: dict,
     *,
-    versioned: bool = True,
     kubeconfig=None,
     context=None,
     extra_args=(),
 ) -> str:
     """``helm upgrade --install`` with the values on stdin, as one shell command.
 
-    ``versioned`` is False for a chart directory or .tgz: it carries its own version, which the
-    release fact has checked against the pinned one.
+    A chart directory or .tgz gets no ``--version``: it carries its own, which the release fact
+    has checked against the pinned one.
     """
     document = values_document(values)
     args = [
@@ -113,7 +79,7 @@ def install_command(
         chart,
         "--namespace",
         namespace,
-        *(["--version", version] if version and versioned else []),
+        *(["--version", version] if version and not local_chart(chart) else []),
         "--values",
         "-",
         *helm_cluster_flags(kubeconfig, context),
@@ -128,7 +94,13 @@ def _or_half_migrated(command: str, what: str) -> str:
 
 
 @operation()
-def helm_repository(chart: str, version: str | None, repo_name: str, repo_url: str):
+def helm_repository(
+    chart: str,
+    version: str | None,
+    repo_name: str,
+    repo_url: str,
+    cluster_read: ClusterRead | None = None,
+):
     """
     Add the chart's helm repository, or update its index, only when needed.
 
@@ -136,6 +108,7 @@ def helm_repository(chart: str, version: str | None, repo_name: str, repo_url: s
     + version: the pinned chart version; the index is updated when it does not list it
     + repo_name: the repository's name for helm (the part of ``chart`` before the slash)
     + repo_url: its URL; a repository with another URL is re-added with this one
+    + cluster_read: the run's read of the cluster, used while it holds; None to read the fact
 
     **Example:**
 
@@ -151,7 +124,7 @@ def helm_repository(chart: str, version: str | None, repo_name: str, repo_url: s
     """
 
     args = dict(chart=chart, version=version, repo_name=repo_name, repo_url=repo_url)
-    state = _known("repo", **args) or host.get_fact(HelmRepository, **args)
+    state = _known(cluster_read, "repo", args) or host.get_fact(HelmRepository, **args)
     helm = state["helm"]
 
     if not state["needed"]:
@@ -162,7 +135,7 @@ def helm_repository(chart: str, version: str | None, repo_name: str, repo_url: s
         host.noop(f"helm repository {repo_name} lists {chart} {version}")
         return
 
-    _cluster_changes()
+    _changes(cluster_read)
     if not state["present"]:
         yield _shell(helm, "repo", "add", repo_name, repo_url)
     elif not state["url_matches"]:
@@ -185,6 +158,7 @@ def cilium_release(
     kubeconfig: str | None = None,
     context: str | None = None,
     extra_args: list[str] | tuple = (),
+    cluster_read: ClusterRead | None = None,
 ):
     """
     Install or upgrade Cilium's release with the chart version and values given.
@@ -197,6 +171,7 @@ def cilium_release(
     + repo_name, repo_url: the repository, to check a chart before the repository is added
     + kubeconfig, context: the cluster; None for helm's defaults
     + extra_args: more ``helm upgrade`` flags, for example ``["--wait"]``
+    + cluster_read: the run's read of the cluster, used while it holds; None to read the fact
 
     Nothing runs when helm reports the release deployed with this chart version and exactly
     these values.
@@ -226,7 +201,7 @@ def cilium_release(
         kubeconfig=kubeconfig,
         context=context,
     )
-    state = _known("release", **args) or host.get_fact(CiliumRelease, **args)
+    state = _known(cluster_read, "release", args) or host.get_fact(CiliumRelease, **args)
     installed = state["installed"]
 
     if state["matches"]:
@@ -236,7 +211,7 @@ def cilium_release(
         )
         return
 
-    _cluster_changes(release=True)
+    _changes(cluster_read, release=True)
     for change in state["changes"]:
         log_once(f"release {namespace}/{release}: {change}")
     yield _or_half_migrated(
@@ -247,7 +222,6 @@ def cilium_release(
             version,
             namespace,
             values,
-            versioned=state["desired"].get("kind") != "path",
             kubeconfig=kubeconfig,
             context=context,
             extra_args=list(extra_args),
@@ -258,16 +232,21 @@ def cilium_release(
 
 @operation()
 def cilium_healthy(
-    namespace: str, kubeconfig: str | None = None, context: str | None = None, timeout: float = 600
+    namespace: str,
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    timeout: float = 600,
+    cluster_read: ClusterRead | None = None,
 ):
     """
     Wait until Cilium runs on every node: agents ready with their nodes' IPs, operator available.
-    After an install or upgrade in the same run it always waits; otherwise only when Cilium is
-    not healthy now.
+    After an install or upgrade in the same run (which ``cluster_read`` knows of) it always
+    waits; otherwise only when Cilium is not healthy now.
 
     + namespace: Cilium's namespace
     + kubeconfig, context: the cluster; None for the client's defaults
     + timeout: seconds to wait; then the command prints, per node, what is missing and fails
+    + cluster_read: the run's read of the cluster, used while it holds; None to read the fact
 
     **Example:**
 
@@ -286,11 +265,11 @@ def cilium_healthy(
             "--wait",
             "--timeout",
             f"{float(timeout):g}",
-            *cluster_options(namespace, kubeconfig, context),
+            *cli_cluster_args(namespace, kubeconfig, context),
         ),
         "healthy",
     )
-    if _release_changes_in_this_run():
+    if cluster_read is not None and cluster_read.release_changes:
         # Always waited for, not only when found unhealthy a moment after helm returned: what
         # --dry plans is then what the run does, however fast the agents come up.
         log_once(
@@ -300,13 +279,13 @@ def cilium_healthy(
         return
 
     args = dict(namespace=namespace, kubeconfig=kubeconfig, context=context)
-    health = _known("health", **args) or host.get_fact(CiliumHealth, **args)
+    health = _known(cluster_read, "health", args) or host.get_fact(CiliumHealth, **args)
 
     if health["healthy"]:
         host.noop(f"Cilium is healthy on all {len(health['nodes'])} nodes")
         return
 
-    _cluster_changes()
+    _changes(cluster_read)
     log_once(
         f"Cilium is not healthy yet: agents ready {health.get('agents_ready', 0)}/"
         f"{len(health['nodes'])}"
@@ -320,6 +299,7 @@ def old_cni_pods_restarted(
     kubeconfig: str | None = None,
     context: str | None = None,
     pod_cidrs: list[str] | tuple = (),
+    cluster_read: ClusterRead | None = None,
 ):
     """
     Delete the pods started under the old CNI that a controller recreates, so they come back
@@ -328,6 +308,7 @@ def old_cni_pods_restarted(
     + namespace: Cilium's namespace (where its agents run)
     + kubeconfig, context: the cluster; None for the client's defaults
     + pod_cidrs: pod CIDRs Cilium manages, beside those of the CiliumNode objects
+    + cluster_read: the run's read of the cluster, used while it holds; None to read the fact
 
     **Example:**
 
@@ -342,7 +323,7 @@ def old_cni_pods_restarted(
     args = dict(
         namespace=namespace, kubeconfig=kubeconfig, context=context, pod_cidrs=list(pod_cidrs)
     )
-    found = _known("pods", **args) or host.get_fact(OldCniPods, **args)
+    found = _known(cluster_read, "pods", args) or host.get_fact(OldCniPods, **args)
 
     for pod in found["unowned"]:
         log_once(
@@ -355,14 +336,14 @@ def old_cni_pods_restarted(
         host.noop("no pod from the old CNI for a controller to recreate")
         return
 
-    _cluster_changes()
+    _changes(cluster_read)
     for pod in found["owned"]:
         log_once(f"delete pod {pod['namespace']}/{pod['name']} ({pod['owner']} recreates it)")
     yield cilium_lab_command(
         "restart-pods",
         "--yes",
-        *cluster_options(namespace, kubeconfig, context),
-        *pod_cidr_options(pod_cidrs),
+        *cli_cluster_args(namespace, kubeconfig, context),
+        *cli_pod_cidr_args(pod_cidrs),
     )
 
 

@@ -18,6 +18,7 @@ from facts.cni import (
     CniState,
     record_text,
 )
+from facts.directories import directory_problems
 from operations.log_once import log_once
 from operations.records import retired, text_written_once
 
@@ -215,10 +216,9 @@ def cni_configs_restored(
 
 
 def _check_dirs(conf_dir: str, backup_dir: str) -> None:
-    conf, backup = posixpath.normpath(conf_dir), posixpath.normpath(backup_dir)
-    if backup == conf or backup.startswith(conf.rstrip("/") + "/"):
-        # kubelet would load the kept configurations from there.
-        raise OperationValueError(f"the CNI backup directory {backup_dir} is inside {conf_dir}")
+    problems = directory_problems({"cni_conf_dir": conf_dir, "cni_backup_dir": backup_dir})
+    if problems:
+        raise OperationValueError(problems[0])
 
 
 def _same(entry: dict, other: dict) -> bool:

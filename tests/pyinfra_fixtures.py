@@ -7,7 +7,9 @@ Fixtures are JSON files, one case a file, as in pyinfra's own test suite:
   ``{"arg": {...}, "command": "...", "output": [...], "fact": ...}``
 - ``fixtures/operations/<module>.<operation>/<case>.json``:
   ``{"args": {...}, "facts": {"<module>.<FactClass>": ...}, "commands": [...], "noop": "..."}``;
-  an operation that says several things gives ``"noops": [...]``.
+  an operation that says several things gives ``"noops": [...]``; ``"logs": [...]``, when given,
+  are the lines it logs (``log_once``); ``{python}`` in a command stands for the Python that
+  runs pyinfra (the cluster operations run ``python -m cilium_lab`` with it).
 
 ``module`` is a module of our ``facts`` or ``operations`` package, or a full ``pyinfra.…`` path.
 """
@@ -44,7 +46,7 @@ def load_case(path: Path) -> dict:
 
 
 class FakeState:
-    """What an operation asks of pyinfra's State (an object, so it can key per-run caches)."""
+    """What an operation asks of pyinfra's State."""
 
     def __init__(self, stage: StateStage):
         self.current_stage = stage

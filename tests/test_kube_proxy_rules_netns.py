@@ -3,7 +3,6 @@
 Needs root (for ``ip netns``) and iptables; the machine's own tables are never touched.
 """
 
-import os
 import re
 import shutil
 import subprocess
@@ -15,10 +14,10 @@ from pyinfra_fixtures import command_text, run_fact, run_operation
 from facts.kube_proxy_rules import KubeProxyRules
 from operations.kube_proxy_rules import kube_proxy_rules_absent
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("iptables-save"),
-    reason="needs root, iproute2 and iptables to create a network namespace",
-)
+pytestmark = [
+    pytest.mark.netns,
+    pytest.mark.skipif(not shutil.which("iptables-save"), reason="needs iptables"),
+]
 
 # What kube-proxy in iptables mode leaves, beside a rule and a chain of someone else's.
 KUBE_PROXY_LIKE = [

@@ -9,13 +9,9 @@ from pathlib import Path
 import pytest
 from pyinfra.api.exceptions import DeployError
 
-from deploys.support.preflight import (
-    directory_problems,
-    kernel_version,
-    node_problems,
-    skipped_checks,
-    values_problems,
-)
+from deploys.support.data import skipped_checks, values_problems
+from deploys.support.node_verdict import kernel_version, node_problems
+from facts.directories import directory_problems
 
 READY = {
     "root": False,
@@ -220,13 +216,13 @@ def test_workstation_sudo_is_checked_for_the_routes_as_the_user_running_pyinfra(
     a machine where sudo cannot run without asking, or is not there: refused in one line."""
     script = textwrap.dedent("""
         from types import SimpleNamespace
-        from deploys.support.preflight import _workstation_sudo
+        from deploys.support.workstation import sudo_problems
         node = SimpleNamespace(name="worker0", groups=[], data={"pod_cidr": "10.4.0.0/16", "ssh_hostname": "192.168.1.14"})
         node.data = SimpleNamespace(get=node.data.get)
         local = SimpleNamespace(name="@local", groups=["local"])
         local.data = SimpleNamespace(get=lambda key, default=None: {"host_routes_sudo": True}.get(key, default))
         local.state = SimpleNamespace(inventory=[node, local])
-        print("\\n".join(_workstation_sudo(local)) or "ok")
+        print("\\n".join(sudo_problems(local)) or "ok")
     """)
     result = subprocess.run(
         ["unshare", "--user", "--", sys.executable, "-c", script],

@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from cilium_lab.cluster import ClusterError
+from cilium_lab.cluster.helm_args import chart_kind, helm_cluster_flags, local_chart
 
 TIMEOUT = 300  # seconds for one read-only helm command (chart downloads included)
 
@@ -30,28 +31,6 @@ def find_helm() -> str:
             "or scripts/install_helm.py)"
         )
     return found
-
-
-def chart_kind(chart: str) -> str:
-    """``oci``, ``path`` (a chart directory or .tgz) or ``repo`` (``repo/chart``)."""
-    if chart.startswith("oci://"):
-        return "oci"
-    if chart.startswith((".", "/", "~")) or chart.endswith(".tgz") or Path(chart).exists():
-        return "path"
-    if chart.count("/") == 1:
-        return "repo"
-    raise ClusterError(
-        f"chart {chart!r} is neither repo/chart, a chart directory, a .tgz nor an oci:// reference"
-    )
-
-
-def cluster_args(kubeconfig: str | None, context: str | None) -> list[str]:
-    args = []
-    if kubeconfig:
-        args += ["--kubeconfig", str(Path(kubeconfig).expanduser())]
-    if context:
-        args += ["--kube-context", context]
-    return args
 
 
 def helm_error(result: subprocess.CompletedProcess) -> str:
@@ -93,7 +72,7 @@ def release(helm: str, name: str, namespace: str, kubeconfig=None, context=None)
         "revision": None,
         "values": None,
     }
-    cluster = cluster_args(kubeconfig, context)
+    cluster = helm_cluster_flags(kubeconfig, context)
     listed = run(
         helm,
         [
@@ -186,7 +165,7 @@ def chart_source(helm: str, chart: str, repo_name: str | None, repo_url: str | N
 def _versioned(source: list[str]) -> bool:
     """Whether helm takes --version for this source: anything but a local chart (a source of
     ``chart --repo URL`` names a repository's chart by its short name)."""
-    return not (len(source) == 1 and chart_kind(source[0]) == "path")
+    return not (len(source) == 1 and local_chart(source[0]))
 
 
 def chart_version(helm: str, source: list[str], version: str | None) -> str:
@@ -222,7 +201,3 @@ def check_values(
     result = run(helm, args, input=json.dumps(values))
     if result.returncode != 0:
         raise ClusterError(f"helm rejects the values for chart {source[0]}: {helm_error(result)}")
-
-
-def values_json(values: dict) -> str:
-    return json.dumps(values or {}, sort_keys=True, separators=(",", ":"))

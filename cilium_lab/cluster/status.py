@@ -9,6 +9,7 @@ from __future__ import annotations
 from kubernetes.client.rest import ApiException
 
 from cilium_lab.cluster import ClusterError, helm, kube, pods, verify
+from cilium_lab.cluster.helm_args import chart_kind, values_document
 
 CHECKS = ("repo", "release", "installed", "health", "pods")
 
@@ -20,7 +21,7 @@ def reach(cluster: kube.Cluster) -> None:
 
 def repo(chart: str, version: str | None, repo_name: str | None, repo_url: str | None) -> dict:
     helm_path = helm.find_helm()
-    kind = helm.chart_kind(chart)
+    kind = chart_kind(chart)
     state = {
         "helm": helm_path,
         "kind": kind,
@@ -70,24 +71,12 @@ def release(
     helm_path = helm.find_helm()
     installed = helm.release(helm_path, name, namespace, kubeconfig, context)
     source = helm.chart_source(helm_path, chart, repo_name, repo_url)
-    kind = helm.chart_kind(chart)
+    kind = chart_kind(chart)
     desired_version = version
     if kind == "path":
         desired_version = helm.chart_version(helm_path, source, version)
 
-    changes = []
-    if not installed["exists"]:
-        changes.append(f"install {name} in {namespace}")
-    else:
-        if installed["status"] != "deployed":
-            changes.append(f"release is {installed['status']}")
-        if desired_version and installed["version"] != desired_version:
-            changes.append(f"chart version {installed['version']} -> {desired_version}")
-        if helm.values_json(installed["values"]) != helm.values_json(values):
-            changes.append(
-                f"values {helm.values_json(installed['values'])} -> {helm.values_json(values)}"
-            )
-
+    changes = release_changes(installed, name, namespace, desired_version, values)
     if changes:
         # Before anything changes: the chart and version exist, and helm takes the values.
         if kind != "path":
@@ -102,6 +91,25 @@ def release(
         "matches": not changes,
         "changes": changes,
     }
+
+
+def release_changes(
+    installed: dict, name: str, namespace: str, version: str | None, values: dict
+) -> list[str]:
+    """What differs between the release as helm reports it (:func:`helm.release`) and the wanted
+    chart version and values, one line each; empty when nothing does."""
+    if not installed["exists"]:
+        return [f"install {name} in {namespace}"]
+    changes = []
+    if installed["status"] != "deployed":
+        changes.append(f"release is {installed['status']}")
+    if version and installed["version"] != version:
+        changes.append(f"chart version {installed['version']} -> {version}")
+    if values_document(installed["values"]) != values_document(values):
+        changes.append(
+            f"values {values_document(installed['values'])} -> {values_document(values)}"
+        )
+    return changes
 
 
 def installed(

@@ -1,16 +1,23 @@
 """
-The deploys' data, read from the inventory and its group data in one place.
+The deploys' data, read from the inventory and its group data in one place, and checked where it
+is read: the operations take it as it comes from here.
 
 Every value lives in group data (``inventories/group_data/``) or the inventory; nothing here
-has a default of its own. A key no layer holds stops the run before its first change with one
-line naming the key and where pyinfra looked for it.
+has a default of its own. A key no layer holds, or a value that cannot work, stops the run
+before its first change with one line naming the host, the key and what to do.
 """
 
 from __future__ import annotations
 
+import ipaddress
+
 from pyinfra.api.exceptions import DeployError
 
-from operations.routes import checked_route
+from deploys.support.node_verdict import NODE_CHECKS, is_loopback
+from facts.directories import directory_problems
+
+# The node's directories: kubelet's CNI directory, then where the migration keeps what it moves.
+DIR_KEYS = ("cni_conf_dir", "cni_backup_dir", "modules_backup_dir", "units_record_dir")
 
 _MISSING = object()
 
@@ -58,6 +65,24 @@ def release(host) -> dict:
     )
 
 
+def checked_route(cidr: str, via: str) -> tuple[str, str]:
+    """``(network, gateway)`` in canonical form, or a ValueError that says which value to fix."""
+    try:
+        network = str(ipaddress.IPv4Network(cidr))
+    except ValueError as e:
+        raise ValueError(
+            f"pod_cidr {cidr!r} is not an IPv4 network ({e}): fix it in the inventory"
+        ) from None
+    try:
+        gateway = str(ipaddress.IPv4Address(via))
+    except ValueError:
+        raise ValueError(
+            f"the route to its pod CIDR would go via {via!r}, which is not an IPv4 address: set "
+            "pod_route_via to the node's address in the inventory"
+        ) from None
+    return network, gateway
+
+
 def pod_route(node) -> tuple[str, str]:
     """The node's route: its ``pod_cidr`` via its ``pod_route_via`` (else its ``ssh_hostname``),
     in canonical form, or a ValueError that says which value to fix."""
@@ -87,3 +112,62 @@ def pod_routes(inventory) -> dict[str, str]:
             )
         routes[network] = gateway
     return routes
+
+
+def values_problems(values) -> list[str]:
+    """What is wrong with ``cilium_values`` for the migration, each with what to do."""
+    if not isinstance(values, dict):
+        return [
+            f"cilium_values is a {type(values).__name__}, not a mapping of the chart's values: "
+            "give it as a dict in group data"
+        ]
+    problems = []
+    service_host, port = values.get("k8sServiceHost"), values.get("k8sServicePort")
+    if not service_host or not isinstance(service_host, str):
+        problems.append(
+            "cilium_values has no k8sServiceHost: set it to the name or address every node "
+            "reaches the API server by (the guide's: kubernetes)"
+        )
+    elif service_host == "auto":
+        # Cilium reads the address from kube-public/cluster-info: the workstation checks it is there.
+        return problems
+    elif is_loopback(service_host):
+        problems.append(
+            f"cilium_values k8sServiceHost {service_host!r} is a loopback address: each "
+            "agent would talk to itself; use the name or address the nodes reach the API "
+            "server by (the guide's: kubernetes)"
+        )
+    if isinstance(port, bool) or not str(port).isdigit() or not 0 < int(port) < 65536:
+        problems.append(
+            f"cilium_values k8sServicePort {port!r} is not a port number: set it to the API "
+            "server's port (the guide's: 6443)"
+        )
+    return problems
+
+
+def skipped_checks(host_data) -> set[str]:
+    """The node checks ``preflight_skip`` names (a list, or a comma-separated string from the
+    command line); an unknown name stops the run."""
+    skip = host_data.get("preflight_skip") or ()
+    if isinstance(skip, str):
+        skip = skip.split(",")
+    names = {name.strip() for name in skip if name.strip()}
+    unknown = names - set(NODE_CHECKS)
+    if unknown:
+        raise DeployError(
+            f"preflight_skip names unknown checks {sorted(unknown)}: use some of {', '.join(NODE_CHECKS)}"
+        )
+    return names
+
+
+def node_data_problems(host) -> list[str]:
+    """The node's own data: values, pod CIDR, directories, skipped checks."""
+    problems = values_problems(value(host, "cilium_values"))
+    if host.data.get("pod_cidr"):
+        try:
+            pod_route(host)
+        except ValueError as error:
+            problems.append(str(error))
+    problems += directory_problems({key: value(host, key) for key in DIR_KEYS})
+    skipped_checks(host.data)
+    return problems

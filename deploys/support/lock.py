@@ -24,7 +24,6 @@ import getpass
 import os
 import shlex
 import socket
-import weakref
 
 # $1: the lock file; $2: who we are. Prints "locked" and holds the lock until standard input
 # closes, or prints "busy <holder>", or "error <why>".
@@ -39,9 +38,6 @@ fi
 echo "busy $(head -c 300 "$1" | tr -d '\n')"
 """
 
-# The channels that hold this process's locks, per run: closed with the connections.
-_held: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
 
 def holder() -> str:
     """Who this run is, as another run will read it."""
@@ -49,31 +45,38 @@ def holder() -> str:
     return f"{getpass.getuser()}@{socket.gethostname()} pid {os.getpid()} since {since}"
 
 
-def take(host, path: str, me: str, timeout: float = 30) -> str | None:
-    """Take the node's lock for the rest of this run; None when taken, else why not (one line)."""
-    client = getattr(host.connector, "client", None)
-    if client is None:
-        # Not an SSH host (pyinfra's @local, a container connector): nothing to hold it with.
-        return None
-    channel = client.get_transport().open_session()
-    channel.settimeout(timeout)
-    channel.exec_command(
-        f"sh -c {shlex.quote(_SCRIPT)} cilium-lab-lock {shlex.quote(path)} {shlex.quote(me)}"
-    )
-    try:
-        answer = channel.makefile("r").readline().strip()
-    except TimeoutError:
-        answer = "error the node did not answer"
-    if answer == "locked":
-        _held.setdefault(host.state, []).append(channel)
-        return None
-    channel.close()
-    kind, _, detail = answer.partition(" ")
-    if kind == "busy":
-        node_pid = detail.rpartition("node-pid ")[2] or "PID"
-        return (
-            f"another run is changing this node ({detail or 'holder unknown'}; lock {path}): wait for "
-            f"it to end. If no run is going on, its SSH session outlived it: end that on the node "
-            f"with `sudo kill {node_pid}`"
+class NodeLocks:
+    """The node locks one run holds: each an SSH channel of the run, kept open while the run
+    lasts and closed with its connection."""
+
+    def __init__(self):
+        self._channels: list = []
+
+    def take(self, host, path: str, me: str, timeout: float = 30) -> str | None:
+        """Take the node's lock for the rest of this run; None when taken, else why not (one line)."""
+        client = getattr(host.connector, "client", None)
+        if client is None:
+            # Not an SSH host (pyinfra's @local, a container connector): nothing to hold it with.
+            return None
+        channel = client.get_transport().open_session()
+        channel.settimeout(timeout)
+        channel.exec_command(
+            f"sh -c {shlex.quote(_SCRIPT)} cilium-lab-lock {shlex.quote(path)} {shlex.quote(me)}"
         )
-    return f"cannot take the lock {path}: {detail or 'no answer'}"
+        try:
+            answer = channel.makefile("r").readline().strip()
+        except TimeoutError:
+            answer = "error the node did not answer"
+        if answer == "locked":
+            self._channels.append(channel)
+            return None
+        channel.close()
+        kind, _, detail = answer.partition(" ")
+        if kind == "busy":
+            node_pid = detail.rpartition("node-pid ")[2] or "PID"
+            return (
+                f"another run is changing this node ({detail or 'holder unknown'}; lock {path}): wait for "
+                f"it to end. If no run is going on, its SSH session outlived it: end that on the node "
+                f"with `sudo kill {node_pid}`"
+            )
+        return f"cannot take the lock {path}: {detail or 'no answer'}"

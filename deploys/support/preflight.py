@@ -20,230 +20,15 @@ list, or a comma-separated string on the command line: ``--data preflight_skip=k
 from __future__ import annotations
 
 import functools
-import ipaddress
-import os
-import posixpath
-import re
-import shutil
-import subprocess
-import weakref
 
 import gevent
-from gevent.lock import Semaphore
 from pyinfra import logger
 from pyinfra.api.exceptions import DeployError, PyinfraError
 
-from deploys.support import data, lock
-from facts.cluster_phase import ClusterState, InstalledRelease
+from deploys.support import data, lock, workstation
+from deploys.support.node_verdict import NODE_CHECKS, node_problems
+from facts.cluster_phase import InstalledRelease
 from facts.preflight import NodePreflight
-from operations.cluster_phase import remember_cluster_state
-
-# Every check a node can fail, by the name used to skip it.
-NODE_CHECKS = ("sudo", "systemd", "kernel", "cgroup", "api_name", "api_port", "cni_dir", "room")
-# The node's directories: kubelet's CNI directory, then where the migration keeps what it moves.
-DIR_KEYS = ("cni_conf_dir", "cni_backup_dir", "modules_backup_dir", "units_record_dir")
-# What the backups need beside a copy of the CNI directory: records and small persistence files.
-SPARE_KIB = 64
-
-_lock = Semaphore()
-# One verdict per pyinfra State: {host name: [problems]}.
-_verdicts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def kernel_version(release: str) -> tuple[int, ...]:
-    """``5.15.0-83-generic`` -> ``(5, 15, 0)``."""
-    match = re.match(r"(\d+(?:\.\d+)*)", release)
-    return tuple(int(part) for part in match.group(1).split(".")) if match else ()
-
-
-def skipped_checks(data) -> set[str]:
-    skip = data.get("preflight_skip") or ()
-    if isinstance(skip, str):
-        skip = skip.split(",")
-    names = {name.strip() for name in skip if name.strip()}
-    unknown = names - set(NODE_CHECKS)
-    if unknown:
-        raise DeployError(
-            f"preflight_skip names unknown checks {sorted(unknown)}: use some of {', '.join(NODE_CHECKS)}"
-        )
-    return names
-
-
-def _is_loopback(address: str) -> bool:
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return address == "localhost"
-
-
-def values_problems(values) -> list[str]:
-    """What is wrong with ``cilium_values`` for the migration, each with what to do."""
-    if not isinstance(values, dict):
-        return [
-            f"cilium_values is a {type(values).__name__}, not a mapping of the chart's values: "
-            "give it as a dict in group data"
-        ]
-    problems = []
-    service_host, port = values.get("k8sServiceHost"), values.get("k8sServicePort")
-    if not service_host or not isinstance(service_host, str):
-        problems.append(
-            "cilium_values has no k8sServiceHost: set it to the name or address every node "
-            "reaches the API server by (the guide's: kubernetes)"
-        )
-    elif service_host == "auto":
-        # Cilium reads the address from kube-public/cluster-info: the workstation checks it is there.
-        return problems
-    elif _is_loopback(service_host):
-        problems.append(
-            f"cilium_values k8sServiceHost {service_host!r} is a loopback address: each "
-            "agent would talk to itself; use the name or address the nodes reach the API "
-            "server by (the guide's: kubernetes)"
-        )
-    if isinstance(port, bool) or not str(port).isdigit() or not 0 < int(port) < 65536:
-        problems.append(
-            f"cilium_values k8sServicePort {port!r} is not a port number: set it to the API "
-            "server's port (the guide's: 6443)"
-        )
-    return problems
-
-
-def directory_problems(dirs: dict[str, str]) -> list[str]:
-    """The node's directories: absolute, distinct, and no backup inside the CNI directory."""
-    problems = [
-        f"{key} {path!r} is not an absolute path: give the full path on the node"
-        for key, path in dirs.items()
-        if not isinstance(path, str) or not posixpath.isabs(path)
-    ]
-    if problems:
-        return problems
-    norm = {key: posixpath.normpath(path) for key, path in dirs.items()}
-    conf = norm.get("cni_conf_dir")
-    for i, (key, path) in enumerate(norm.items()):
-        for other, other_path in list(norm.items())[:i]:
-            if path == other_path:
-                problems.append(f"{key} and {other} are both {path}: give each its own directory")
-        if key != "cni_conf_dir" and conf and (path + "/").startswith(conf + "/") and path != conf:
-            problems.append(
-                f"{key} {path} is inside cni_conf_dir {conf}, where kubelet reads every file: "
-                "put it outside"
-            )
-    return problems
-
-
-def node_data_problems(host) -> list[str]:
-    """The node's own data: values, pod CIDR, directories, skipped checks."""
-    problems = values_problems(data.value(host, "cilium_values"))
-    if host.data.get("pod_cidr"):
-        try:
-            data.pod_route(host)
-        except ValueError as error:
-            problems.append(str(error))
-    problems += directory_problems({key: data.value(host, key) for key in DIR_KEYS})
-    skipped_checks(host.data)
-    return problems
-
-
-def node_problems(
-    state: dict,
-    *,
-    min_kernel: str,
-    service_host: str,
-    service_port: int,
-    cgroup_root: str,
-    user: str,
-    conf_dir: str = "",
-    backup_dirs=(),
-    password_given: bool = False,
-    skip=frozenset(),
-) -> list[str]:
-    """What keeps a node from being migrated, each with what to do about it."""
-    if not state["kernel"]:
-        # The command did not run at all: pyinfra has printed why just above.
-        return [
-            "the preflight command could not run (pyinfra says why above): check SSH to the node"
-        ]
-
-    who = user or "the SSH user"
-    loopback = [a for a in state.get("addresses", []) if _is_loopback(a)]
-    need = state.get("conf_kib", 0) + SPARE_KIB
-    checks = [
-        (
-            "sudo",
-            state["root"] or state.get("sudo") or password_given,
-            f"sudo asks {who} for a password: allow {who} sudo without one (NOPASSWD), or give it with "
-            "--use-sudo-password or the _sudo_password data key",
-        ),
-        (
-            "systemd",
-            state["systemd"],
-            "systemd is not running as PID 1: the migration acts on systemd units",
-        ),
-        (
-            "kernel",
-            kernel_version(state["kernel"]) >= kernel_version(min_kernel),
-            f"kernel {state['kernel']} is older than {min_kernel}, the oldest the pinned Cilium supports: "
-            "upgrade the node's kernel",
-        ),
-        (
-            "cgroup",
-            state["cgroup_fs"] == "cgroup2fs",
-            f"no cgroup v2 mounted at {cgroup_root} (found {state['cgroup_fs'] or 'nothing'}): boot the node "
-            "with cgroup v2 or set cilium_values cgroup.hostRoot to where it is mounted",
-        ),
-        (
-            "api_name",
-            state["resolves"],
-            f"{service_host!r} does not resolve on the node: add it to the node's /etc/hosts or DNS "
-            "(without kube-proxy, Cilium's agents find the API server only by this name)",
-        ),
-        (
-            "api_name",
-            not loopback,
-            f"{service_host!r} resolves to {', '.join(loopback)} on the node, a loopback address: each agent "
-            "would talk to itself; make it resolve to the API server's address, or set k8sServiceHost to it",
-        ),
-        # Unresolved or on loopback, the line above names the cause.
-        (
-            "api_port",
-            state["reachable"] or not state["resolves"] or loopback,
-            f"{service_host}:{service_port} does not answer from the node: check the load balancer and the "
-            "node's firewall",
-        ),
-        (
-            "cni_dir",
-            not conf_dir or state.get("conf_dir", True),
-            f"cni_conf_dir {conf_dir} does not exist on the node: set it to the directory kubelet reads "
-            "CNI configurations from",
-        ),
-    ]
-    # Backup directories usually share one file system: one line for all that share a problem.
-    read_only = [
-        path
-        for path, room in zip(backup_dirs, state.get("room", []), strict=False)
-        if room["read_only"]
-    ]
-    checks.append(
-        (
-            "room",
-            not read_only,
-            f"{', '.join(read_only)} {'is' if len(read_only) == 1 else 'are'} on a "
-            "read-only file system: choose a writable place",
-        )
-    )
-    short: dict[int, list[str]] = {}
-    for path, room in zip(backup_dirs, state.get("room", []), strict=False):
-        if not room["read_only"] and room["free_kib"] is not None and room["free_kib"] < need:
-            short.setdefault(room["free_kib"], []).append(path)
-    for free, paths in short.items():
-        checks.append(
-            (
-                "room",
-                False,
-                f"{', '.join(paths)}: {free} KiB free, and the backups need {need} KiB: "
-                "make room, or choose another place",
-            )
-        )
-    return [message for name, ok, message in checks if not ok and name not in skip]
 
 
 def _password_given(host) -> bool:
@@ -256,7 +41,7 @@ def _password_given(host) -> bool:
 
 
 def _check_node(host, checks=NODE_CHECKS) -> list[str]:
-    problems = node_data_problems(host)
+    problems = data.node_data_problems(host)
     if problems:
         return problems
     values = data.value(host, "cilium_values")
@@ -264,7 +49,7 @@ def _check_node(host, checks=NODE_CHECKS) -> list[str]:
     service_port = 0 if service_host == "auto" else int(values["k8sServicePort"])
     cgroup_root = values.get("cgroup", {}).get("hostRoot", "/sys/fs/cgroup")
     conf_dir = data.value(host, "cni_conf_dir")
-    backup_dirs = [data.value(host, key) for key in DIR_KEYS[1:]]
+    backup_dirs = [data.value(host, key) for key in data.DIR_KEYS[1:]]
     state = host.get_fact(
         NodePreflight,
         service_host=service_host,
@@ -285,7 +70,7 @@ def _check_node(host, checks=NODE_CHECKS) -> list[str]:
         conf_dir=conf_dir,
         backup_dirs=backup_dirs,
         password_given=_password_given(host),
-        skip=skipped_checks(host.data)
+        skip=data.skipped_checks(host.data)
         | (set(NODE_CHECKS) - set(checks))
         # With "auto" there is no name to resolve on the nodes (the workstation checks cluster-info).
         | ({"api_name", "api_port"} if service_host == "auto" else set()),
@@ -303,28 +88,7 @@ def _cluster_facts_readable(host, read) -> list[str]:
     return []
 
 
-def _workstation_sudo(host) -> list[str]:
-    """The routes to the pod CIDRs change through sudo on this machine: it must not prompt."""
-    if (
-        not data.value(host, "host_routes_sudo")
-        or os.geteuid() == 0
-        or not data.pod_routes(host.state.inventory)
-    ):
-        return []
-    if not shutil.which("sudo"):
-        return [
-            "host_routes_sudo is set and sudo is not installed on this machine: install it, or run "
-            "pyinfra as root with --data host_routes_sudo=False"
-        ]
-    if subprocess.run(["sudo", "-n", "true"], capture_output=True).returncode == 0:
-        return []
-    return [
-        "host_routes_sudo is set and sudo asks for a password on this machine: allow it without one, "
-        "or run pyinfra as root with --data host_routes_sudo=False"
-    ]
-
-
-def _check_local(host) -> list[str]:
+def _check_local(host, run) -> list[str]:
     """The values, sudo for the routes, then helm, the kubeconfig, the API server, the chart, its
     version and the values, through the cluster facts.
 
@@ -332,22 +96,17 @@ def _check_local(host) -> list[str]:
     it cannot. Asked here, they stop the run before the nodes change even with ``-y``, which
     skips change detection and so would first read them after the node steps had run.
     """
-    problems = values_problems(data.value(host, "cilium_values")) + _workstation_sudo(host)
+    problems = data.values_problems(data.value(host, "cilium_values"))
+    problems += workstation.sudo_problems(host)
     if problems:
         return problems
-    args = dict(data.release(host), pod_cidrs=[])
-
-    def read():
-        snapshot = host.get_fact(ClusterState, **args)
-        if snapshot:
-            remember_cluster_state(host.state, host.name, args, snapshot)
-
-    return _cluster_facts_readable(host, read)
+    # The whole cluster in one command; the cluster operations use the answer (run.py).
+    return _cluster_facts_readable(host, lambda: run.cluster_read(host).read(host))
 
 
-def _check_local_for_rollback(host) -> list[str]:
+def _check_local_for_rollback(host, run) -> list[str]:
     """helm, the kubeconfig and the API server: what reading and removing the release needs."""
-    problems = _workstation_sudo(host)
+    problems = workstation.sudo_problems(host)
     if problems:
         return problems
     args = dict(release=data.value(host, "cilium_release"), **data.cluster(host))
@@ -391,44 +150,46 @@ def _in_parallel(hosts, job) -> dict[str, list[str]]:
     return {name: job.value for name, job in jobs.items() if job.value}
 
 
-def _take_locks(state) -> dict[str, list[str]]:
+def _take_locks(run) -> dict[str, list[str]]:
     """Every node's lock: the first node's (by name) alone, then the others side by side. Of two
     runs started together, the one that takes the first node's goes on, and the other stops
     there, holding none; the rest cost one round trip, however many nodes."""
     me = lock.holder()
 
     def take(host):
-        refused = lock.take(host, data.value(host, "node_lock_file"), me)
+        refused = run.locks.take(host, data.value(host, "node_lock_file"), me)
         return [refused] if refused else []
 
     nodes = sorted(
-        (h for h in state.inventory.get_active_hosts() if "local" not in h.groups),
+        (h for h in run.state.inventory.get_active_hosts() if "local" not in h.groups),
         key=lambda h: h.name,
     )
     first = _in_parallel(nodes[:1], take)
     return first or _in_parallel(nodes[1:], take)
 
 
-def _verdict(state, check_node, check_local) -> dict[str, list[str]]:
+def _verdict(run, check_node, check_local) -> dict[str, list[str]]:
     # The locks are taken while the checks run (the workstation's cluster read is the longest):
     # a run the checks refuse ends at once, and its locks with it.
-    locks = gevent.spawn(_take_locks, state)
-    verdict = _unreachable(state)
+    locks = gevent.spawn(_take_locks, run)
+    verdict = _unreachable(run.state)
     verdict.update(
         _in_parallel(
-            state.inventory.get_active_hosts(),
-            lambda host: (check_local if "local" in host.groups else check_node)(host),
+            run.state.inventory.get_active_hosts(),
+            lambda host: check_local(host, run) if "local" in host.groups else check_node(host),
         )
     )
     locks.join()
     return verdict or locks.value
 
 
-def require(state, rollback: bool = False) -> None:
+def require(run, rollback: bool = False) -> None:
     """Stop the run, before any change, unless every host passes its checks.
 
-    The rollback needs less: sudo and systemd on the nodes; helm, the kubeconfig and the API
-    server on ``local``.
+    ``run`` is the deploy's :class:`deploys.support.run.Run`: the first call computes its verdict
+    for every host (and takes the locks, and reads the cluster into its cluster read); later calls
+    reuse it. The rollback needs less: sudo and systemd on the nodes; helm, the kubeconfig and the
+    API server on ``local``.
     """
     if rollback:
         checks = (
@@ -437,13 +198,13 @@ def require(state, rollback: bool = False) -> None:
         )
     else:
         checks = (_check_node, _check_local)
-    with _lock:
-        if state not in _verdicts:
-            _verdicts[state] = _verdict(state, *checks)
-            for name, problems in sorted(_verdicts[state].items()):
+    with run.checking:
+        if run.verdict is None:
+            run.verdict = _verdict(run, *checks)
+            for name, problems in sorted(run.verdict.items()):
                 for problem in problems:
                     logger.error(f"[{name}] preflight: {problem}")
-    failed = _verdicts[state]
+    failed = run.verdict
     if failed:
         raise DeployError(
             f"preflight failed on {', '.join(sorted(failed))}; nothing was changed on any host. "

@@ -204,7 +204,8 @@ def test_operations_use_the_preflights_snapshot_until_one_changes_the_cluster():
     once an operation changes the cluster, the next ones read their own facts afresh."""
     from pyinfra_fixtures import FakeHost
 
-    from operations.cluster_phase import remember_cluster_state
+    from facts.cluster_phase import ClusterState
+    from operations.cluster_read import ClusterRead
 
     repo = {
         "helm": "helm",
@@ -222,38 +223,51 @@ def test_operations_use_the_preflights_snapshot_until_one_changes_the_cluster():
         repo_name="cilium",
         repo_url="https://helm.cilium.io/",
     )
-    remember_cluster_state(
-        host.state,
-        host.name,
-        {**RELEASE_ARGS, **repo_args, "pod_cidrs": []},
+    read = ClusterRead(**{**RELEASE_ARGS, **repo_args, "pod_cidrs": []})
+    preflight = FakeHost(
         {
-            "repo": repo,
-            "release": release_fact(False, ["install cilium in kube-system"]),
-            "health": unhealthy,
-            "pods": {"owned": [], "unowned": []},
-        },
+            ClusterState: {
+                "repo": repo,
+                "release": release_fact(False, ["install cilium in kube-system"]),
+                "health": unhealthy,
+                "pods": {"owned": [], "unowned": []},
+            }
+        }
     )
+    read.read(preflight)
+    assert [(cls, args) for cls, args in preflight.fact_calls] == [(ClusterState, read.args)]
 
     # Read for other arguments, the snapshot is not used: the operation reads its own fact.
     other = FakeHost({HelmRepository: repo})
-    remember_cluster_state(
-        other.state, other.name, {**repo_args, "version": "1.16.4"}, {"repo": repo}
-    )
-    run_operation(helm_repository, {}, host=other, **repo_args)
+    other_read = ClusterRead(**{**repo_args, "version": "1.16.4"})
+    other_read.read(FakeHost({ClusterState: {"repo": repo}}))
+    run_operation(helm_repository, {}, host=other, cluster_read=other_read, **repo_args)
     assert [cls for cls, _ in other.fact_calls] == [HelmRepository]
 
-    assert run_operation(helm_repository, {}, host=host, **repo_args)[0] == []
+    assert run_operation(helm_repository, {}, host=host, cluster_read=read, **repo_args)[0] == []
     assert (
-        len(run_operation(cilium_release, {}, host=host, **{**RELEASE_ARGS, **repo_args})[0]) == 1
+        len(
+            run_operation(
+                cilium_release, {}, host=host, cluster_read=read, **{**RELEASE_ARGS, **repo_args}
+            )[0]
+        )
+        == 1
     )
     assert host.fact_calls == []  # both from the snapshot
     # The release changed: the wait runs whatever the snapshot said (it is stale), reading nothing.
-    commands = run_operation(cilium_healthy, {}, host=host, namespace="kube-system")[0]
+    commands = run_operation(
+        cilium_healthy, {}, host=host, cluster_read=read, namespace="kube-system"
+    )[0]
     assert len(commands) == 1 and " verify --wait " in commands[0]
     assert host.fact_calls == []
     # The next operation reads its own fact afresh.
     host.facts[OldCniPods] = {"owned": [], "unowned": []}
-    assert run_operation(old_cni_pods_restarted, {}, host=host, namespace="kube-system")[0] == []
+    assert (
+        run_operation(
+            old_cni_pods_restarted, {}, host=host, cluster_read=read, namespace="kube-system"
+        )[0]
+        == []
+    )
     assert [cls for cls, _ in host.fact_calls] == [OldCniPods]
 
 

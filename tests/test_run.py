@@ -1,0 +1,75 @@
+"""The run's own state (deploys/support/run.py): one per pyinfra State, the preflight's verdict
+computed once for every host, and one cluster read per local host, made for its data."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from pyinfra.api.exceptions import DeployError
+
+from deploys.support import preflight
+from deploys.support.run import Run
+
+DATA = {
+    "cilium_release": "cilium",
+    "cilium_values": {"k8sServiceHost": "kubernetes", "k8sServicePort": 6443},
+    "cilium_chart": "cilium/cilium",
+    "cilium_chart_version": "1.19.6",
+    "helm_repo_name": "cilium",
+    "helm_repo_url": "https://helm.cilium.io/",
+    "cilium_namespace": "kube-system",
+    "kubeconfig": "/k/config",
+    "kube_context": None,
+}
+
+
+def local_host(name="@local"):
+    return SimpleNamespace(name=name, groups=["local"], data=SimpleNamespace(get=DATA.get))
+
+
+class State:
+    pass
+
+
+def test_one_run_per_state():
+    state, other = State(), State()
+    assert Run.of(state) is Run.of(state)
+    assert Run.of(other) is not Run.of(state)
+    assert Run.of(state).state is state
+
+
+def test_one_cluster_read_per_local_host_for_its_release():
+    run = Run.of(State())
+    read = run.cluster_read(local_host())
+    assert run.cluster_read(local_host()) is read
+    assert run.cluster_read(local_host("@local2")) is not read
+    assert read.args == {
+        "release": "cilium",
+        "values": DATA["cilium_values"],
+        "chart": "cilium/cilium",
+        "version": "1.19.6",
+        "repo_name": "cilium",
+        "repo_url": "https://helm.cilium.io/",
+        "namespace": "kube-system",
+        "kubeconfig": "/k/config",
+        "context": None,
+        "pod_cidrs": [],
+    }
+
+
+@pytest.mark.parametrize(("verdict", "refused"), [({}, False), ({"worker0": ["no room"]}, True)])
+def test_the_verdict_is_computed_once_and_every_host_gets_it(monkeypatch, verdict, refused):
+    computed = []
+    monkeypatch.setattr(preflight, "_verdict", lambda run, *checks: computed.append(run) or verdict)
+    run = Run.of(State())
+    for _ in range(3):  # the deploy file's pass for each of three hosts
+        if refused:
+            with pytest.raises(
+                DeployError, match="preflight failed on worker0; nothing was changed"
+            ):
+                preflight.require(run)
+        else:
+            preflight.require(run)
+    assert computed == [run]
+    assert run.verdict == verdict
