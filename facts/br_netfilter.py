@@ -6,7 +6,6 @@ migration recorded of the persistence files before it edited them.
 from __future__ import annotations
 
 import posixpath
-import re
 import shlex
 from urllib.parse import quote
 
@@ -51,21 +50,6 @@ def record_name(path: str) -> str:
     """The record's file name for ``path``: the whole path, so that no two paths share one
     (``/etc/modules`` is ``etc%2Fmodules.record``)."""
     return quote(path.lstrip("/"), safe="") + RECORD_SUFFIX
-
-
-def original_path(backup_name: str) -> str:
-    """Where a backup without a record came from (made by a version that kept no records):
-    ``modules`` is ``/etc/modules``, the rest were in ``/etc/modules-load.d``."""
-    return "/etc/modules" if backup_name == "modules" else f"/etc/modules-load.d/{backup_name}"
-
-
-# Older copies of the same name, as cp --backup=numbered renames them.
-NUMBERED = re.compile(r"\.~\d+~$")
-
-
-def copy_base(name: str) -> str:
-    """The name a copy was made under: ``modules.~2~`` was ``modules``."""
-    return NUMBERED.sub("", name)
 
 
 def parse_descriptions(lines, markers=()) -> tuple[dict[str, list[str]], list[dict]]:

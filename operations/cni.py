@@ -106,8 +106,8 @@ def cni_configs_restored(
     What comes back is what the migration's record lists, from the copies kept in the backup
     directory (a kept copy that differs from the record comes back, with a warning). Once they are
     back the record is retired (renamed ``migration-record.~restored-<UTC time>~``): a second
-    rollback finds nothing to do, and the next migration records afresh. Without any record (a
-    backup directory from before records), every kept configuration not Cilium's comes back.
+    rollback finds nothing to do, and the next migration records afresh. Without a record
+    nothing comes back from the backup directory: the migration moved nothing.
 
     A configuration already in the CNI directory stays as it is, even when its backup differs
     (the operation says so): it was put there after the migration. ``NAME.cilium_bak`` becomes
@@ -133,8 +133,11 @@ def cni_configs_restored(
     configs, saved, record = state["configs"], state["backups"], state["record"]
     cilium = sorted(name for name, config in configs.items() if config["cilium"])
 
+    # Without a record the migration moved nothing (it records before its first move), or every
+    # migration recorded was rolled back: what is left in the backup directory are copies that
+    # were not put back then, and are not to be now.
+    wanted = record or {}
     if record is not None:
-        wanted = record
         unrecorded = sorted(
             name for name, kept in saved.items() if name not in record and not kept["cilium"]
         )
@@ -142,13 +145,6 @@ def cni_configs_restored(
             log_once(
                 f"{_names(unrecorded)} in {backup_dir}: not in the migration's record, left there"
             )
-    elif state["retired"]:
-        # Every migration recorded was rolled back: what is left in the backup directory are
-        # copies that were not put back then, and are not to be now.
-        wanted = {}
-    else:
-        # Cilium's configurations in the backup directory were moved there by an earlier rollback.
-        wanted = {name: kept for name, kept in saved.items() if not kept["cilium"]}
 
     restore = []
     for name in sorted(wanted):

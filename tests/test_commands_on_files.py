@@ -279,14 +279,17 @@ def test_cni_round_trip_puts_every_file_back_as_it_was(tmp_path):
     assert "40-calico.conflist" in (backup / "migration-record").read_text()
 
 
-def test_cni_restore_from_backups_made_before_records(tmp_path):
+def test_cni_restore_without_a_record_puts_nothing_back(tmp_path):
+    # The migration records before its first move: without a record it moved nothing, and a
+    # copy in the backup directory is not its to put back. Cilium's configuration still goes.
     conf, backup = tmp_path / "net.d", tmp_path / "cni"
     conf.mkdir()
     backup.mkdir()
     (backup / "10-bridge.conf").write_text("{}")
-    (backup / "05-cilium.conflist").write_text('{"plugins": [{"type": "cilium-cni"}]}')
+    (conf / "05-cilium.conflist").write_text('{"plugins": [{"type": "cilium-cni"}]}')
     assert converge(cni_configs_restored, conf, backup)
-    assert sorted(p.name for p in conf.iterdir()) == ["10-bridge.conf"]
+    assert sorted(p.name for p in conf.iterdir()) == []
+    assert sorted(p.name for p in backup.iterdir()) == ["05-cilium.conflist", "10-bridge.conf"]
     assert converge(cni_configs_restored, conf, backup) == []
 
 

@@ -19,7 +19,6 @@ list, or a comma-separated string on the command line: ``--data preflight_skip=k
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import os
 import posixpath
@@ -33,7 +32,7 @@ from gevent.lock import Semaphore
 from pyinfra import logger
 from pyinfra.api.exceptions import DeployError, PyinfraError
 
-from deploys.support import data, lock
+from deploys.support import data, lock, rollback_records
 from facts.cluster_phase import ClusterState, InstalledRelease
 from facts.preflight import NodePreflight
 from operations.cluster_phase import remember_cluster_state
@@ -427,12 +426,15 @@ def _verdict(state, check_node, check_local) -> dict[str, list[str]]:
 def require(state, rollback: bool = False) -> None:
     """Stop the run, before any change, unless every host passes its checks.
 
-    The rollback needs less: sudo and systemd on the nodes; helm, the kubeconfig and the API
-    server on ``local``.
+    The rollback needs less: sudo and systemd on the nodes, and the migration's record there;
+    helm, the kubeconfig and the API server on ``local``.
     """
     if rollback:
         checks = (
-            functools.partial(_check_node, checks=("sudo", "systemd")),
+            lambda host: (
+                _check_node(host, checks=("sudo", "systemd"))
+                or rollback_records.missing_record(host)
+            ),
             _check_local_for_rollback,
         )
     else:
