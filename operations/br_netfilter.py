@@ -5,19 +5,18 @@ br_netfilter: no longer loaded, nor loaded at boot, once Cilium carries the traf
 from __future__ import annotations
 
 import posixpath
-import shlex
 
 from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
 
 from facts.br_netfilter import (
-    DESCRIBE,
     MODULE,
     PERSISTENCE_LINE_REGEX,
     BrNetfilter,
     BrNetfilterBackups,
     record_name,
 )
+from facts.shell import script_argv
 from operations.log_once import log_once
 from operations.records import retired, written_once
 
@@ -109,8 +108,11 @@ def _records_written(backup_dir: str, paths: list[str]) -> str:
     """Each path described, at the last moment before its first edit, into its record. A record
     already there was taken before any edit (every run links its record before its sed): it
     stands, and this run's description, which may show a file already stripped, is dropped."""
-    return f"{DESCRIBE}; " + " && ".join(
-        written_once(posixpath.join(backup_dir, record_name(path)), f"d {shlex.quote(path)}")
+    return " && ".join(
+        written_once(
+            posixpath.join(backup_dir, record_name(path)),
+            *script_argv("facts", "describe.sh", PERSISTENCE_LINE_REGEX, path),
+        )
         for path in paths
     )
 

@@ -4,6 +4,7 @@ The old CNI configurations: out of kubelet's way, kept in a backup directory, an
 
 from __future__ import annotations
 
+import json
 import posixpath
 import string
 
@@ -11,13 +12,7 @@ from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
 from pyinfra.api.exceptions import OperationValueError
 
-from facts.cni import (
-    CILIUM_BACKUP_SUFFIX,
-    RECORD,
-    RESTART_PENDING,
-    CniState,
-    record_text,
-)
+from facts.cni import CILIUM_BACKUP_SUFFIX, RECORD, RECORDED, RESTART_PENDING, CniState
 from operations.log_once import log_once
 from operations.records import retired, text_written_once
 
@@ -78,7 +73,7 @@ def cni_configs_absent(
 
     record = None
     if old and state["record"] is None:
-        record = record_text(conf_dir, {name: state["configs"][name] for name in old})
+        record = _record_text(conf_dir, {name: state["configs"][name] for name in old})
     yield from _moves_then_restart(
         [(posixpath.join(conf_dir, name), posixpath.join(backup_dir, name)) for name in old],
         backup_dir,
@@ -208,6 +203,15 @@ def cni_configs_restored(
     yield from _moves_then_restart(
         moves, backup_dir, restart_unit, state["restart_pending"], retire=record is not None
     )
+
+
+def _record_text(conf_dir: str, entries: dict[str, dict]) -> str:
+    """The record of ``entries`` (name -> a :class:`CniState` entry) moved out of ``conf_dir``:
+    one line of ASCII JSON, names with newlines or any other byte included."""
+    files = [
+        {"name": name, **{key: entries[name][key] for key in RECORDED}} for name in sorted(entries)
+    ]
+    return json.dumps({"conf_dir": conf_dir, "files": files}, ensure_ascii=True, sort_keys=True)
 
 
 def _check_dirs(conf_dir: str, backup_dir: str) -> None:

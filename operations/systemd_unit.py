@@ -12,7 +12,7 @@ from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
 from pyinfra.api.exceptions import OperationValueError
 
-from facts.systemd_unit import UnitState, record_path
+from facts.systemd_unit import RECORDED, UnitState, record_path
 from operations.log_once import log_once
 from operations.records import retired, text_written_once
 
@@ -136,7 +136,7 @@ def _write_record(unit: str, record_dir: str, state: dict) -> str:
     text = json.dumps(
         {
             "unit": unit,
-            **{key: state[key] for key in ("load_state", "unit_file_state", "active_state")},
+            **{key: state[key] for key in RECORDED},
         },
         sort_keys=True,
     )

@@ -1,7 +1,7 @@
 """Every operation fixture: given facts in, exactly the commands (and noop) out."""
 
 import pytest
-from pyinfra_fixtures import fixture_cases, load_case, load_object, run_operation
+from pyinfra_fixtures import fixture_cases, fixture_text, load_case, load_object, run_operation
 
 
 @pytest.mark.parametrize(
@@ -14,5 +14,5 @@ def test_operation(name, case):
 
     commands, host = run_operation(operation, facts, **data.get("args", {}))
 
-    assert commands == data["commands"]
+    assert [fixture_text(command) for command in commands] == data["commands"]
     assert host.noops == data.get("noops", [data["noop"]] if "noop" in data else [])
