@@ -21,7 +21,6 @@ suffixes=$*
 
 e() {
     # PLAIN is a list of characters, one bracket expression: unquoted on purpose.
-    # shellcheck disable=SC2254
     case $1 in
         -* | *[!$plain]*) v=$hexed$(printf %s "$1" | od -An -v -tx1 | tr -d ' \n') ;;
         *) v=$1 ;;
