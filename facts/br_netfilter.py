@@ -6,45 +6,20 @@ migration recorded of the persistence files before it edited them.
 from __future__ import annotations
 
 import posixpath
-import re
-import shlex
 from urllib.parse import quote
 
 from pyinfra.api import FactBase, FactProcessError
 
+from facts.shell import script_command, source
+
 MODULE = "br_netfilter"
-# systemd-modules-load reads these; the guide writes /etc/modules-load.d/cloud-init.conf.
-PERSISTENCE_FILES = ("/etc/modules-load.d/*.conf", "/etc/modules")
-# A line that loads the module: its name alone, maybe padded (comments start with # or ;).
+# A line that loads the module: its name alone, maybe padded (comments start with # or ;). The
+# persistence files systemd-modules-load reads, where the facts look for it, are listed in
+# br_netfilter.sh.
 PERSISTENCE_LINE_REGEX = f"^[[:space:]]*{MODULE}[[:space:]]*$"
 
 # A record's file name ends so; retired ones continue as facts.records names them.
 RECORD_SUFFIX = ".record"
-
-# Describes one path, one "key=value" a line, beginning with "path=": what it is (file,
-# symlink, other; nothing more when it is gone), its owner, and for a link the text it holds
-# and the file it resolves to, for a file its mode, SHA-256, the SHA-256 it would have without
-# the module's lines, and those lines ("module_line=<number>:<text>"). The facts read the nodes
-# with it, and the migration writes each record with it, so that a record and what a fact reads
-# now compare field by field. Paths with a newline are not supported.
-DESCRIBE = (
-    "d() { "
-    "printf 'path=%s\\n' \"$1\"; "
-    'if [ -L "$1" ]; then '
-    "echo type=symlink; "
-    'stat -c owner=%u:%g -- "$1"; '
-    'printf \'target=%s\\nresolved=%s\\n\' "$(readlink -- "$1")" "$(readlink -f -- "$1")"; '
-    'elif [ -f "$1" ]; then '
-    "echo type=file; "
-    'stat -c mode=%a -- "$1"; '
-    'stat -c owner=%u:%g -- "$1"; '
-    's=$(sha256sum < "$1") && echo "sha256=${s%% *}"; '
-    f's=$(sed \'/{PERSISTENCE_LINE_REGEX}/d\' -- "$1" | sha256sum) && echo "stripped_sha256=${{s%% *}}"; '
-    f"grep -nE '{PERSISTENCE_LINE_REGEX}' -- \"$1\" | sed 's/^/module_line=/'; "
-    'elif [ -e "$1" ]; then '
-    "echo type=other; "
-    "fi; }"
-)
 
 
 def record_name(path: str) -> str:
@@ -53,23 +28,8 @@ def record_name(path: str) -> str:
     return quote(path.lstrip("/"), safe="") + RECORD_SUFFIX
 
 
-def original_path(backup_name: str) -> str:
-    """Where a backup without a record came from (made by a version that kept no records):
-    ``modules`` is ``/etc/modules``, the rest were in ``/etc/modules-load.d``."""
-    return "/etc/modules" if backup_name == "modules" else f"/etc/modules-load.d/{backup_name}"
-
-
-# Older copies of the same name, as cp --backup=numbered renames them.
-NUMBERED = re.compile(r"\.~\d+~$")
-
-
-def copy_base(name: str) -> str:
-    """The name a copy was made under: ``modules.~2~`` was ``modules``."""
-    return NUMBERED.sub("", name)
-
-
 def parse_descriptions(lines, markers=()) -> tuple[dict[str, list[str]], list[dict]]:
-    """Split :data:`DESCRIBE` output (with other ``key=value`` lines around it) into the other
+    """Split describe.sh's output (with other ``key=value`` lines around it) into the other
     lines' values by key and one dict a described path.
 
     A line whose key is in ``markers`` tags the description that follows it (``record=NAME``).
@@ -155,31 +115,13 @@ class BrNetfilter(FactBase):
         return {"status": "absent", "module_support": True, "persisted_in": [], "files": {}}
 
     def command(self, paths=()):
-        # br_netfilter is what registers the net.bridge.bridge-nf-* sysctls, so their
-        # directory shows it active whether it is a module or built in.
-        described = (
-            f"for f in {' '.join(shlex.quote(path) for path in paths)}; do "
-            'd "$f"; [ -L "$f" ] && d "$(readlink -f -- "$f")"; '
-            "done; "
-            if paths
-            else ""
-        )
-        return (
-            "if [ -e /proc/modules ]; then echo module_support=yes; "
-            f"grep -qs '^{MODULE} ' /proc/modules && echo status=module; "
-            "else echo module_support=no; fi; "
-            "[ -d /proc/sys/net/bridge ] && echo active=yes; "
-            f"{DESCRIBE}; "
-            # One grep asks whether any file loads the module (what a migrated node answers no
-            # to) before one a file says which; -D/-d skip keeps it off FIFOs and directories,
-            # which the loop's [ -f ] leaves out.
-            f"grep -qsE -D skip -d skip '{PERSISTENCE_LINE_REGEX}' -- {' '.join(PERSISTENCE_FILES)} && "
-            f"for f in {' '.join(PERSISTENCE_FILES)}; do "
-            f'[ -f "$f" ] && grep -qsE \'{PERSISTENCE_LINE_REGEX}\' "$f" || continue; '
-            "printf 'persisted=%s\\n' \"$f\"; "
-            'd "$f"; [ -L "$f" ] && d "$(readlink -f -- "$f")"; '
-            "done; "
-            f"{described}true"
+        return script_command(
+            "facts",
+            "br_netfilter.sh",
+            source("facts", "describe.sh"),
+            MODULE,
+            PERSISTENCE_LINE_REGEX,
+            *paths,
         )
 
     def process(self, output):
@@ -237,18 +179,13 @@ class BrNetfilterBackups(FactBase):
         return {"records": {}, "copies": {}}
 
     def command(self, backup_dir: str):
-        return (
-            f"b={shlex.quote(backup_dir)}; "
-            '[ -d "$b" ] || exit 0; '
-            f"{DESCRIBE}; "
-            'for f in "$b"/*; do '
-            '[ -f "$f" ] && [ ! -L "$f" ] || continue; '
-            'case "${f##*/}" in '
-            f'*{RECORD_SUFFIX}) printf \'record=%s\\n\' "${{f##*/}}"; cat -- "$f";; '
-            f"*{RECORD_SUFFIX}.~*~) ;; "
-            '*) d "$f";; '
-            "esac; "
-            "done"
+        return script_command(
+            "facts",
+            "br_netfilter_backups.sh",
+            source("facts", "describe.sh"),
+            PERSISTENCE_LINE_REGEX,
+            backup_dir,
+            RECORD_SUFFIX,
         )
 
     def process(self, output):

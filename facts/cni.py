@@ -6,12 +6,13 @@ migration's record of what it moved.
 from __future__ import annotations
 
 import json
-import shlex
+import posixpath
 
 from pyinfra.api import FactBase
 from pyinfra.api.exceptions import FactProcessError
 
 from facts.records import RETIRED_INFIX
+from facts.shell import script_command
 
 # The file names libcni loads (its ConfFiles: every entry of the directory that is not a
 # directory, by extension, dot files too); anything else in the directory is not a configuration.
@@ -33,7 +34,8 @@ RESTART_PENDING = ".kubelet-restart-pending"
 RECORD = "migration-record"
 
 
-# Fields of an entry, as the record keeps them (the fact adds whether it is Cilium's).
+# Fields of an entry, as the record keeps them (the fact adds whether it is Cilium's; the
+# record is written by operations.cni).
 RECORDED = ("type", "mode", "target", "sha256")
 
 
@@ -57,15 +59,6 @@ def _decoded(field: str) -> str:
     # File names are bytes: those that are not UTF-8 come back as surrogates, and go out again
     # as the same bytes (see operations.cni).
     return bytes.fromhex(field[len(HEXED) :]).decode("utf-8", "surrogateescape")
-
-
-def record_text(conf_dir: str, entries: dict[str, dict]) -> str:
-    """The record of ``entries`` (name -> a :class:`CniState` entry) moved out of ``conf_dir``:
-    one line of ASCII JSON, names with newlines or any other byte included."""
-    files = [
-        {"name": name, **{key: entries[name][key] for key in RECORDED}} for name in sorted(entries)
-    ]
-    return json.dumps({"conf_dir": conf_dir, "files": files}, ensure_ascii=True, sort_keys=True)
 
 
 class CniState(FactBase):
@@ -123,46 +116,20 @@ class CniState(FactBase):
         }
 
     def command(self, conf_dir: str, backup_dir: str):
-        names = "|".join(
-            f"*{suffix}|*{suffix}{CILIUM_BACKUP_SUFFIX}" for suffix in CNI_CONFIG_SUFFIXES
-        )
-        backup = shlex.quote(backup_dir)
-        record = shlex.quote(f"{backup_dir.rstrip('/')}/{RECORD}")
-        # One line an entry: "<conf|backup> <file|symlink> <sha256|-> <name> <target|->", names
-        # and targets encoded by e() (pyinfra hands the output over in lines, as UTF-8). The
-        # regular files' modes and whether Cilium's plugin is in them follow each directory's
-        # entries, in their order ("modes ...", "cilium <count> ..."): one stat and one grep a
-        # directory rather than one a file. What does not read as a regular file carries its
-        # mode on its own line, and is not read (a symlink to a FIFO would block).
-        return (
-            f"e() {{ case $1 in -*|*[!{PLAIN}]*) "
-            f"v={HEXED}$(printf %s \"$1\" | od -An -v -tx1 | tr -d ' \\n') ;; *) v=$1 ;; esac; }}; "
-            "list() { "
-            '[ -d "$2" ] || return 0; '
-            "w=$1 d=$2; shift 2; "
-            'for f in "$d"/* "$d"/.*; do '
-            f"case ${{f##*/}} in .|..) continue ;; {names}) ;; *) continue ;; esac; "
-            # The dot keeps a target's trailing newlines from the command substitution.
-            'if [ -L "$f" ]; then t=symlink; l=$(readlink -n -- "$f" && echo .) || exit 1; l=${l%.}; '
-            '[ -n "$l" ] || exit 1; e "$l"; l=$v; '
-            'elif [ -f "$f" ]; then t=file; l=-; '
-            "else continue; fi; "
-            'e "${f##*/}"; '
-            'if [ -f "$f" ]; then '
-            's=$(sha256sum < "$f") || exit 1; echo "$w $t ${s%% *} $v $l"; set -- "$@" "$f"; '
-            'else m=$(stat -c %a -- "$f") || exit 1; echo "$w $t - $v $l $m"; fi; '
-            "done; "
-            "[ $# -gt 0 ] || return 0; "
-            'm=$(stat -c %a -- "$@") || exit 1; '
-            f'k=$(grep -hcs -- \'"{CILIUM_PLUGIN_TYPE}"\' "$@"); [ $? -lt 2 ] || exit 1; '
-            "echo modes $m; echo cilium $k; }; "
-            f"list conf {shlex.quote(conf_dir)}; list backup {backup}; "
-            f"for f in {record}{shlex.quote(RETIRED_INFIX)}*'~'; do "
-            '[ -f "$f" ] && e "${f##*/}" && echo "retired $v"; '
-            "done; "
-            f"[ -e {backup}/{RESTART_PENDING} ] && echo restart_pending; "
-            # The record comes last: every line after "record" is its bytes, as od prints them.
-            f"if [ -f {record} ]; then echo record; od -An -v -tx1 < {record}; fi; true"
+        backup = backup_dir.rstrip("/") or "/"
+        return script_command(
+            "facts",
+            "cni_state.sh",
+            conf_dir,
+            backup_dir,
+            posixpath.join(backup, RECORD),
+            posixpath.join(backup, RESTART_PENDING),
+            RETIRED_INFIX,
+            HEXED,
+            PLAIN,
+            CILIUM_PLUGIN_TYPE,
+            CILIUM_BACKUP_SUFFIX,
+            *CNI_CONFIG_SUFFIXES,
         )
 
     def process(self, output):

@@ -4,22 +4,9 @@ What a node must offer before the migration may touch it.
 
 from __future__ import annotations
 
-import shlex
-
 from pyinfra.api import FactBase
 
-# Reads the mount table, then df's "<free KiB> <mount point>" lines (after its header); prints a
-# "room=<index>|<free KiB>|<options>" line a path, with the options of the last mount at its mount
-# point (the one seen there). The mount table escapes space, tab, newline and backslash.
-ROOM_AWK = r"""
-NR == FNR {
-    m = $2; gsub(/\\040/, " ", m); gsub(/\\011/, "\t", m); gsub(/\\012/, "\n", m); gsub(/\\134/, "\\\\", m);
-    options[m] = $4; next
-}
-FNR > 1 { t = $0; sub(/^ *[^ ]+ /, "", t); free[c + 0] = $1; at[c++] = t }
-END { for (i = 0; i < n; i++) print "room=" i "|" (c == n ? free[i] "|" options[at[i]] : "|") }
-"""
-ROOM_AWK = " ".join(line.strip() for line in ROOM_AWK.strip().splitlines())
+from facts.shell import script_command
 
 
 class NodePreflight(FactBase):
@@ -84,42 +71,14 @@ class NodePreflight(FactBase):
         conf_dir: str = "",
         backup_dirs=(),
     ):
-        name, port = shlex.quote(service_host), int(service_port)
-        tcp = shlex.quote(f"</dev/tcp/{service_host}/{port}")
-        room = ""
-        if backup_dirs:
-            room = (
-                # Each at its nearest existing ancestor, by parameter expansion (dirname would cost
-                # a process a level).
-                "set --; "
-                f"for d in {' '.join(shlex.quote(path) for path in backup_dirs)}; do "
-                'while [ ! -e "$d" ]; do case $d in */*) d=${d%/*}; d=${d:-/} ;; *) d=. ;; esac; done; '
-                'set -- "$@" "$d"; '
-                "done; "
-                # One df for all of them, and one read of the mount table for their mounts'
-                # options: "room=<index>|<free KiB>|<options>", by position (the paths may hold
-                # anything). Fewer lines than paths (a df that failed for one) would shift the
-                # rest onto the wrong paths: then every path is reported unmeasured.
-                'df -k --output=avail,target -- "$@" 2>/dev/null | '
-                f"awk -v n={len(backup_dirs)} {shlex.quote(ROOM_AWK)} /proc/self/mounts -; "
-            )
-        return (
-            'echo "uid=$(id -u)"; '
-            "sudo -n true 2>/dev/null && echo sudo=yes; "
-            "[ -d /run/systemd/system ] && echo systemd=yes; "
-            'echo "kernel=$(uname -r)"; '
-            f'echo "cgroup_fs=$(stat -fc %T {shlex.quote(cgroup_root)} 2>/dev/null)"; '
-            f"timeout 3 bash -c {tcp} >/dev/null 2>&1 && echo reachable=yes; "
-            + (
-                f"[ -d {shlex.quote(conf_dir)} ] && echo conf_dir=yes && "
-                f'echo "conf_kib=$(du -skL {shlex.quote(conf_dir)} 2>/dev/null)"; '
-                if conf_dir
-                else ""
-            )
-            + room
-            # getaddrinfo's answers come last, as they are (each address once a socket type):
-            # the value keeps each address once.
-            + f"echo ahosts; getent ahosts {name} 2>/dev/null; true"
+        return script_command(
+            "facts",
+            "node_preflight.sh",
+            service_host,
+            int(service_port),
+            cgroup_root,
+            conf_dir,
+            *backup_dirs,
         )
 
     def process(self, output):

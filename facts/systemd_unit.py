@@ -5,11 +5,11 @@ The state of one systemd unit, as the migration needs it, and as it was before t
 from __future__ import annotations
 
 import json
-import shlex
 
 from pyinfra.api import FactBase, FactProcessError, QuoteString, StringCommand
 
 from facts.records import RETIRED_INFIX
+from facts.shell import script_command
 
 # systemctl reports these UnitFileState values for units that start at boot.
 ENABLED_STATES = frozenset(
@@ -85,16 +85,10 @@ class UnitState(FactBase):
         if record_dir is None:
             return show
 
-        path = shlex.quote(record_path(record_dir, unit))
         # "records" ends systemctl's lines and says the records were read; the record comes
         # last: every line after "record" is its JSON, whatever its layout.
-        return (
-            f"if command -v systemctl >/dev/null 2>&1; then {show.get_raw_value()} || exit; fi; "
-            "echo records; "
-            f"for f in {path}{shlex.quote(RETIRED_INFIX)}*'~'; do "
-            '[ -f "$f" ] && echo "retired ${f##*/}"; '
-            "done; "
-            f"if [ -f {path} ]; then echo record; cat {path}; fi; true"
+        return script_command(
+            "facts", "unit_state.sh", unit, record_path(record_dir, unit), RETIRED_INFIX
         )
 
     def process(self, output):

@@ -5,22 +5,18 @@ br_netfilter: no longer loaded, nor loaded at boot, once Cilium carries the traf
 from __future__ import annotations
 
 import posixpath
-import shlex
 
 from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
 
 from facts.br_netfilter import (
-    DESCRIBE,
     MODULE,
-    NUMBERED,
     PERSISTENCE_LINE_REGEX,
     BrNetfilter,
     BrNetfilterBackups,
-    copy_base,
-    original_path,
     record_name,
 )
+from facts.shell import script_argv
 from operations.log_once import log_once
 from operations.records import retired, written_once
 
@@ -112,8 +108,11 @@ def _records_written(backup_dir: str, paths: list[str]) -> str:
     """Each path described, at the last moment before its first edit, into its record. A record
     already there was taken before any edit (every run links its record before its sed): it
     stands, and this run's description, which may show a file already stripped, is dropped."""
-    return f"{DESCRIBE}; " + " && ".join(
-        written_once(posixpath.join(backup_dir, record_name(path)), f"d {shlex.quote(path)}")
+    return " && ".join(
+        written_once(
+            posixpath.join(backup_dir, record_name(path)),
+            *script_argv("facts", "describe.sh", PERSISTENCE_LINE_REGEX, path),
+        )
         for path in paths
     )
 
@@ -148,8 +147,7 @@ def br_netfilter_persisted(
 
     backups = host.get_fact(BrNetfilterBackups, backup_dir=backup_dir)
     records, copies = backups["records"], backups["copies"]
-    legacy = _legacy_backups(records, copies)
-    state = host.get_fact(BrNetfilter, paths=sorted(set(records) | set(legacy)))
+    state = host.get_fact(BrNetfilter, paths=sorted(records))
     now = state.get("files", {})
     persisted = bool(state["persisted_in"])
     changed = False
@@ -207,25 +205,6 @@ def br_netfilter_persisted(
             )
             persisted = changed = True
 
-    # Copies from a version that kept no records: restored as that version did, by file name.
-    # Cheap to keep (their names still say where they came from, and the same facts describe
-    # them), and a node migrated before an upgrade rolls back without a step by hand.
-    for path, name in sorted(legacy.items()):
-        described, current = now.get(path), _content(now, path)
-        if described is None or (
-            current is not None and current["sha256"] == copies[name]["stripped_sha256"]
-        ):
-            # Into the file a link resolves to, so that the link stays one.
-            target = described["resolved"] if described and described["type"] == "symlink" else path
-            yield StringCommand(
-                "mv", "-f", QuoteString(posixpath.join(backup_dir, name)), QuoteString(target)
-            )
-        elif current is None or current["module_lines"]:
-            continue
-        else:
-            yield added(path, f"changed since its backup: the backup stays in {backup_dir}")
-        persisted = changed = True
-
     if not persisted:
         changed = True
         yield StringCommand("echo", MODULE, ">>", QuoteString(persist_file))
@@ -257,40 +236,17 @@ def _copy_of(path: str, sha256: str, copies: dict, taken: set[str]) -> str | Non
     found = [
         name for name, copy in copies.items() if copy.get("sha256") == sha256 and name not in taken
     ]
-    # The one named after the file first: moved back, it leaves no copy without a number.
-    found.sort(key=lambda name: (name != base, copy_base(name) != base, name))
+    # The one named after the file first: moved back, it leaves no copy without a number; then
+    # its own older copies (NAME.~N~), before another file's of the same content.
+    found.sort(key=lambda name: (name != base, not name.startswith(f"{base}.~"), name))
     return found[0] if found else None
 
 
 def _copy_restored(copy_path: str, path: str, copy: dict, record: dict):
-    # Moved, as the older versions did: cp --preserve=all gave the copy the file's mode, owner
-    # and times, which mv keeps; the record has the last word on mode and owner.
+    # Moved: cp --preserve=all gave the copy the file's mode, owner and times, which mv keeps;
+    # the record has the last word on mode and owner.
     yield StringCommand("mv", "-f", QuoteString(copy_path), QuoteString(path))
     if copy.get("owner") != record["owner"]:
         yield StringCommand("chown", record["owner"], QuoteString(path))
     if copy.get("mode") != record["mode"]:
         yield StringCommand("chmod", record["mode"], QuoteString(path))
-
-
-def _legacy_backups(records: dict, copies: dict) -> dict[str, str]:
-    """Original path -> copy name, for the copies no record accounts for that still load the
-    module (a copy without the line has nothing to give back)."""
-    recorded = {record.get("sha256") for record in records.values()}
-    legacy = {}
-    for name, copy in copies.items():
-        if NUMBERED.search(name) or not copy.get("module_lines") or copy.get("sha256") in recorded:
-            continue
-        path = original_path(name)
-        if path not in records:
-            legacy[path] = name
-    return legacy
-
-
-def _content(files: dict, path: str) -> dict | None:
-    """The file ``path`` reads as, through a symlink; None when there is none."""
-    described = files.get(path)
-    if described is not None and described["type"] == "symlink":
-        described = files.get(described.get("resolved", ""))
-    if described is None or described["type"] != "file":
-        return None
-    return described

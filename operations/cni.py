@@ -4,6 +4,7 @@ The old CNI configurations: out of kubelet's way, kept in a backup directory, an
 
 from __future__ import annotations
 
+import json
 import posixpath
 import string
 
@@ -11,13 +12,7 @@ from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
 from pyinfra.api.exceptions import OperationValueError
 
-from facts.cni import (
-    CILIUM_BACKUP_SUFFIX,
-    RECORD,
-    RESTART_PENDING,
-    CniState,
-    record_text,
-)
+from facts.cni import CILIUM_BACKUP_SUFFIX, RECORD, RECORDED, RESTART_PENDING, CniState
 from facts.directories import directory_problems
 from operations.log_once import log_once
 from operations.records import retired, text_written_once
@@ -79,7 +74,7 @@ def cni_configs_absent(
 
     record = None
     if old and state["record"] is None:
-        record = record_text(conf_dir, {name: state["configs"][name] for name in old})
+        record = _record_text(conf_dir, {name: state["configs"][name] for name in old})
     yield from _moves_then_restart(
         [(posixpath.join(conf_dir, name), posixpath.join(backup_dir, name)) for name in old],
         backup_dir,
@@ -107,8 +102,8 @@ def cni_configs_restored(
     What comes back is what the migration's record lists, from the copies kept in the backup
     directory (a kept copy that differs from the record comes back, with a warning). Once they are
     back the record is retired (renamed ``migration-record.~restored-<UTC time>~``): a second
-    rollback finds nothing to do, and the next migration records afresh. Without any record (a
-    backup directory from before records), every kept configuration not Cilium's comes back.
+    rollback finds nothing to do, and the next migration records afresh. Without a record
+    nothing comes back from the backup directory: the migration moved nothing.
 
     A configuration already in the CNI directory stays as it is, even when its backup differs
     (the operation says so): it was put there after the migration. ``NAME.cilium_bak`` becomes
@@ -134,8 +129,11 @@ def cni_configs_restored(
     configs, saved, record = state["configs"], state["backups"], state["record"]
     cilium = sorted(name for name, config in configs.items() if config["cilium"])
 
+    # Without a record the migration moved nothing (it records before its first move), or every
+    # migration recorded was rolled back: what is left in the backup directory are copies that
+    # were not put back then, and are not to be now.
+    wanted = record or {}
     if record is not None:
-        wanted = record
         unrecorded = sorted(
             name for name, kept in saved.items() if name not in record and not kept["cilium"]
         )
@@ -143,13 +141,6 @@ def cni_configs_restored(
             log_once(
                 f"{_names(unrecorded)} in {backup_dir}: not in the migration's record, left there"
             )
-    elif state["retired"]:
-        # Every migration recorded was rolled back: what is left in the backup directory are
-        # copies that were not put back then, and are not to be now.
-        wanted = {}
-    else:
-        # Cilium's configurations in the backup directory were moved there by an earlier rollback.
-        wanted = {name: kept for name, kept in saved.items() if not kept["cilium"]}
 
     restore = []
     for name in sorted(wanted):
@@ -213,6 +204,15 @@ def cni_configs_restored(
     yield from _moves_then_restart(
         moves, backup_dir, restart_unit, state["restart_pending"], retire=record is not None
     )
+
+
+def _record_text(conf_dir: str, entries: dict[str, dict]) -> str:
+    """The record of ``entries`` (name -> a :class:`CniState` entry) moved out of ``conf_dir``:
+    one line of ASCII JSON, names with newlines or any other byte included."""
+    files = [
+        {"name": name, **{key: entries[name][key] for key in RECORDED}} for name in sorted(entries)
+    ]
+    return json.dumps({"conf_dir": conf_dir, "files": files}, ensure_ascii=True, sort_keys=True)
 
 
 def _check_dirs(conf_dir: str, backup_dir: str) -> None:

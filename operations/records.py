@@ -5,15 +5,15 @@ one way for every operation that keeps one (units, CNI files, br_netfilter persi
 
 from __future__ import annotations
 
-import posixpath
 import shlex
 
 from facts.records import RETIRED_INFIX
+from facts.shell import script_command
 
 
-def written_once(path: str, content: str, existing_ok: bool = True) -> str:
-    """A shell command that writes what ``content`` (a shell command) prints to ``path``, unless
-    a record is there already.
+def written_once(path: str, *command: str, existing_ok: bool = True) -> str:
+    """A shell command that writes what ``command`` (its words) prints to ``path``, unless a
+    record is there already (written_once.sh).
 
     Written whole under a hidden temporary name beside it, on disk, then hard-linked: the record
     appears complete or not at all, and ``ln`` never replaces one. A record that is there was
@@ -21,19 +21,14 @@ def written_once(path: str, content: str, existing_ok: bool = True) -> str:
     beside this one): it stands, and the command succeeds, or with ``existing_ok=False`` fails,
     for an operation whose next commands must not run on another run's record.
     """
-    directory, name = posixpath.split(path)
-    record, temp = shlex.quote(path), shlex.quote(posixpath.join(directory, f".{name}.XXXXXX"))
-    kept = f" || [ -e {record} ]" if existing_ok else ""
-    return (
-        f"(mkdir -p -- {shlex.quote(directory)} && t=$(mktemp {temp}) || exit; "
-        f'{{ {content}; }} > "$t" && sync -- "$t" && {{ ln -- "$t" {record} 2>/dev/null{kept}; }}; '
-        's=$?; rm -f -- "$t"; exit $s)'
+    return script_command(
+        "operations", "written_once.sh", "yes" if existing_ok else "no", path, *command
     )
 
 
 def text_written_once(path: str, text: str, existing_ok: bool = True) -> str:
     """:func:`written_once` for a record whose text is known here."""
-    return written_once(path, f"printf '%s\\n' {shlex.quote(text)}", existing_ok)
+    return written_once(path, "printf", "%s\\n", text, existing_ok=existing_ok)
 
 
 def retired(path: str) -> str:

@@ -10,8 +10,9 @@ import shlex
 
 from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
+from pyinfra.api.exceptions import OperationValueError
 
-from facts.systemd_unit import UnitState, record_path
+from facts.systemd_unit import RECORDED, UnitState, record_path
 from operations.log_once import log_once
 from operations.records import retired, text_written_once
 
@@ -80,8 +81,8 @@ def unit_restored(unit: str, record_dir: str):
     start it by hand. The record is then renamed aside (``<unit>.json.~restored-<time>~``): the
     next migration records afresh, and a second rollback changes nothing.
 
-    A node without a record (migrated by an older version, or never) gets the guide's state:
-    the unit unmasked, enabled and started; the run says so.
+    A node with no record, live or retired, was never migrated: the operation refuses, naming
+    the record (``deploys/rollback.py``'s preflight refuses before any change).
 
     **Example:**
 
@@ -103,8 +104,7 @@ def unit_restored(unit: str, record_dir: str):
             # Already given back: what the operator did with the unit since is theirs.
             host.noop(f"{unit} has its state from before the migration back ({given_back[-1]})")
             return
-        yield from _enabled_and_started(unit, state, record_dir)
-        return
+        raise OperationValueError(no_record(unit, record_dir))
 
     if was["exists"] and not state["exists"]:
         # The record stays: a rollback after the unit is installed again can still use it.
@@ -119,15 +119,24 @@ def unit_restored(unit: str, record_dir: str):
         log_once(f"{unit} was not installed before the migration: nothing to restore")
 
     # Renamed aside, not removed: a second rollback must tell "given back already" (nothing to
-    # do) from "never recorded" (enable and start), or it would enable a unit disabled by hand.
+    # do) from "never migrated" (refused).
     yield retired(record_path(record_dir, unit))
+
+
+def no_record(unit: str, record_dir: str) -> str:
+    """Why a node without ``unit``'s record cannot be rolled back, in one line."""
+    return (
+        f"no record of {unit}'s state from before the migration: {record_path(record_dir, unit)} "
+        "is missing, and no retired one beside it; this node was not migrated by cilium-lab, so "
+        "there is nothing to roll back: leave it out with --exclude, or restore it by hand"
+    )
 
 
 def _write_record(unit: str, record_dir: str, state: dict) -> str:
     text = json.dumps(
         {
             "unit": unit,
-            **{key: state[key] for key in ("load_state", "unit_file_state", "active_state")},
+            **{key: state[key] for key in RECORDED},
         },
         sort_keys=True,
     )
@@ -181,30 +190,3 @@ def _state_restored(unit: str, was: dict, now: dict):
             f"hand: {by_hand}",
             warn=True,
         )
-
-
-def _enabled_and_started(unit: str, state: dict, record_dir: str):
-    """The guide's state, for a node with no record to go by."""
-    if not state["exists"]:
-        host.noop(f"{unit} is not installed: nothing to start")
-        return
-
-    name = QuoteString(unit)
-    masked = _masked(state)
-    commands = []
-    if masked:
-        commands.append(StringCommand("systemctl", "unmask", name))
-    if masked or state["unit_file_state"] == "disabled":
-        commands.append(StringCommand("systemctl", "enable", name))
-    if not state["running"]:
-        commands.append(StringCommand("systemctl", "start", name))
-
-    if not commands:
-        host.noop(f"{unit} is running and {state['unit_file_state'] or 'enabled'}")
-        return
-    log_once(
-        f"no record of {unit}'s state from before the migration in {record_dir} (migrated by an "
-        "older cilium-lab, or never): it is enabled and started, as the guide has it",
-        warn=True,
-    )
-    yield from commands

@@ -12,12 +12,17 @@ Fixtures are JSON files, one case a file, as in pyinfra's own test suite:
   runs pyinfra (the cluster operations run ``python -m cilium_lab`` with it).
 
 ``module`` is a module of our ``facts`` or ``operations`` package, or a full ``pyinfra.…`` path.
+
+A command that runs one of our shell scripts (``facts/shell.py``) spells the script's text as
+``"$(cat facts/cni_state.sh)"``: the case pins the script and its arguments; what the script does
+is tested on real files (``test_commands_on_files.py``) and by shellcheck.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import shlex
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -25,7 +30,10 @@ from pyinfra.api import StringCommand
 from pyinfra.api.state import StateStage
 from pyinfra.context import ctx_host, ctx_state
 
+from facts.shell import source
+
 FIXTURES = Path(__file__).parent / "fixtures"
+REPO = Path(__file__).parent.parent
 
 
 def load_object(package: str, dotted: str):
@@ -89,6 +97,16 @@ def command_text(command) -> str:
     if isinstance(command, StringCommand):
         return command.get_raw_value()
     return str(command)
+
+
+def fixture_text(command) -> str:
+    """A command as the fixtures spell it: each of our scripts' quoted text as ``"$(cat PATH)"``."""
+    text = command_text(command)
+    for package in ("facts", "operations"):
+        for script in sorted((REPO / package).glob("*.sh")):
+            quoted = shlex.quote(source(package, script.name))
+            text = text.replace(quoted, f'"$(cat {package}/{script.name})"')
+    return text
 
 
 def run_operation(

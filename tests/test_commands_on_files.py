@@ -7,6 +7,7 @@ what the operation promises to real files: nothing lost, nothing else touched.
 import hashlib
 import json
 import os
+import shutil
 import stat
 import subprocess
 
@@ -14,8 +15,10 @@ import pytest
 from pyinfra.api.exceptions import FactProcessError, OperationValueError
 from pyinfra_fixtures import command_text, run_operation
 
-from facts.br_netfilter import BrNetfilter
+from facts.br_netfilter import BrNetfilter, BrNetfilterBackups, record_name
 from facts.cni import CniState
+from facts.preflight import NodePreflight
+from facts.systemd_unit import UnitState
 from operations.br_netfilter import br_netfilter_absent
 from operations.cni import cni_configs_absent, cni_configs_restored
 
@@ -279,14 +282,17 @@ def test_cni_round_trip_puts_every_file_back_as_it_was(tmp_path):
     assert "40-calico.conflist" in (backup / "migration-record").read_text()
 
 
-def test_cni_restore_from_backups_made_before_records(tmp_path):
+def test_cni_restore_without_a_record_puts_nothing_back(tmp_path):
+    # The migration records before its first move: without a record it moved nothing, and a
+    # copy in the backup directory is not its to put back. Cilium's configuration still goes.
     conf, backup = tmp_path / "net.d", tmp_path / "cni"
     conf.mkdir()
     backup.mkdir()
     (backup / "10-bridge.conf").write_text("{}")
-    (backup / "05-cilium.conflist").write_text('{"plugins": [{"type": "cilium-cni"}]}')
+    (conf / "05-cilium.conflist").write_text('{"plugins": [{"type": "cilium-cni"}]}')
     assert converge(cni_configs_restored, conf, backup)
-    assert sorted(p.name for p in conf.iterdir()) == ["10-bridge.conf"]
+    assert sorted(p.name for p in conf.iterdir()) == []
+    assert sorted(p.name for p in backup.iterdir()) == ["05-cilium.conflist", "10-bridge.conf"]
     assert converge(cni_configs_restored, conf, backup) == []
 
 
@@ -336,3 +342,114 @@ def test_br_netfilter_fact_grep_matches_what_the_operation_removes(tmp_path):
         ["grep", "-cE", PERSISTENCE_LINE_REGEX, str(sample)], capture_output=True, text=True
     ).stdout.strip()
     assert matched == "2"
+
+
+def test_br_netfilter_records_read_back_as_written(tmp_path):
+    """What br_netfilter_absent records, BrNetfilterBackups reads back: the file as it was
+    before its edit, and its copy; a retired record and a link in the backup directory are
+    left out."""
+    modules_file = tmp_path / "k8s.conf"
+    original = "overlay\nbr_netfilter\n"
+    modules_file.write_text(original)
+    modules_file.chmod(0o640)
+    backup = tmp_path / "backup"
+    facts = {
+        BrNetfilter: {
+            "status": "absent",
+            "module_support": True,
+            "persisted_in": [str(modules_file)],
+        }
+    }
+    commands, _ = run_operation(br_netfilter_absent, facts, backup_dir=str(backup))
+    for command in commands:
+        sh(command)
+    (backup / (record_name(str(modules_file)) + ".~restored-20261201T000000Z~")).write_text("x")
+    (backup / "a link").symlink_to(modules_file)
+
+    fact = BrNetfilterBackups()
+    found = fact.process(sh(command_text(fact.command(backup_dir=str(backup)))))
+
+    digest = hashlib.sha256(original.encode()).hexdigest()
+    recorded = found["records"][str(modules_file)]
+    assert recorded["name"] == record_name(str(modules_file))
+    assert (recorded["type"], recorded["mode"], recorded["sha256"]) == ("file", "0640", digest)
+    assert recorded["stripped_sha256"] == hashlib.sha256(b"overlay\n").hexdigest()
+    assert recorded["module_lines"] == [{"line": 2, "text": "br_netfilter"}]
+    assert list(found["records"]) == [str(modules_file)]
+    assert found["copies"]["k8s.conf"]["sha256"] == digest
+    assert list(found["copies"]) == ["k8s.conf"]
+    # A second run finds its record there: it stands, and the run goes on.
+    record = (backup / record_name(str(modules_file))).read_bytes()
+    sh(commands[2])
+    assert (backup / record_name(str(modules_file))).read_bytes() == record
+
+
+def test_br_netfilter_fact_describes_a_link_and_the_file_it_resolves_to(tmp_path):
+    target = tmp_path / "modules"
+    target.write_text("br_netfilter\n")
+    link = tmp_path / "modules.conf"
+    link.symlink_to("modules")
+    fact = BrNetfilter()
+    found = fact.process(sh(command_text(fact.command(paths=[str(link), str(tmp_path / "gone")]))))
+    assert found["files"][str(link)] == {
+        "type": "symlink",
+        "owner": f"{os.getuid()}:{os.getgid()}",
+        "target": "modules",
+        "resolved": str(target),
+    }
+    assert found["files"][str(target)]["module_lines"] == [{"line": 1, "text": "br_netfilter"}]
+    assert str(tmp_path / "gone") not in found["files"]
+
+
+def test_node_preflight_measures_backup_dirs_that_do_not_exist_yet(tmp_path):
+    conf = tmp_path / "net d"
+    conf.mkdir()
+    fact = NodePreflight()
+    command = fact.command(
+        service_host="localhost",
+        service_port=1,
+        cgroup_root=str(tmp_path),
+        conf_dir=str(conf),
+        backup_dirs=[str(tmp_path / "not yet" / "cni"), str(tmp_path / "units")],
+    )
+    found = fact.process(sh(command))
+    assert found["conf_dir"] is True and found["kernel"] == os.uname().release
+    assert [room["read_only"] for room in found["room"]] == [False, False]
+    assert all(isinstance(room["free_kib"], int) for room in found["room"])
+    # Without a CNI directory to check and no backup directories, neither is reported.
+    bare = fact.process(
+        sh(fact.command(service_host="localhost", service_port=1, cgroup_root=str(tmp_path)))
+    )
+    assert bare["conf_dir"] is False and bare["room"] == []
+
+
+def test_unit_state_reads_the_record_and_the_retired_ones(tmp_path):
+    # On a PATH without systemctl (this machine may have no systemd running): the records are
+    # still read, and the unit reads as missing.
+    bin_dir, records = tmp_path / "bin", tmp_path / "units"
+    bin_dir.mkdir()
+    records.mkdir()
+    for tool in ("sh", "cat"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    unit = "kube-proxy.service"
+    fact = UnitState()
+    command = command_text(fact.command(unit=unit, record_dir=str(records)))
+
+    def read():
+        result = subprocess.run(
+            ["sh", "-c", command],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"PATH": str(bin_dir)},
+        )
+        return fact.process(result.stdout.splitlines())
+
+    assert read()["record"] is None and read()["exists"] is False
+    (records / f"{unit}.json").write_text(
+        '{"load_state": "loaded", "unit_file_state": "enabled", "active_state": "active"}\n'
+    )
+    (records / f"{unit}.json.~restored-20261201T000000Z~").write_text("{}")
+    found = read()
+    assert found["record"]["enabled"] and found["record"]["running"]
+    assert found["retired"] == [f"{unit}.json.~restored-20261201T000000Z~"]

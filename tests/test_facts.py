@@ -1,7 +1,7 @@
 """Every fact fixture: the command it runs, and the value it makes of that command's output."""
 
 import pytest
-from pyinfra_fixtures import command_text, fixture_cases, load_case, load_object, run_fact
+from pyinfra_fixtures import fixture_cases, fixture_text, load_case, load_object, run_fact
 
 
 @pytest.mark.parametrize(
@@ -12,6 +12,6 @@ def test_fact(name, case):
     fact_cls = load_object("facts", name)
 
     if "command" in data:
-        assert command_text(fact_cls().command(**data.get("arg", {}))) == data["command"]
+        assert fixture_text(fact_cls().command(**data.get("arg", {}))) == data["command"]
 
     assert run_fact(fact_cls, data["output"]) == data["fact"]

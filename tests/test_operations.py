@@ -5,7 +5,7 @@ import shlex
 import sys
 
 import pytest
-from pyinfra_fixtures import fixture_cases, load_case, load_object, run_operation
+from pyinfra_fixtures import fixture_cases, fixture_text, load_case, load_object, run_operation
 
 
 @pytest.mark.parametrize(
@@ -21,7 +21,9 @@ def test_operation(name, case, caplog):
 
     # The cluster commands run this package's CLI with the Python that runs pyinfra.
     python = shlex.quote(sys.executable)
-    assert commands == [command.replace("{python}", python) for command in data["commands"]]
+    assert [fixture_text(command) for command in commands] == [
+        command.replace("{python}", python) for command in data["commands"]
+    ]
     assert host.noops == data.get("noops", [data["noop"]] if "noop" in data else [])
     if "logs" in data:
         assert [r.getMessage() for r in caplog.records if r.name == "pyinfra"] == data["logs"]

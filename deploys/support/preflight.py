@@ -19,13 +19,11 @@ list, or a comma-separated string on the command line: ``--data preflight_skip=k
 
 from __future__ import annotations
 
-import functools
-
 import gevent
 from pyinfra import logger
 from pyinfra.api.exceptions import DeployError, PyinfraError
 
-from deploys.support import data, lock, workstation
+from deploys.support import data, lock, rollback_records, workstation
 from deploys.support.node_verdict import NODE_CHECKS, node_problems
 from facts.cluster_phase import InstalledRelease
 from facts.preflight import NodePreflight
@@ -188,12 +186,15 @@ def require(run, rollback: bool = False) -> None:
 
     ``run`` is the deploy's :class:`deploys.support.run.Run`: the first call computes its verdict
     for every host (and takes the locks, and reads the cluster into its cluster read); later calls
-    reuse it. The rollback needs less: sudo and systemd on the nodes; helm, the kubeconfig and the
-    API server on ``local``.
+    reuse it. The rollback needs less: sudo and systemd on the nodes, and the migration's record there;
+    helm, the kubeconfig and the API server on ``local``.
     """
     if rollback:
         checks = (
-            functools.partial(_check_node, checks=("sudo", "systemd")),
+            lambda host: (
+                _check_node(host, checks=("sudo", "systemd"))
+                or rollback_records.missing_record(host)
+            ),
             _check_local_for_rollback,
         )
     else:

@@ -90,3 +90,30 @@ def test_migrate_after_rollback_converges_again(sim, round_trip):
     assert sim.helm_revisions() == ["sh.helm.release.v1.cilium.v1"]
     rerun = sim.pyinfra("-y")
     assert rerun.hosts_changed() == set()
+
+
+def test_rollback_refuses_a_node_never_migrated(sim, round_trip):
+    """A node without the migration's record, live or retired, is refused in one line naming
+    it and the record, before any change on any node (the lab is migrated: there is plenty the
+    rollback would change)."""
+    node, units = sim.nodes[-1], f"{OURS}/units"
+    assert sim.pyinfra("-y").returncode == 0
+    sim.sh(node, f"mv {units} /root/units.aside")
+    try:
+        before = sim.snapshot_all()
+        refused = sim.pyinfra("-y", deploy=ROLLBACK)
+        after = sim.snapshot_all()
+    finally:
+        sim.sh(node, f"mv /root/units.aside {units}")
+    assert refused.returncode != 0, refused.log
+    assert "Traceback" not in refused.log, refused.log
+    lines = [line.strip() for line in refused.log.splitlines() if "preflight:" in line]
+    assert lines == [
+        f"[{node}] preflight: no record of kube-proxy.service's state from before the migration: "
+        f"{units}/kube-proxy.service.json is missing, and no retired one beside it; this node was "
+        "not migrated by cilium-lab, so there is nothing to roll back: leave it out with "
+        "--exclude, or restore it by hand"
+    ], refused.log
+    assert "nothing was changed on any host" in refused.log
+    assert after == before
+    assert sim.helm_revisions() == ["sh.helm.release.v1.cilium.v1"]
