@@ -89,7 +89,8 @@ def bridge_up(cfg: SimConfig) -> None:
 
 
 def bridge_down(cfg: SimConfig) -> None:
-    forwarding_down(cfg)
+    if cfg.data_plane == "real":
+        forwarding_down(cfg)
     if link_exists(cfg.bridge):
         ip("link", "del", cfg.bridge)
 
