@@ -159,7 +159,7 @@ def test_kube_proxy_keeps_the_guides_configuration_and_leaves_conntrack_sizes_al
 
 def test_containerd_pulls_from_the_sims_registry_over_http(tmp_path):
     cfg = sim_config(tmp_path)
-    registry = realnode.registry_host(cfg)
+    registry = images.registry_address(cfg)
     assert registry == "10.254.7.1:5000"
     hosts = realnode.registry_hosts_toml(registry)
     assert 'server = "http://10.254.7.1:5000"' in hosts

@@ -300,12 +300,17 @@ def _go(args: list[str], cwd: Path, what: str) -> str:
     return proc.stdout
 
 
-def _module_file(module: str, version: str, work: Path) -> Path:
-    """The go.mod of ``module@version``, from the module cache (downloaded when missing)."""
-    info = json.loads(
+def _module(module: str, version: str, work: Path) -> dict:
+    """``go mod download -json`` of ``module@version`` (its ``Dir``, ``GoMod``): from the module
+    cache, downloaded when missing."""
+    return json.loads(
         _go(["mod", "download", "-json", f"{module}@{version}"], work, f"fetching {module}")
     )
-    return Path(info["GoMod"])
+
+
+def _module_file(module: str, version: str, work: Path) -> Path:
+    """The go.mod of ``module@version``."""
+    return Path(_module(module, version, work)["GoMod"])
 
 
 def _write(path: Path, text: str) -> None:
@@ -415,15 +420,8 @@ def _prepare_module(component: Component, work: Path) -> tuple[list[str], list[s
 def _prepare_main(component: Component, work: Path) -> tuple[list[str], list[str]]:
     """The module itself as the main module, from a copy of its source: its go.mod's replace
     directives (Cilium's forks, CoreDNS's pins) only hold there."""
-    info = json.loads(
-        _go(
-            ["mod", "download", "-json", f"{component.module}@{component.version}"],
-            work,
-            f"fetching {component.title}",
-        )
-    )
     source = work / "src"
-    shutil.copytree(info["Dir"], source)
+    shutil.copytree(_module(component.module, component.version, work)["Dir"], source)
     for directory, dirs, files in os.walk(source):
         for name in dirs + files:
             os.chmod(os.path.join(directory, name), 0o755 if name in dirs else 0o644)
@@ -438,14 +436,8 @@ def _prepare_main(component: Component, work: Path) -> tuple[list[str], list[str
 
 def _prepare_pause(component: Component, work: Path) -> tuple[list[str], list[str]]:
     """Kubernetes' pause, a small C program in its module (build/pause/linux/pause.c)."""
-    info = json.loads(
-        _go(
-            ["mod", "download", "-json", f"k8s.io/kubernetes@{component.version}"],
-            work,
-            f"fetching {component.title}",
-        )
-    )
-    source = Path(info["Dir"]) / "build/pause/linux/pause.c"
+    module = _module("k8s.io/kubernetes", component.version, work)
+    source = Path(module["Dir"]) / "build/pause/linux/pause.c"
     version = component.version.removeprefix("v")
     return [
         "gcc",

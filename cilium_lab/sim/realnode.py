@@ -33,6 +33,7 @@ from pathlib import Path
 
 import yaml
 
+from cilium_lab.sim import images
 from cilium_lab.sim.config import SimConfig
 from cilium_lab.sim.rootfs import KUBE_PROXY_CONFIG
 
@@ -95,13 +96,6 @@ case " $* " in
 esac
 exec {REAL_RUNC} "$@"
 """
-
-
-def registry_host(cfg: SimConfig) -> str:
-    """The sim's registry, on the bridge (:mod:`cilium_lab.sim.images`)."""
-    from cilium_lab.sim.images import REGISTRY_PORT
-
-    return f"{cfg.bridge_address}:{REGISTRY_PORT}"
 
 
 def containerd_config(sandbox_image: str) -> str:
@@ -210,9 +204,7 @@ def node_files(
     dns_ip: str,
 ) -> dict[str, tuple[int, bytes]]:
     """What a real node needs beside the guide's files (path -> mode, content)."""
-    registry = registry_host(cfg)
-    from cilium_lab.sim.images import image_ref
-
+    registry = images.registry_address(cfg)
     return {
         f"{KUBELET_DIR}/kubeconfig": (0o600, kubelet_kubeconfig.encode()),
         f"{KUBELET_DIR}/kubelet-config.yaml": (0o644, kubelet_config(cfg, name, dns_ip).encode()),
@@ -224,7 +216,7 @@ def node_files(
         **kube_proxy_files(KUBE_PROXY_CONFIG, kube_proxy_kubeconfig),
         "/etc/containerd/config.toml": (
             0o644,
-            containerd_config(image_ref(cfg, "pause")).encode(),
+            containerd_config(images.image_ref(cfg, "pause")).encode(),
         ),
         f"/etc/containerd/certs.d/{registry}/hosts.toml": (
             0o644,
