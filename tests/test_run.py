@@ -14,6 +14,7 @@ from deploys.support.run import Run
 DATA = {
     "cilium_release": "cilium",
     "cilium_values": {"k8sServiceHost": "kubernetes", "k8sServicePort": 6443},
+    "cilium_values_overrides": {},
     "cilium_chart": "cilium/cilium",
     "cilium_chart_version": "1.19.6",
     "helm_repo_name": "cilium",
@@ -24,8 +25,10 @@ DATA = {
 }
 
 
-def local_host(name="@local"):
-    return SimpleNamespace(name=name, groups=["local"], data=SimpleNamespace(get=DATA.get))
+def local_host(name="@local", **data):
+    return SimpleNamespace(
+        name=name, groups=["local"], data=SimpleNamespace(get={**DATA, **data}.get)
+    )
 
 
 class State:
@@ -56,6 +59,25 @@ def test_one_cluster_read_per_local_host_for_its_release():
         "context": None,
         "pod_cidrs": [],
     }
+
+
+def test_a_labs_overrides_are_merged_into_the_chapters_values_key_by_key():
+    chapter = {"k8sServiceHost": "kubernetes", "cgroup": {"hostRoot": "/sys/fs/cgroup"}}
+    lab = {"cgroup": {"autoMount": {"enabled": False}}, "image": {"override": "reg/cilium:v1"}}
+    read = Run.of(State()).cluster_read(
+        local_host(cilium_values=chapter, cilium_values_overrides=lab)
+    )
+    assert read.args["values"] == {
+        "k8sServiceHost": "kubernetes",
+        "cgroup": {"hostRoot": "/sys/fs/cgroup", "autoMount": {"enabled": False}},
+        "image": {"override": "reg/cilium:v1"},
+    }
+    assert chapter == {"k8sServiceHost": "kubernetes", "cgroup": {"hostRoot": "/sys/fs/cgroup"}}
+
+
+def test_overrides_that_are_not_a_mapping_are_one_line():
+    with pytest.raises(DeployError, match=r"^\[@local\] cilium_values_overrides is a list"):
+        Run.of(State()).cluster_read(local_host(cilium_values_overrides=["image"]))
 
 
 @pytest.mark.parametrize(("verdict", "refused"), [({}, False), ({"worker0": ["no room"]}, True)])

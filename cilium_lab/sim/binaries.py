@@ -308,6 +308,13 @@ def _module(module: str, version: str, work: Path) -> dict:
     )
 
 
+def module_dir(module: str, version: str) -> Path:
+    """Where the Go module cache holds the source of ``module@version`` (downloaded when missing)."""
+    work = cache_dir() / "build"
+    work.mkdir(parents=True, exist_ok=True)
+    return Path(_module(module, version, work)["Dir"])
+
+
 def _module_file(module: str, version: str, work: Path) -> Path:
     """The go.mod of ``module@version``."""
     return Path(_module(module, version, work)["GoMod"])

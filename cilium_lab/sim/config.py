@@ -33,7 +33,6 @@ NODE_VERSIONS = {
     "cni-plugins": "v1.10.0",
     "crane": "v0.22.1",
     "coredns": "v1.15.0",
-    "cilium": "v1.19.6",
 }
 API_PORT = 6443  # LAB.md: the API server listens on 6443
 # Like the guide's 192.168.1.11-16: the bridge takes .1, nodes start at .11.

@@ -170,8 +170,8 @@ def _layer(image: Image, programs: dict[str, str]) -> bytes:
     return buffer.getvalue()
 
 
-def _crane(crane: str, *args: str, what: str) -> str:
-    proc = subprocess.run([crane, "--insecure", *args], capture_output=True, text=True)
+def run_crane(program: str, *args: str, what: str) -> str:
+    proc = subprocess.run([program, "--insecure", *args], capture_output=True, text=True)
     if proc.returncode != 0:
         tail = " ".join((proc.stderr or proc.stdout).strip().splitlines()[-2:])
         raise SimError(f"{what} failed: crane {args[0]}: {tail}")
@@ -188,8 +188,10 @@ def build(cfg: SimConfig, name: str, crane: str, programs: dict[str, str], echo)
     echo(f"building the image {image.repository}:{image.tag}, once; kept in {kept}")
     layer = work / "layer.tar"
     layer.write_bytes(_layer(image, programs))
-    _crane(crane, "append", "--oci-empty-base", "-f", str(layer), "-t", ref, what=f"building {ref}")
-    _crane(
+    run_crane(
+        crane, "append", "--oci-empty-base", "-f", str(layer), "-t", ref, what=f"building {ref}"
+    )
+    run_crane(
         crane,
         "mutate",
         ref,
@@ -200,7 +202,7 @@ def build(cfg: SimConfig, name: str, crane: str, programs: dict[str, str], echo)
         what=f"setting {ref}'s entrypoint",
     )
     tmp = work / "image.tar"
-    _crane(crane, "pull", "--format", "tarball", ref, str(tmp), what=f"keeping {ref}")
+    run_crane(crane, "pull", "--format", "tarball", ref, str(tmp), what=f"keeping {ref}")
     os.replace(tmp, kept)
     layer.unlink()
     work.rmdir()
@@ -213,6 +215,6 @@ def provide(cfg: SimConfig, crane: str, programs: dict[str, str], echo=click.ech
     for name, image in IMAGES.items():
         kept = images_dir() / image.cache_name
         if kept.exists():
-            _crane(crane, "push", str(kept), image_ref(cfg, name), what=f"pushing {name}")
+            run_crane(crane, "push", str(kept), image_ref(cfg, name), what=f"pushing {name}")
         else:
             build(cfg, name, crane, programs, echo)

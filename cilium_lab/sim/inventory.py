@@ -7,6 +7,7 @@ from pathlib import Path
 from pprint import pformat
 
 import cilium_lab
+from cilium_lab.sim import cilium_images
 from cilium_lab.sim.config import SimConfig
 
 # inventories/ beside the package (an editable install, as the Makefile makes): the inventory must
@@ -36,6 +37,10 @@ def render(cfg: SimConfig) -> str:
     if not cfg.control_plane:
         # "kubernetes" resolves on the nodes, but no API server answers behind it.
         common["preflight_skip"] = ["api_port"]
+    if cfg.data_plane == "real":
+        # The lab's own keys on top of the chapter's values: its registry's images, no Envoy.
+        version = str(group_data_value("local", "cilium_chart_version"))
+        common["cilium_values_overrides"] = cilium_images.chart_overrides(cfg, "v" + version)
 
     def hosts(names: list[str]) -> str:
         rows = [
@@ -67,6 +72,8 @@ workers = {hosts(workers)}
             # `sim up` runs as root: the routes to the pod CIDRs change without sudo.
             "host_routes_sudo": False,
         }
+        if "cilium_values_overrides" in common:
+            local["cilium_values_overrides"] = common["cilium_values_overrides"]
         text += f"""
 # The workstation: this machine, with the sim's kubeconfig and chart repository.
 local = [("@local", {pformat(local, indent=4, sort_dicts=False)})]

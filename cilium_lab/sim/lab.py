@@ -20,6 +20,7 @@ from cilium_lab.sim import (
     SimError,
     binaries,
     charts,
+    cilium_images,
     controlplane,
     guide,
     images,
@@ -55,6 +56,8 @@ from cilium_lab.sim.nodes import (
 )
 
 API_TIMEOUT = 180.0  # seconds for the API server and the guide's pods after the nodes booted
+# Real kubelets pull every image from the sim's registry and start the containers first.
+REAL_WORKLOADS_TIMEOUT = 600.0
 NODE_STATE_TIMEOUT = 90.0  # seconds for a Node to show Ready or NotReady after `sim start/stop`
 
 
@@ -70,9 +73,16 @@ def _components() -> list[binaries.Component]:
     return binaries.components(KUBERNETES_VERSION, ETCD_VERSION, KWOK_VERSION)
 
 
+def cilium_version() -> str:
+    """The Cilium the real data plane's agents run: the chart version the group data pins."""
+    return "v" + str(group_data_value("local", "cilium_chart_version")).removeprefix("v")
+
+
 def _node_components(cfg: SimConfig) -> list[binaries.Component]:
-    """The real data plane's programs (none for the kwok lab)."""
-    return binaries.node_components(NODE_VERSIONS) if cfg.data_plane == "real" else []
+    """The real data plane's programs, Cilium's for its images among them (none for the kwok lab)."""
+    if cfg.data_plane != "real":
+        return []
+    return binaries.node_components(NODE_VERSIONS) + binaries.cilium_components(cilium_version())
 
 
 def _registry(cfg: SimConfig, echo) -> None:
@@ -83,6 +93,9 @@ def _registry(cfg: SimConfig, echo) -> None:
     cfg.registry_pid = images.serve(cfg, crane)
     cfg.save()
     images.provide(cfg, crane, cfg.node_programs, echo)
+    version = cilium_version()
+    bpf = binaries.module_dir("github.com/cilium/cilium", version) / "bpf"
+    cilium_images.provide(cfg, crane, cfg.node_programs, version, bpf, echo)
 
 
 def _client(cfg: SimConfig) -> kube.Cluster:
@@ -192,7 +205,14 @@ def _cluster_up(cfg: SimConfig, echo) -> None:
     workloads.wait_api(cluster, API_TIMEOUT, echo)
     workloads.register_nodes(cluster, _node_specs(cfg))
     workloads.create_workloads(cluster, _workload_images(cfg))
-    workloads.wait_workloads(cluster, len(cfg.nodes), API_TIMEOUT, echo)
+    real = cfg.data_plane == "real"
+    workloads.wait_workloads(
+        cluster,
+        len(cfg.nodes),
+        REAL_WORKLOADS_TIMEOUT if real else API_TIMEOUT,
+        echo,
+        played=not real,
+    )
     _chart_server(cfg)
     cfg.routes = network.add_pod_routes(cfg, echo)
     cfg.save()

@@ -246,7 +246,7 @@ def _build(path: Path, echo) -> None:
         str(tmp),
         mirror(),
     ]
-    _run_with_progress(cmd, echo, started)
+    run_debootstrap(cmd, echo, started)
     for step in CHROOT_STEPS:
         subprocess.run(["chroot", str(tmp), *step], check=True, stdout=subprocess.DEVNULL)
     for name, (mode, text) in FILES.items():
@@ -271,7 +271,7 @@ def _build(path: Path, echo) -> None:
     echo(f"root filesystem ready ({time.monotonic() - started:.0f}s)")
 
 
-def _run_with_progress(cmd: list[str], echo, started: float) -> None:
+def run_debootstrap(cmd: list[str], echo, started: float) -> None:
     """Run debootstrap printing one line per phase (not per package), keeping its log on failure."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     log: list[str] = []

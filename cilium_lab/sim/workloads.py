@@ -291,9 +291,24 @@ def create_workloads(cluster: Cluster, images: dict[str, str] | None = None) -> 
                     ) from None
 
 
-def wait_workloads(cluster: Cluster, nodes: int, timeout: float, echo=click.echo) -> None:
-    """Until every node is Ready and the guide's pods run with addresses (kwok plays them)."""
+def _waiting_on(pod) -> str:
+    """Why a pod of the guide is not running yet, in the kubelet's words (ErrImagePull, ...)."""
+    for status in (pod.status.container_statuses or []) + (
+        pod.status.init_container_statuses or []
+    ):
+        waiting = status.state.waiting if status.state else None
+        if waiting and waiting.reason and waiting.reason != "PodInitializing":
+            return f"{pod.metadata.name}: {waiting.reason}"
+    return f"{pod.metadata.name}: {pod.status.phase}"
+
+
+def wait_workloads(
+    cluster: Cluster, nodes: int, timeout: float, echo=click.echo, played: bool = True
+) -> None:
+    """Until every node is Ready and the guide's pods run with addresses; ``played``: kwok plays
+    the kubelets, else real kubelets pull the images and start the containers."""
     expected = expected_pods()
+    journals = "kubelet.service (kwok)" if played else "kubelet.service and containerd.service"
 
     def check():
         ready = [n for n in cluster.call(cluster.core.list_node).items if node_ready(n)]
@@ -301,15 +316,18 @@ def wait_workloads(cluster: Cluster, nodes: int, timeout: float, echo=click.echo
         running = [p for p in pods if p.status.phase == "Running" and p.status.pod_ip]
         if len(ready) >= nodes and len(running) == len(pods) == expected:
             return None
-        return f"{len(ready)}/{nodes} nodes Ready, {len(running)}/{expected} of the guide's pods running"
+        stuck = sorted(_waiting_on(p) for p in pods if p not in running)
+        return (
+            f"{len(ready)}/{nodes} nodes Ready, {len(running)}/{expected} of the guide's pods running"
+            + (f" (waiting: {', '.join(stuck[:4])})" if stuck else "")
+        )
 
     poll(
         check,
         timeout,
         echo,
         lambda where: (
-            f"not ready after {timeout:.0f}s: {where}; see each node's journal "
-            "for kubelet.service (kwok)"
+            f"not ready after {timeout:.0f}s: {where}; see each node's journal for {journals}"
         ),
     )
     echo(f"  {nodes}/{nodes} nodes Ready, the guide's {expected} pods running")

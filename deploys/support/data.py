@@ -54,12 +54,36 @@ def chart(host) -> dict:
     )
 
 
+def _merged(base: dict, overrides: dict) -> dict:
+    merged = dict(base)
+    for key, extra in overrides.items():
+        if isinstance(extra, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merged(merged[key], extra)
+        else:
+            merged[key] = extra
+    return merged
+
+
+def cilium_values(host):
+    """The chart's values: ``cilium_values``, with a lab's ``cilium_values_overrides`` merged in
+    key by key. pyinfra replaces a data key as a whole, so a lab that set ``cilium_values`` of its
+    own would carry a second copy of the chapter's values; its overrides carry only its own keys."""
+    values = value(host, "cilium_values")
+    overrides = value(host, "cilium_values_overrides")
+    if not isinstance(overrides, dict):
+        raise DeployError(
+            f"[{host.name}] cilium_values_overrides is a {type(overrides).__name__}, not a mapping "
+            "of chart values: give it as a dict in group data ({} for none)"
+        )
+    return _merged(values, overrides) if isinstance(values, dict) and overrides else values
+
+
 def release(host) -> dict:
     """The release with its chart, values and cluster: what ``cilium_release`` and the
     preflight's cluster read take."""
     return dict(
         release=value(host, "cilium_release"),
-        values=value(host, "cilium_values"),
+        values=cilium_values(host),
         **chart(host),
         **cluster(host),
     )
@@ -162,7 +186,7 @@ def skipped_checks(host_data) -> set[str]:
 
 def node_data_problems(host) -> list[str]:
     """The node's own data: values, pod CIDR, directories, skipped checks."""
-    problems = values_problems(value(host, "cilium_values"))
+    problems = values_problems(cilium_values(host))
     if host.data.get("pod_cidr"):
         try:
             pod_route(host)

@@ -42,7 +42,7 @@ def _check_node(host, checks=NODE_CHECKS) -> list[str]:
     problems = data.node_data_problems(host)
     if problems:
         return problems
-    values = data.value(host, "cilium_values")
+    values = data.cilium_values(host)
     service_host = values["k8sServiceHost"]
     service_port = 0 if service_host == "auto" else int(values["k8sServicePort"])
     cgroup_root = values.get("cgroup", {}).get("hostRoot", "/sys/fs/cgroup")
@@ -94,7 +94,7 @@ def _check_local(host, run) -> list[str]:
     it cannot. Asked here, they stop the run before the nodes change even with ``-y``, which
     skips change detection and so would first read them after the node steps had run.
     """
-    problems = data.values_problems(data.value(host, "cilium_values"))
+    problems = data.values_problems(data.cilium_values(host))
     problems += workstation.sudo_problems(host)
     if problems:
         return problems

@@ -29,6 +29,11 @@ cilium_values = {
     "cgroup": {"automount": {"enabled": False}, "hostRoot": "/sys/fs/cgroup"},
 }
 
+# A lab's own chart values, merged over cilium_values key by key: the simulated lab's real data
+# plane points the chart at its own registry's images here. An air-gapped lab sets the same keys
+# (image.override, operator.image.override, useDigest) to its registry's images.
+cilium_values_overrides = {}
+
 # Each run holds this file's lock on every node while it runs (through its SSH connection), so two
 # runs never change a node at once; /run/lock is writable by every user on Debian and Ubuntu.
 node_lock_file = "/run/lock/cilium-lab.lock"
