@@ -100,6 +100,31 @@ def test_runc_wrapper_passes_other_commands_through_and_ignores_updates(wrapper,
     assert not Path(f"{record}.args").exists()
 
 
+def bounding_set() -> set[str]:
+    """The capabilities this process may hold, by name, read as the wrapper reads them."""
+    line = next(
+        row
+        for row in Path("/proc/self/status").read_text().splitlines()
+        if row.startswith("CapBnd:")
+    )
+    mask = int(line.split()[1], 16)
+    names = realnode.CAPABILITIES.split()
+    return {f"CAP_{name}" for bit, name in enumerate(names) if mask >> bit & 1}
+
+
+@needs_jq
+def test_runc_wrapper_keeps_only_the_capabilities_the_node_can_give(wrapper, tmp_path):
+    script, _ = wrapper
+    every = [f"CAP_{name}" for name in realnode.CAPABILITIES.split()]
+    spec = {"process": {"capabilities": {"bounding": every, "effective": ["CAP_NET_ADMIN"]}}}
+    directory = bundle(tmp_path, spec)
+    subprocess.run([str(script), "create", "--bundle", str(directory), "c1"], check=True)
+    caps = json.loads((directory / "config.json").read_text())["process"]["capabilities"]
+    held = bounding_set()
+    assert caps["bounding"] == [c for c in every if c in held]
+    assert caps["effective"] == (["CAP_NET_ADMIN"] if "CAP_NET_ADMIN" in held else [])
+
+
 @needs_jq
 def test_runc_wrapper_leaves_a_spec_without_resources_alone(wrapper, tmp_path):
     script, _ = wrapper

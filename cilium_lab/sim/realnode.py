@@ -67,11 +67,22 @@ KUBELET_SYSCTLS = {
     "kernel/keys/root_maxbytes": "25000000",
 }
 
+# The capabilities by their numbers (linux/capability.h), to read a bounding set.
+CAPABILITIES = (
+    "CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID KILL SETGID SETUID SETPCAP LINUX_IMMUTABLE "
+    "NET_BIND_SERVICE NET_BROADCAST NET_ADMIN NET_RAW IPC_LOCK IPC_OWNER SYS_MODULE SYS_RAWIO "
+    "SYS_CHROOT SYS_PTRACE SYS_PACCT SYS_ADMIN SYS_BOOT SYS_NICE SYS_RESOURCE SYS_TIME "
+    "SYS_TTY_CONFIG MKNOD LEASE AUDIT_WRITE AUDIT_CONTROL SETFCAP MAC_OVERRIDE MAC_ADMIN SYSLOG "
+    "WAKE_ALARM BLOCK_SUSPEND AUDIT_READ PERFMON BPF CHECKPOINT_RESTORE"
+)
+
 # The runc wrapper: every limit goes from the container's spec, as no controller is there to
 # hold it; devices stay (cgroup v2 filters them with an eBPF program, no controller needed). A
 # negative OOM score goes too: lowering one needs CAP_SYS_RESOURCE, which this machine's root
-# does not have to give (containerd's sandboxes ask for -998). The seccomp profile goes as well:
-# runc is built without libseccomp (a static cgo build with nothing but the C library).
+# does not have to give (containerd's sandboxes ask for -998); for the same reason, so do the
+# capabilities the node's bounding set lacks (Cilium's agent asks for CAP_SYS_RESOURCE, a
+# privileged container for all). The seccomp profile goes as well: runc is built without
+# libseccomp (a static cgo build with nothing but the C library).
 RUNC_WRAPPER = rf"""#!/bin/sh
 # cilium-lab sim: a stand-in for the cgroup controllers this machine does not give its nodes.
 # Drops linux.resources' limits from the bundle's config.json, then runs the real runc.
@@ -84,9 +95,20 @@ for arg in "$@"; do
     prev=$arg
 done
 if [ -n "$bundle" ] && [ -f "$bundle/config.json" ]; then
+    bounding=$((0x$(awk '/^CapBnd:/ {{print $2}}' /proc/self/status)))
+    held=""
+    bit=0
+    for name in {CAPABILITIES}; do
+        if [ $(((bounding >> bit) & 1)) -eq 1 ]; then held="$held CAP_$name"; fi
+        bit=$((bit + 1))
+    done
     tmp="$bundle/config.json.cilium-lab"
-    jq 'if .linux.resources then .linux.resources |= {{devices: .devices}} else . end
+    jq --arg held "$held" '($held | split(" ") | map(select(. != ""))) as $held
+        | if .linux.resources then .linux.resources |= {{devices: .devices}} else . end
         | if (.process.oomScoreAdj // 0) < 0 then del(.process.oomScoreAdj) else . end
+        | if .process.capabilities then
+            .process.capabilities |= map_values(map(select(IN($held[]))))
+          else . end
         | del(.linux.seccomp)' \
         "$bundle/config.json" >"$tmp"
     mv "$tmp" "$bundle/config.json"
