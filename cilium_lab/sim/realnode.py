@@ -277,6 +277,9 @@ def nspawn_arguments(cfg: SimConfig, name: str) -> list[str]:
         "--capability=all",
         "--system-call-filter=bpf perf_event_open keyctl add_key request_key",
         f"--bind={state}:{CONTAINERD_STATE}",
+        # nspawn's /sys has no fs/bpf: a directory of the node's own, where the chart's
+        # mount-bpf-fs init container mounts bpffs (and the agent pins its maps).
+        f"--bind={bpffs}:/sys/fs/bpf",
         "--bind-ro=/dev/kmsg",
         *(f"--bind-ro={sysctl_path(key)}:/proc/sys/{key}" for key in KUBELET_SYSCTLS),
         *(
