@@ -126,6 +126,24 @@ def test_runc_wrapper_keeps_only_the_capabilities_the_node_can_give(wrapper, tmp
 
 
 @needs_jq
+@pytest.mark.parametrize("form", ["--process", "-p", "--process="])
+def test_runc_wrapper_edits_an_execs_process_the_same_way(wrapper, tmp_path, form):
+    """A hook or probe's exec carries the container's capabilities in a process.json of its own."""
+    script, record = wrapper
+    every = [f"CAP_{name}" for name in realnode.CAPABILITIES.split()]
+    process = tmp_path / "process.json"
+    process.write_text(json.dumps({"args": ["bash"], "capabilities": {"bounding": every}}))
+    where = [f"--process={process}"] if form == "--process=" else [form, str(process)]
+    subprocess.run([str(script), "exec", *where, "c1"], check=True)
+    edited = json.loads(process.read_text())
+    assert edited == {
+        "args": ["bash"],
+        "capabilities": {"bounding": sorted(bounding_set(), key=every.index)},
+    }
+    assert Path(f"{record}.args").read_text().split() == ["exec", *where, "c1"]
+
+
+@needs_jq
 def test_runc_wrapper_leaves_a_spec_without_resources_alone(wrapper, tmp_path):
     script, _ = wrapper
     spec = {"ociVersion": "1.2.0", "linux": {"namespaces": []}}

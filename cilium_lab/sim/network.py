@@ -126,13 +126,10 @@ def node_net_up(cfg: SimConfig, name: str) -> str:
         ip("-n", ns, "addr", "add", address, "dev", "host0")
     ip("-n", ns, "link", "set", "host0", "up")
     if cfg.data_plane == "real":
-        # The guide's pods reach other nodes' pods through the workstation, which routes each
-        # pod CIDR to its node: every other node's pod CIDR goes via this machine's bridge.
-        routes = ip("-n", ns, "-o", "route", "show").stdout
-        for other in cfg.nodes:
-            cidr = cfg.pod_cidr(other)
-            if other != name and f"{cidr} via" not in routes:
-                ip("-n", ns, "route", "add", cidr, "via", str(cfg.bridge_address))
+        # A real node has a default route, and the guide's goes via the workstation, which
+        # routes each pod CIDR to its node; Cilium's agent finds its device by that route. This
+        # machine forwards only back into the bridge (forwarding_up): nothing leaves the machine.
+        ip("-n", ns, "route", "replace", "default", "via", str(cfg.bridge_address), "dev", "host0")
     return str(NETNS_DIR / ns)
 
 

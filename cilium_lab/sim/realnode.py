@@ -85,33 +85,46 @@ CAPABILITIES = (
 # libseccomp (a static cgo build with nothing but the C library).
 RUNC_WRAPPER = rf"""#!/bin/sh
 # cilium-lab sim: a stand-in for the cgroup controllers this machine does not give its nodes.
-# Drops linux.resources' limits from the bundle's config.json, then runs the real runc.
+# Drops linux.resources' limits from the bundle's config.json, and what the node cannot grant
+# from it and from an exec's process.json, then runs the real runc.
 set -eu
 bundle=""
+process=""
 prev=""
 for arg in "$@"; do
-    case "$prev" in --bundle|-b) bundle=$arg ;; esac
-    case "$arg" in --bundle=*) bundle=${{arg#--bundle=}} ;; esac
+    case "$prev" in --bundle|-b) bundle=$arg ;; --process|-p) process=$arg ;; esac
+    case "$arg" in --bundle=*) bundle=${{arg#--bundle=}} ;; --process=*) process=${{arg#--process=}} ;; esac
     prev=$arg
 done
-if [ -n "$bundle" ] && [ -f "$bundle/config.json" ]; then
+held() {{
     bounding=$((0x$(awk '/^CapBnd:/ {{print $2}}' /proc/self/status)))
-    held=""
+    names=""
     bit=0
     for name in {CAPABILITIES}; do
-        if [ $(((bounding >> bit) & 1)) -eq 1 ]; then held="$held CAP_$name"; fi
+        if [ $(((bounding >> bit) & 1)) -eq 1 ]; then names="$names CAP_$name"; fi
         bit=$((bit + 1))
     done
-    tmp="$bundle/config.json.cilium-lab"
-    jq --arg held "$held" '($held | split(" ") | map(select(. != ""))) as $held
-        | if .linux.resources then .linux.resources |= {{devices: .devices}} else . end
-        | if (.process.oomScoreAdj // 0) < 0 then del(.process.oomScoreAdj) else . end
-        | if .process.capabilities then
-            .process.capabilities |= map_values(map(select(IN($held[]))))
-          else . end
-        | del(.linux.seccomp)' \
-        "$bundle/config.json" >"$tmp"
-    mv "$tmp" "$bundle/config.json"
+    echo "$names"
+}}
+# Edit a JSON file in place with jq, the capabilities the node holds as $held.
+edit() {{
+    file=$1
+    program=$2
+    # shellcheck disable=SC2016
+    jq --arg held "$(held)" '($held | split(" ") | map(select(. != ""))) as $held | '"$program" \
+        "$file" >"$file.cilium-lab"
+    mv "$file.cilium-lab" "$file"
+}}
+# shellcheck disable=SC2016
+process_filter='if (.oomScoreAdj // 0) < 0 then del(.oomScoreAdj) else . end
+    | if .capabilities then .capabilities |= map_values(map(select(IN($held[])))) else . end'
+if [ -n "$bundle" ] && [ -f "$bundle/config.json" ]; then
+    edit "$bundle/config.json" "if .linux.resources then .linux.resources |= {{devices: .devices}} else . end
+        | if .process then .process |= ($process_filter) else . end
+        | del(.linux.seccomp)"
+fi
+if [ -n "$process" ] && [ -f "$process" ]; then
+    edit "$process" "$process_filter"
 fi
 case " $* " in
     *" update "*) exit 0 ;;
