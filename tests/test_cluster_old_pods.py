@@ -412,6 +412,7 @@ class FakeCluster:
         self.pending = []  # (ready at poll, controller)
         self.polls, self.evictions, self.missing_max = 0, [], {}
         self.serial = 0
+        self.terminating = False
         for controller, replicas in controllers.items():
             for _ in range(replicas):
                 self._add(controller)
@@ -457,8 +458,10 @@ class FakeCluster:
     def call(self, function, *args, **kwargs):
         return function(*args)
 
-    def create_namespaced_pod_eviction(self, name, namespace, body):
+    def create_namespaced_pod_eviction(self, name, namespace, body, _request_timeout=None):
         assert body.metadata.name == name and namespace == "default"
+        if self.terminating:
+            raise namespace_terminating()
         controller = self.pods[name]["metadata"]["labels"]["app"]
         missing = self.controllers[controller] - self.ready(controller)
         if controller in self.allowed and missing >= self.allowed[controller]:
@@ -468,6 +471,15 @@ class FakeCluster:
         missing += 1
         self.missing_max[controller] = max(self.missing_max.get(controller, 0), missing)
         self.pending.append((self.polls + self.delay, controller))
+
+
+def namespace_terminating() -> ApiException:
+    """What the API server answers an eviction in a namespace being deleted."""
+    error = ApiException(status=403, reason="Forbidden")
+    error.body = json.dumps(
+        {"reason": "Forbidden", "details": {"causes": [{"reason": "NamespaceTerminating"}]}}
+    )
+    return error
 
 
 class Clock:
@@ -550,3 +562,13 @@ def test_pods_left_are_never_evicted():
     left = pods.classify([pod("once-x", owner="Job/once"), mirror(), pod("bare")], kwok_lab())
     assert pods.restart(cluster, left, timeout=5, clock=clock, sleep=clock.sleep) == []
     assert cluster.evictions == [] and clock.now == 0
+
+
+def test_a_pod_whose_namespace_is_going_is_not_waited_for():
+    clock = Clock()
+    cluster = FakeCluster({"web": 2})
+    cluster.terminating = True
+    assert (
+        pods.restart(cluster, old_pods_of(cluster), timeout=5, clock=clock, sleep=clock.sleep) == []
+    )
+    assert cluster.evictions == [] and clock.now < 5

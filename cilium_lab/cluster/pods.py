@@ -477,7 +477,9 @@ class Restart:
             current = None  # a StatefulSet's new pod of the same name: the old one is gone
         if current is not None:
             try:
-                self._evict(pod)
+                if not self.cluster.call(self._evict, pod):
+                    step.pods.pop(0)  # its namespace is going, and the pod with it
+                    return
             except ApiException as error:
                 if error.status == 429:
                     self._refused(step, pod, current)
@@ -493,13 +495,20 @@ class Restart:
         if self.progress:
             self.progress(f"evicted pod {pod.what()} ({pod.owner} recreates it)")
 
-    def _evict(self, pod: OldPod) -> None:
+    def _evict(self, pod: OldPod, _request_timeout=None) -> bool:
+        """Evict ``pod``; False when its namespace is being deleted (no eviction is taken there)."""
         body = client.V1Eviction(
             metadata=client.V1ObjectMeta(name=pod.name, namespace=pod.namespace)
         )
-        self.cluster.call(
-            self.cluster.core.create_namespaced_pod_eviction, pod.name, pod.namespace, body
-        )
+        try:
+            self.cluster.core.create_namespaced_pod_eviction(
+                pod.name, pod.namespace, body, _request_timeout=_request_timeout
+            )
+        except ApiException as error:
+            if error.status == 403 and "NamespaceTerminating" in str(error.body):
+                return False
+            raise
+        return True
 
     def _refused(self, step: _Step, pod: OldPod, current: dict) -> None:
         """The budget allows no eviction now: wait, until the timeout."""
