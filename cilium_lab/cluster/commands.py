@@ -1,8 +1,9 @@
 """
 The cluster commands of ``cilium-lab``: verify, restart-pods, status. The deploy runs them too.
 
-Exit codes: 0 done or healthy, 1 not healthy (verify), 2 an error the user must fix (one line
-on stderr, nothing changed).
+Exit codes: 0 done or healthy, 1 not healthy (verify) or a wait of restart-pods past its
+timeout (the pods restarted before it are named), 2 an error the user must fix (one line on
+stderr, nothing changed).
 """
 
 from __future__ import annotations
