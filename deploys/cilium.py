@@ -84,13 +84,16 @@ if "local" in host.groups:
     cilium_healthy(
         name="Wait until the cilium and cilium-operator pods are up",
         **data.cluster(host),
-        timeout=data.value(host, "cilium_wait_timeout"),
+        timeout=data.seconds(host, "cilium_wait_timeout"),
         cluster_read=cluster_read,
     )
 
+    # The pods Cilium does not manage yet, evicted as their PodDisruptionBudgets allow.
     old_cni_pods_restarted(
         name="Restart the pods started with the previous CNI",
+        release=data.value(host, "cilium_release"),
         **data.cluster(host),
+        timeout=data.seconds(host, "pod_restart_timeout"),
         cluster_read=cluster_read,
     )
 

@@ -51,11 +51,6 @@ def cli_values_args(values) -> list[str]:
     return ["--values-json", values_document(values)]
 
 
-def cli_pod_cidr_args(pod_cidrs) -> list[str]:
-    """The pod CIDRs Cilium manages beside those of the CiliumNode objects, for the CLI."""
-    return [a for cidr in pod_cidrs or () for a in ("--pod-cidr", cidr)]
-
-
 def status_json_command(checks, *options: str) -> str:
     """``cilium-lab status --output json`` for the given checks."""
     return cilium_lab_command(
@@ -134,7 +129,6 @@ class ClusterState(FactBase):
         repo_url=None,
         kubeconfig=None,
         context=None,
-        pod_cidrs=(),
     ):
         return status_json_command(
             ["repo", "release", "health", "pods"],
@@ -143,7 +137,6 @@ class ClusterState(FactBase):
             *cli_values_args(values),
             *cli_chart_args(chart, version, repo_name, repo_url),
             *cli_cluster_args(namespace, kubeconfig, context),
-            *cli_pod_cidr_args(pod_cidrs),
         )
 
     def process(self, output):
@@ -260,16 +253,19 @@ class CiliumHealth(_StatusFact):
 
 class OldCniPods(_StatusFact):
     """
-    Returns the pods started under the old CNI, split into those a controller recreates
-    (``owned``) and those it would not (``unowned``).
+    Returns the pods the old CNI left (those Cilium does not manage: ``cilium_lab/cluster/pods.py``
+    says by which signal), split into those a run restarts (``restart``: a controller recreates
+    them) and those it leaves (``left``: a running Job's, a static pod, a pod without a
+    controller), each with why it is the old CNI's and its ``action``.
 
     .. code:: python
 
         {
-            "owned": [{"namespace": "default", "name": "web-5d9c-x2x", "node": "worker0",
-                       "ip": "10.4.0.7", "owner": "ReplicaSet/web-5d9c", "owned": True,
-                       "reason": "started ..., before the Cilium agent on worker0"}],
-            "unowned": [],
+            "restart": [{"namespace": "default", "name": "web-5d9c-x2x", "node": "worker0",
+                         "ip": "10.4.0.7", "owner": "ReplicaSet/web-5d9c", "action": "evict",
+                         "reason": "created ..., before the release kube-system/cilium was first
+                                    deployed (...)", "uid": "...", "owner_uid": "..."}],
+            "left": [],
         }
     """
 
@@ -277,11 +273,9 @@ class OldCniPods(_StatusFact):
 
     @staticmethod
     def default():
-        return {"owned": [], "unowned": []}
+        return {"restart": [], "left": []}
 
-    def command(self, namespace, kubeconfig=None, context=None, pod_cidrs=()):
+    def command(self, release, namespace, kubeconfig=None, context=None):
         return status_json_command(
-            ["pods"],
-            *cli_cluster_args(namespace, kubeconfig, context),
-            *cli_pod_cidr_args(pod_cidrs),
+            ["pods"], "--release", release, *cli_cluster_args(namespace, kubeconfig, context)
         )

@@ -28,7 +28,6 @@ from facts.cluster_phase import (
     OldCniPods,
     cilium_lab_command,
     cli_cluster_args,
-    cli_pod_cidr_args,
 )
 from operations.cluster_read import ClusterRead
 from operations.log_once import log_once
@@ -295,19 +294,24 @@ def cilium_healthy(
 
 @operation()
 def old_cni_pods_restarted(
+    release: str,
     namespace: str,
+    timeout: float,
     kubeconfig: str | None = None,
     context: str | None = None,
-    pod_cidrs: list[str] | tuple = (),
     cluster_read: ClusterRead | None = None,
 ):
     """
-    Delete the pods started under the old CNI that a controller recreates, so they come back
-    with Cilium addresses. Pods without a controller are listed, never deleted.
+    Evict the pods the old CNI left that a controller recreates, so they come back with Cilium's
+    addresses: one pod of each controller at a time, each after the Ready replacement of the one
+    before, as their PodDisruptionBudgets allow. Pods Cilium manages are never restarted; a
+    running Job's pods, static pods and pods without a controller are named, never evicted.
 
-    + namespace: Cilium's namespace (where its agents run)
+    + release: Cilium's release (its history dates it on a cluster without Cilium's resources)
+    + namespace: Cilium's namespace (the release's, and its agents')
+    + timeout: seconds one wait may take (a budget to allow an eviction, a Ready replacement);
+      then the run stops half-way, naming what it waited for
     + kubeconfig, context: the cluster; None for the client's defaults
-    + pod_cidrs: pod CIDRs Cilium manages, beside those of the CiliumNode objects
     + cluster_read: the run's read of the cluster, used while it holds; None to read the fact
 
     **Example:**
@@ -315,35 +319,40 @@ def old_cni_pods_restarted(
     .. code:: python
 
         old_cni_pods_restarted(
-            name="Recreate the pods started under the old CNI",
+            name="Restart the pods started with the previous CNI",
+            release="cilium",
             namespace="kube-system",
+            timeout=300,
         )
     """
 
-    args = dict(
-        namespace=namespace, kubeconfig=kubeconfig, context=context, pod_cidrs=list(pod_cidrs)
-    )
+    args = dict(release=release, namespace=namespace, kubeconfig=kubeconfig, context=context)
     found = _known(cluster_read, "pods", args) or host.get_fact(OldCniPods, **args)
 
-    for pod in found["unowned"]:
-        log_once(
-            f"pod {pod['namespace']}/{pod['name']} on {pod['node']} is from the old CNI "
-            f"({pod['reason']}) and no controller recreates it: recreate it yourself",
-            warn=True,
-        )
+    for pod in found["left"]:
+        log_once(pod["advice"], warn=True)
 
-    if not found["owned"]:
+    if not found["restart"]:
         host.noop("no pod from the old CNI for a controller to recreate")
         return
 
     _changes(cluster_read)
-    for pod in found["owned"]:
-        log_once(f"delete pod {pod['namespace']}/{pod['name']} ({pod['owner']} recreates it)")
-    yield cilium_lab_command(
-        "restart-pods",
-        "--yes",
-        *cli_cluster_args(namespace, kubeconfig, context),
-        *cli_pod_cidr_args(pod_cidrs),
+    for pod in found["restart"]:
+        log_once(
+            f"evict pod {pod['namespace']}/{pod['name']} on {pod['node']} ({pod['owner']} "
+            f"recreates it): {pod['reason']}"
+        )
+    yield _or_half_migrated(
+        cilium_lab_command(
+            "restart-pods",
+            "--yes",
+            "--release",
+            release,
+            "--timeout",
+            f"{float(timeout):g}",
+            *cli_cluster_args(namespace, kubeconfig, context),
+        ),
+        "serving the pods named above yet: they keep their old addresses",
     )
 
 

@@ -129,21 +129,81 @@ def test_crash_looping_agent_is_failing_not_just_unready():
         "cilium-control0", "control0", "192.168.1.11", ready=False, waiting="CrashLoopBackOff"
     )
     health = judge(nodes, pods, daemonsets, deployments)
-    assert health.failing == ["pod cilium-control0 container cilium-agent: CrashLoopBackOff"]
+    assert health.failing == [
+        "pod cilium-control0 on control0 container cilium-agent: CrashLoopBackOff"
+    ]
     assert health.failing[0] in health.problems
     assert health.nodes[0].missing == ["agent cilium-control0 not ready (Running)"]
 
 
-def test_failed_pod_of_the_release_is_failing():
-    nodes, pods, daemonsets, deployments = healthy_cluster()
-    envoy = {
-        "metadata": {"name": "cilium-envoy-x", "labels": {"app.kubernetes.io/part-of": "cilium"}},
+def finished(name, phase="Failed", reason="Evicted", owner=None, template_hash=None):
+    """A pod of the release that ran and ended (evicted, or done)."""
+    pod = {
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "cilium"}},
         "spec": {"nodeName": "worker0"},
-        "status": {"phase": "Failed", "reason": "Evicted"},
+        "status": {"phase": phase, "reason": reason},
     }
-    health = judge(nodes, pods + [envoy], daemonsets, deployments)
-    assert health.failing == ["pod cilium-envoy-x failed (Evicted)"]
+    if owner:
+        kind, _, owner_name = owner.partition("/")
+        pod["metadata"]["ownerReferences"] = [
+            {"kind": kind, "name": owner_name, "controller": True}
+        ]
+    if template_hash:
+        pod["metadata"]["labels"]["pod-template-hash"] = template_hash
+    return pod
+
+
+def test_failed_pod_the_release_does_not_replace_is_failing_on_its_node():
+    nodes, pods, daemonsets, deployments = healthy_cluster()
+    health = judge(nodes, pods + [finished("cilium-envoy-x")], daemonsets, deployments)
+    assert health.failing == ["pod cilium-envoy-x on worker0 failed (Evicted)"]
     assert not health.healthy
+
+
+def test_evicted_pod_beside_its_ready_deployment_does_not_block_health():
+    """The issue's case: an Evicted cilium-operator pod beside a Deployment that is all ready."""
+    nodes, pods, daemonsets, _ = healthy_cluster()
+    evicted = finished(
+        "cilium-operator-5d9c-x2x", owner="ReplicaSet/cilium-operator-5d9c", template_hash="5d9c"
+    )
+    health = judge(
+        nodes, pods + [evicted], daemonsets, [deployment(replicas=2, updated=2, ready=2)]
+    )
+    assert health.failing == [] and health.problems == []
+    assert health.healthy
+
+
+def test_evicted_pod_of_a_workload_not_yet_ready_waits_rather_than_fails():
+    nodes, pods, _, deployments = healthy_cluster()
+    evicted = finished("cilium-xyz", owner="DaemonSet/cilium")
+    health = judge(nodes, pods + [evicted], [daemonset(ready=1)], deployments)
+    assert health.failing == []
+    assert health.problems == ["DaemonSet kube-system/cilium: 2 desired, 2 updated, 1 ready"]
+    assert not health.healthy
+
+
+def test_succeeded_pod_does_not_block_health():
+    nodes, pods, daemonsets, deployments = healthy_cluster()
+    done = finished("hubble-generate-certs-abc", phase="Succeeded", reason=None)
+    assert judge(nodes, pods + [done], daemonsets, deployments).healthy
+
+
+def test_a_replicaset_of_another_name_is_not_the_deployments():
+    nodes, pods, daemonsets, deployments = healthy_cluster()
+    evicted = finished("other-5d9c-x", owner="ReplicaSet/other-5d9c", template_hash="5d9c")
+    health = judge(nodes, pods + [evicted], daemonsets, deployments)
+    assert health.failing == ["pod other-5d9c-x on worker0 failed (Evicted)"]
+
+
+def test_progress_names_what_is_still_missing():
+    nodes, pods, daemonsets, deployments = healthy_cluster()
+    pods[1] = agent("cilium-worker0", "worker0", "192.168.1.14", ready=False, phase="Pending")
+    health = judge(nodes, pods, [daemonset(ready=1)], deployments)
+    assert health.progress() == (
+        "agents ready 1/2, nodes ready 2/2, cilium-operator 1/1; waiting for "
+        "worker0: agent cilium-worker0 not ready (Pending); "
+        "DaemonSet kube-system/cilium: 2 desired, 2 updated, 1 ready"
+    )
 
 
 def test_a_ready_agent_is_preferred_when_a_rollout_leaves_two_on_a_node():

@@ -151,25 +151,38 @@ def half_migrated(what):
     )
 
 
-def test_old_pods_deleted_only_when_owned_ones_exist():
-    pod = {"namespace": "default", "name": "bare", "node": "worker0", "reason": "r", "owner": None}
-    assert (
-        run_operation(
-            old_cni_pods_restarted,
-            {OldCniPods: {"owned": [], "unowned": [pod]}},
-            namespace="kube-system",
-        )[0]
-        == []
+PODS_ARGS = dict(release="cilium", namespace="kube-system", timeout=300)
+RESTART = (
+    f"{sys.executable} -m cilium_lab restart-pods --yes --release cilium --timeout 300 "
+    "--namespace kube-system"
+)
+NOT_SERVED = "serving the pods named above yet: they keep their old addresses"
+
+
+def old_pod(name, action, owner=None, advice=None):
+    pod = {
+        "namespace": "default",
+        "name": name,
+        "node": "worker0",
+        "reason": "r",
+        "owner": owner,
+        "action": action,
+    }
+    return dict(pod, advice=advice) if advice else pod
+
+
+def test_old_pods_evicted_only_when_a_controller_recreates_some():
+    bare = old_pod("bare", "unowned", advice="pod default/bare ...: recreate it yourself")
+    commands, host = run_operation(
+        old_cni_pods_restarted, {OldCniPods: {"restart": [], "left": [bare]}}, **PODS_ARGS
     )
-    owned = dict(pod, name="web", owner="ReplicaSet/web")
+    assert commands == []
+    assert host.noops == ["no pod from the old CNI for a controller to recreate"]
+    web = old_pod("web-1", "evict", owner="ReplicaSet/web")
     commands, _ = run_operation(
-        old_cni_pods_restarted,
-        {OldCniPods: {"owned": [owned], "unowned": [pod]}},
-        namespace="kube-system",
+        old_cni_pods_restarted, {OldCniPods: {"restart": [web], "left": [bare]}}, **PODS_ARGS
     )
-    assert commands == [
-        f"{sys.executable} -m cilium_lab restart-pods --yes --namespace kube-system"
-    ]
+    assert commands == [RESTART + half_migrated(NOT_SERVED)]
 
 
 def test_release_removed_only_when_helm_has_it():
@@ -223,14 +236,14 @@ def test_operations_use_the_preflights_snapshot_until_one_changes_the_cluster():
         repo_name="cilium",
         repo_url="https://helm.cilium.io/",
     )
-    read = ClusterRead(**{**RELEASE_ARGS, **repo_args, "pod_cidrs": []})
+    read = ClusterRead(**{**RELEASE_ARGS, **repo_args})
     preflight = FakeHost(
         {
             ClusterState: {
                 "repo": repo,
                 "release": release_fact(False, ["install cilium in kube-system"]),
                 "health": unhealthy,
-                "pods": {"owned": [], "unowned": []},
+                "pods": {"restart": [], "left": []},
             }
         }
     )
@@ -261,14 +274,36 @@ def test_operations_use_the_preflights_snapshot_until_one_changes_the_cluster():
     assert len(commands) == 1 and " verify --wait " in commands[0]
     assert host.fact_calls == []
     # The next operation reads its own fact afresh.
-    host.facts[OldCniPods] = {"owned": [], "unowned": []}
+    host.facts[OldCniPods] = {"restart": [], "left": []}
     assert (
         run_operation(
-            old_cni_pods_restarted, {}, host=host, cluster_read=read, namespace="kube-system"
+            old_cni_pods_restarted,
+            {},
+            host=host,
+            cluster_read=read,
+            **{**PODS_ARGS, "kubeconfig": "/k/config", "context": "lab"},
         )[0]
         == []
     )
     assert [cls for cls, _ in host.fact_calls] == [OldCniPods]
+
+
+def test_a_no_change_run_takes_the_pods_from_the_preflights_read():
+    from pyinfra_fixtures import FakeHost
+
+    from facts.cluster_phase import ClusterState
+    from operations.cluster_read import ClusterRead
+
+    read = ClusterRead(**RELEASE_ARGS)
+    web = old_pod("web-1", "evict", owner="ReplicaSet/web")
+    read.read(FakeHost({ClusterState: {"pods": {"restart": [web], "left": []}}}))
+    host = FakeHost({})
+    args = {**PODS_ARGS, "kubeconfig": "/k/config", "context": "lab"}
+    commands = run_operation(old_cni_pods_restarted, {}, host=host, cluster_read=read, **args)[0]
+    assert host.fact_calls == []
+    assert commands == [
+        RESTART + " --kubeconfig /k/config --context lab" + half_migrated(NOT_SERVED)
+    ]
 
 
 def test_health_is_read_when_the_release_did_not_change():

@@ -57,7 +57,6 @@ def test_one_cluster_read_per_local_host_for_its_release():
         "namespace": "kube-system",
         "kubeconfig": "/k/config",
         "context": None,
-        "pod_cidrs": [],
     }
 
 

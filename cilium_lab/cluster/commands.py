@@ -1,8 +1,9 @@
 """
 The cluster commands of ``cilium-lab``: verify, restart-pods, status. The deploy runs them too.
 
-Exit codes: 0 done or healthy, 1 not healthy (verify), 2 an error the user must fix (one line
-on stderr, nothing changed).
+Exit codes: 0 done or healthy, 1 not healthy (verify) or a wait of restart-pods past its
+timeout (the pods restarted before it are named), 2 an error the user must fix (one line on
+stderr, nothing changed).
 """
 
 from __future__ import annotations
@@ -66,6 +67,10 @@ def output_option(function):
 
 def _progress(line: str) -> None:
     click.echo(f"waiting: {line}", err=True)
+
+
+def _say(line: str) -> None:
+    click.echo(line, err=True)
 
 
 def health_table(health: verify.Health) -> str:
@@ -132,45 +137,52 @@ def verify_command(kubeconfig, context, namespace, output, timeout, wait):
 @click.command("restart-pods")
 @cluster_options
 @output_option
-@click.option("--yes", is_flag=True, help="Delete the pods that a controller recreates.")
+@click.option("--release", "release_name", default="cilium", show_default=True)
+@click.option("--yes", is_flag=True, help="Evict the pods that a controller recreates.")
 @click.option(
-    "--pod-cidr",
-    "pod_cidrs",
-    multiple=True,
-    help="A pod CIDR Cilium manages (added to those of the CiliumNode objects).",
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=300,
+    show_default=True,
+    help="Seconds one wait may take: for a budget to allow an eviction, for a Ready replacement.",
 )
 @clear_errors
-def restart_pods_command(kubeconfig, context, namespace, output, yes, pod_cidrs):
-    """List the pods started under the old CNI; with --yes, delete those owned by a controller."""
+def restart_pods_command(kubeconfig, context, namespace, output, release_name, yes, timeout):
+    """List the pods the old CNI left; with --yes, evict those a controller recreates, one of
+    each controller at a time, as their PodDisruptionBudgets allow.
+
+    Exit codes: 0 done, 1 a wait passed the timeout (the pods restarted before are named),
+    2 an error the user must fix."""
     cluster = kube.load(kubeconfig, context)
-    found = pods.find(cluster, namespace, pod_cidrs)
-    deleted = pods.delete(cluster, found) if yes else []
+    found = pods.find(cluster, release_name, namespace, kubeconfig, context)
+    evicted, stopped = [], None
+    if yes:
+        restart = pods.Restart(cluster, found, timeout, progress=_say)
+        try:
+            evicted = restart.run()
+        except pods.NotRestarted as error:
+            evicted, stopped = restart.done, str(error)
     if output == "json":
-        click.echo(
-            json.dumps(
-                {
-                    "owned": pods.as_dicts([p for p in found if p.owned]),
-                    "unowned": pods.as_dicts([p for p in found if not p.owned]),
-                    "deleted": pods.as_dicts(deleted),
-                },
-                indent=2,
-            )
-        )
-        return
-    if not found:
+        click.echo(json.dumps({**pods.split(found), "evicted": pods.as_dicts(evicted)}, indent=2))
+    elif not found:
         click.echo("no pods from the old CNI")
-        return
-    for pod in found:
-        if pod.owned:
-            action = "deleted" if pod in deleted else "would delete (use --yes)"
+    for pod in found if output != "json" else ():
+        if not pod.restarts:
+            click.echo(f"left: {pod.advice()}")
+        elif pod in evicted:
             click.echo(
-                f"{action}: {pod.namespace}/{pod.name} on {pod.node} ({pod.owner}): {pod.reason}"
+                f"evicted: {pod.namespace}/{pod.name} on {pod.node} ({pod.owner}): {pod.reason}"
+            )
+        elif not yes:
+            click.echo(
+                f"would evict (use --yes): {pod.namespace}/{pod.name} on {pod.node} "
+                f"({pod.owner}): {pod.reason}"
             )
         else:
-            click.echo(
-                f"not deleted, no controller recreates it: {pod.namespace}/{pod.name} on "
-                f"{pod.node}: {pod.reason}; delete and recreate it yourself"
-            )
+            click.echo(f"not evicted: {pod.namespace}/{pod.name} on {pod.node} ({pod.owner})")
+    if stopped:
+        click.echo(f"cilium-lab: {stopped}", err=True)
+        sys.exit(1)
 
 
 @click.command("status")
@@ -189,7 +201,6 @@ def restart_pods_command(kubeconfig, context, namespace, output, yes, pod_cidrs)
 @click.option("--values-json", default="{}", help="The values the release should have, as JSON.")
 @click.option("--repo-name", default=None)
 @click.option("--repo-url", default=None)
-@click.option("--pod-cidr", "pod_cidrs", multiple=True)
 @clear_errors
 def status_command(
     kubeconfig,
@@ -203,7 +214,6 @@ def status_command(
     values_json,
     repo_name,
     repo_url,
-    pod_cidrs,
 ):
     """Report the helm repository, the release, Cilium's health and the old CNI's pods (read-only)."""
     try:
@@ -234,7 +244,7 @@ def status_command(
             cluster, release_name, namespace, kubeconfig, context
         ),
         "health": lambda: status.health(cluster, namespace),
-        "pods": lambda: status.old_pods(cluster, namespace, pod_cidrs),
+        "pods": lambda: status.old_pods(cluster, release_name, namespace, kubeconfig, context),
     }
     # Side by side: each waits on helm or the API server, not on this process.
     with ThreadPoolExecutor(max_workers=len(checks)) as pool:

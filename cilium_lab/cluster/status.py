@@ -1,7 +1,7 @@
 """
 The cluster's state as JSON, for the deploy's facts (``cilium-lab status --output json``):
 the helm repository, the release, Cilium's health, and the pods from the old CNI.
-Only reads: helm's list/get/search/show/template and the Kubernetes API's get/list.
+Only reads: helm's list/get/history/search/show/template and the Kubernetes API's get/list.
 """
 
 from __future__ import annotations
@@ -128,9 +128,8 @@ def health(cluster: kube.Cluster, namespace: str) -> dict:
     return verify.snapshot(cluster, namespace).as_dict()
 
 
-def old_pods(cluster: kube.Cluster, namespace: str, extra_cidrs=()) -> dict:
-    found = pods.find(cluster, namespace, extra_cidrs)
-    return {
-        "owned": pods.as_dicts([p for p in found if p.owned]),
-        "unowned": pods.as_dicts([p for p in found if not p.owned]),
-    }
+def old_pods(
+    cluster: kube.Cluster, release: str, namespace: str, kubeconfig=None, context=None
+) -> dict:
+    """The old CNI's pods: those a run restarts, and those it leaves, with why."""
+    return pods.split(pods.find(cluster, release, namespace, kubeconfig, context))

@@ -6,7 +6,9 @@ Healthy means what ``cilium status --wait`` checks: every workload the release d
 enabled: whatever carries ``app.kubernetes.io/part-of=cilium``) has caught up with its spec
 (``observedGeneration``) and has as many pods updated and ready as it wants; every agent pod runs
 on ``hostNetwork`` with its node's InternalIP; every node is Ready. A pod of the release that
-failed or is in CrashLoopBackOff makes the wait fail at once rather than time out.
+failed or is in CrashLoopBackOff makes the wait fail at once rather than time out; a finished
+pod (evicted, or done) that a workload of the release owns does not: its workload replaces it,
+and the workload's own counts say whether it has.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ OPERATOR_DEPLOYMENT = "cilium-operator"
 RELEASE_SELECTOR = {"app.kubernetes.io/part-of": "cilium"}
 # Workloads every release has; the others are checked when the release deploys them.
 REQUIRED = (("DaemonSet", AGENT_DAEMONSET), ("Deployment", OPERATOR_DEPLOYMENT))
+# Seconds between two progress lines of a wait that sees no change.
+PROGRESS_EVERY = 5.0
 # Container states that do not get better by waiting.
 FAILING = ("CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError")
 
@@ -83,14 +87,22 @@ class Health:
     def nodes_ready(self) -> int:
         return sum(1 for n in self.nodes if n.node_ready)
 
+    def waiting_for(self, most: int = 3) -> list[str]:
+        """What is not there yet, node by node then the problems, the first ``most`` of them."""
+        found = [f"{n.node}: {'; '.join(n.missing)}" for n in self.nodes if n.missing]
+        found += self.problems
+        return found[:most] + ([f"{len(found) - most} more"] if len(found) > most else [])
+
     def progress(self) -> str:
         total = len(self.nodes)
         others = ", ".join(
             f"{w.name} {w.ready}/{w.desired}" for w in self.workloads if w.name != AGENT_DAEMONSET
         )
+        missing = self.waiting_for()
         return (
             f"agents ready {self.agents_ready}/{total}, nodes ready {self.nodes_ready}/{total}"
             + (f", {others}" if others else "")
+            + (f"; waiting for {'; '.join(missing)}" if missing else "")
         )
 
     def as_dict(self) -> dict:
@@ -178,16 +190,37 @@ def workload(kind: str, obj: dict) -> Workload:
     )
 
 
-def _failing(pod: dict) -> str | None:
+def owning_workload(pod: dict) -> tuple[str, str] | None:
+    """(kind, name) of the DaemonSet or Deployment whose pod this is, by its controller reference
+    (a Deployment's through its ReplicaSet, named ``DEPLOYMENT-<pod-template-hash>``)."""
+    for ref in lookup(pod, "metadata", "ownerReferences", default=[]):
+        if not ref.get("controller"):
+            continue
+        if ref.get("kind") == "DaemonSet":
+            return ("DaemonSet", ref.get("name"))
+        template_hash = lookup(pod, "metadata", "labels", "pod-template-hash")
+        if ref.get("kind") == "ReplicaSet" and template_hash:
+            deployment, _, suffix = (ref.get("name") or "").rpartition("-")
+            if suffix == template_hash:
+                return ("Deployment", deployment)
+    return None
+
+
+def _failing(pod: dict, workloads: set[tuple[str, str]]) -> str | None:
+    """Why waiting will not help this pod, or None. A finished pod (evicted, or done) of one of
+    the release's ``workloads`` is its workload's to replace, which the counts judge."""
     status = pod.get("status") or {}
-    if status.get("phase") == "Failed":
-        return f"pod {name(pod)} failed ({status.get('reason') or 'no reason given'})"
+    where = f"pod {name(pod)} on {lookup(pod, 'spec', 'nodeName') or '(no node)'}"
+    if status.get("phase") in ("Succeeded", "Failed"):
+        if status.get("phase") == "Succeeded" or owning_workload(pod) in workloads:
+            return None
+        return f"{where} failed ({status.get('reason') or 'no reason given'})"
     for container in (status.get("containerStatuses") or []) + (
         status.get("initContainerStatuses") or []
     ):
         waiting = lookup(container, "state", "waiting", default={})
         if waiting.get("reason") in FAILING:
-            return f"pod {name(pod)} container {container.get('name')}: {waiting['reason']}"
+            return f"{where} container {container.get('name')}: {waiting['reason']}"
     return None
 
 
@@ -257,7 +290,7 @@ def judge(nodes, pods, daemonsets, deployments, namespace: str = "kube-system") 
                 f"DaemonSet {namespace}/{w.name} wants {w.desired} pods for {len(report)} nodes"
             )
 
-    failing = sorted(filter(None, (_failing(pod) for pod in pods)))
+    failing = sorted(filter(None, (_failing(pod, names) for pod in pods)))
     problems.extend(failing)
     if not report:
         problems.append("the cluster has no nodes")
@@ -307,15 +340,21 @@ def wait(
     timeout: float = 600,
     progress=None,
     clock=time.monotonic,
+    every: float = PROGRESS_EVERY,
 ) -> Health:
-    """Re-judge on every change that the watches see, until healthy or ``timeout`` seconds pass."""
-    deadline = clock() + timeout
+    """Re-judge on every change that the watches see, until healthy or ``timeout`` seconds pass;
+    ``progress`` hears what is still missing at least every ``every`` seconds, and at each change."""
+    start = clock()
+    deadline = start + timeout
     health = snapshot(cluster, namespace)
     if health.healthy or health.failing or timeout <= 0:
         return health
-    if progress:
-        progress(health.progress())
 
+    def say(health: Health) -> None:
+        if progress:
+            progress(f"{health.progress()} ({clock() - start:.0f}s of {timeout:g}s)")
+
+    say(health)
     events: queue.Queue = queue.Queue()
     stop = threading.Event()
     watchers = [
@@ -327,24 +366,29 @@ def wait(
     for watcher in watchers:
         watcher.start()
     try:
-        last = health.progress()
+        last, said = health.progress(), clock()
         while True:
             remaining = deadline - clock()
             if remaining <= 0:
                 break
             try:
-                events.get(timeout=remaining)
+                events.get(timeout=min(remaining, max(said + every - clock(), 0.01)))
             except queue.Empty:
-                break
+                if clock() >= deadline:
+                    break
+                # Quiet for a while: say again what is still missing, so a long wait is seen.
+                say(health)
+                said = clock()
+                continue
             # One snapshot for a burst of events.
             while not events.empty():
                 events.get_nowait()
             health = snapshot(cluster, namespace)
             if health.healthy or health.failing:
                 return health
-            if progress and health.progress() != last:
-                last = health.progress()
-                progress(last)
+            if health.progress() != last or clock() - said >= every:
+                last, said = health.progress(), clock()
+                say(health)
         return snapshot(cluster, namespace)
     finally:
         stop.set()

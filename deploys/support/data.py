@@ -34,6 +34,21 @@ def value(host, key: str):
     return found
 
 
+def seconds(host, key: str) -> float:
+    """``host.data.<key>`` as a number of seconds above zero, or one line saying what to set."""
+    found = value(host, key)
+    try:
+        number = float(found)
+    except (TypeError, ValueError):
+        number = None
+    if isinstance(found, bool) or number is None or not 0 < number < float("inf"):
+        raise DeployError(
+            f"[{host.name}] {key} {found!r} is not a number of seconds above zero: set it to one "
+            "in the group data or with --data"
+        )
+    return number
+
+
 def cluster(host) -> dict:
     """Where the cluster is and where Cilium lives in it: ``namespace``, ``kubeconfig``, ``context``."""
     return dict(

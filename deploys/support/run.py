@@ -47,5 +47,5 @@ class Run:
         """This run's read of the cluster for ``host`` (of ``local``): of the release, chart and
         values its data declares, and the pods from the old CNI."""
         if host.name not in self._cluster_reads:
-            self._cluster_reads[host.name] = ClusterRead(**data.release(host), pod_cidrs=[])
+            self._cluster_reads[host.name] = ClusterRead(**data.release(host))
         return self._cluster_reads[host.name]

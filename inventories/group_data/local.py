@@ -18,6 +18,10 @@ kube_context = None
 helm_extra_args = []
 # Seconds to wait for Cilium's agents and operator before the deploy fails with a per-node report.
 cilium_wait_timeout = 600
+# Seconds one wait of the pods' restart may take: for a PodDisruptionBudget to allow the next
+# eviction, or for a controller's Ready replacement of the pod evicted before. Then the run stops,
+# naming the budget or the controller.
+pod_restart_timeout = 300
 
 # Extra `helm uninstall` flags for deploys/rollback.py: wait until Cilium's agents are gone before
 # the nodes get their old CNI configurations back (a running agent would rename them).

@@ -143,7 +143,10 @@ def test_crash_looping_agent_fails_at_once(kubeconfig, cluster, namespace, ciliu
     )
     assert result.exit_code == 1, result.output
     assert time.monotonic() - started < 60
-    assert f"pod {pod.metadata.name} container cilium-agent: CrashLoopBackOff" in result.output
+    assert (
+        f"pod {pod.metadata.name} on worker2 container cilium-agent: CrashLoopBackOff"
+        in result.output
+    )
     assert "waiting will not help" in result.output
 
 
@@ -181,3 +184,70 @@ def test_cli_json_and_exit_codes(kubeconfig, cluster, namespace, cilium):
     assert any(
         p.startswith(f"Deployment {namespace}/cilium-operator") for p in report["problems"]
     ), report
+
+
+def test_an_evicted_operator_pod_beside_a_ready_deployment_is_healthy(
+    kubeconfig, cluster, namespace, cilium
+):
+    """The issue's case: a cilium-operator pod evicted (its kubelet's words, written here), its
+    ReplicaSet's replacement ready: healthy, at once, where it said "waiting will not help"."""
+    cilium.agents()
+    cilium.operator()
+    healthy(cluster, namespace)
+    operator = next(
+        p
+        for p in cluster.core.list_namespaced_pod(
+            namespace, label_selector="name=cilium-operator"
+        ).items
+    )
+    cluster.core.patch_namespaced_pod_status(
+        operator.metadata.name,
+        namespace,
+        {
+            "status": {
+                "phase": "Failed",
+                "reason": "Evicted",
+                "message": "The node was low on resource: memory.",
+                "conditions": [{"type": "Ready", "status": "False"}],
+            }
+        },
+    )
+    # Its ReplicaSet makes another; the evicted one stays, as the kubelet leaves it.
+    health = wait_for(
+        lambda: (h := verify.snapshot(cluster, namespace)).healthy and h, "the replacement ready"
+    )
+    assert [w.describe() for w in health.workloads if w.kind == "Deployment"] == [
+        "Deployment cilium-operator: 2/2 ready, 2 updated"
+    ]
+    assert (
+        cluster.core.read_namespaced_pod(operator.metadata.name, namespace).status.phase == "Failed"
+    )
+    result = CliRunner().invoke(
+        cli,
+        ["verify", "--kubeconfig", str(kubeconfig), "--namespace", namespace, "--timeout", "30"],
+    )
+    assert result.exit_code == 0, result.output
+
+
+def test_a_long_wait_says_every_few_seconds_what_it_waits_for(
+    kubeconfig, cluster, namespace, cilium, extra_nodes
+):
+    """Nothing changes while verify waits: it still says, every few seconds, what is missing."""
+    cilium.agents()
+    cilium.operator()
+    healthy(cluster, namespace)
+    extra_nodes("worker2", "192.168.1.16", "10.6.0.0/16", kubelet=False)
+    wait_for(
+        lambda: any(p.spec.node_name == "worker2" for p in cilium.agent_pods()),
+        "an agent pod bound to worker2",
+    )
+    result = CliRunner().invoke(
+        cli,
+        ["verify", "--kubeconfig", str(kubeconfig), "--namespace", namespace, "--timeout", "12"],
+    )
+    assert result.exit_code == 1
+    waits = [line for line in result.stderr.splitlines() if line.startswith("waiting: ")]
+    assert len(waits) >= 3, result.stderr
+    assert all("waiting for worker2: " in line and "node not Ready" in line for line in waits), (
+        waits
+    )

@@ -14,10 +14,11 @@ import ipaddress
 import json
 import posixpath
 import re
+import runpy
 import subprocess
 
 import pytest
-from e2e_sim import CNI_BACKUP, CNI_DIR, CNI_SUFFIXES, MODULES_BACKUP
+from e2e_sim import CNI_BACKUP, CNI_DIR, CNI_SUFFIXES, GROUP_DATA, MODULES_BACKUP
 
 from operations.cni import RESTART_PENDING
 
@@ -28,6 +29,8 @@ KUBE_PROXY, KUBELET, CONTAINERD = "kube-proxy.service", "kubelet.service", "cont
 OP_KUBE_PROXY = "Stop and disable kube-proxy"
 OP_CNI = "Remove the old CNI configurations and restart kubelet"
 OP_BR_NETFILTER = "Unload br_netfilter and stop loading it at boot"
+OP_RELEASE = "Install Cilium with helm"
+OP_RESTART = "Restart the pods started with the previous CNI"
 MODULE_LINE = re.compile(r"^\s*br_netfilter\s*$")
 # The workstation's operations (on @local).
 CLUSTER_OPS = (
@@ -424,6 +427,73 @@ def test_second_run_reports_no_change_anywhere(sim, first, second):
         assert hosts == expected, op
     assert after == after_first
     assert sim.helm_revisions() == revisions == ["sh.helm.release.v1.cilium.v1"]
+
+
+def evict_lines(log: str) -> set[str]:
+    """The pods a run says it evicts (namespace/name), from the lines the operation logs."""
+    return set(re.findall(r"evict pod (\S+) on ", log))
+
+
+def test_dry_run_names_every_pod_the_run_restarts(sim, dry, first):
+    """Read before the install, when no pod is Cilium's yet: exactly those the run evicts."""
+    dry_run, _ = dry
+    _, run, _ = first
+    old_cni = {
+        name
+        for name, pod in sim.pods_before.items()
+        if name.startswith(("kube-system/coredns-", "default/nginx-"))
+    }
+    assert evict_lines(dry_run.log) == old_cni == evict_lines(run.log), dry_run.log
+
+
+# 2b. A values change after the migration: one upgrade, and no pod Cilium manages restarted.
+
+
+@pytest.fixture(scope="module")
+def values_changed(sim, second):
+    values = runpy.run_path(str(GROUP_DATA / "all.py"))["cilium_values"]
+    data = ("--data", f"cilium_values={json.dumps({**values, 'hubble': {'enabled': False}})}")
+    before = (sim.pods(), sim.helm_revisions())
+    dry_run = sim.pyinfra("--dry", *data)
+    run = sim.pyinfra("-y", *data)
+    after = (sim.pods(), sim.helm_revisions())
+    # The group data's values again, for the scenarios after this one: one more upgrade.
+    back = sim.pyinfra("-y")
+    assert back.returncode == 0, back.log
+    return dry_run, run, before, after
+
+
+def on_pod_networks(pods: dict) -> dict[str, str]:
+    """name -> uid of the pods with a pod network's address (not the agents' hostNetwork ones)."""
+    return {name: pod["uid"] for name, pod in pods.items() if not pod["host_network"]}
+
+
+def test_a_values_change_makes_exactly_one_new_revision(values_changed):
+    _, run, (_, revisions), (_, revisions_after) = values_changed
+    assert run.returncode == 0, run.log
+    assert run.changed()[OP_RELEASE] == {"@local"}
+    assert len(revisions_after) == len(revisions) + 1
+    assert set(revisions) < set(revisions_after)
+
+
+def test_a_values_change_restarts_no_pod_cilium_manages(values_changed):
+    """CoreDNS's and the user's pods (recreated with Cilium's addresses by the first run) keep
+    their uids; the bare pod the old CNI left is only named again."""
+    _, run, (pods, _), (pods_after, _) = values_changed
+    before, after = on_pod_networks(pods), on_pod_networks(pods_after)
+    assert {n for n in before if n.startswith(("kube-system/coredns-", "default/nginx-"))}
+    assert after == before
+    assert run.unchanged()[OP_RESTART] == {"@local"}
+    assert evict_lines(run.log) == set()
+
+
+def test_dry_run_before_a_values_change_names_the_upgrade_and_no_pod(values_changed):
+    dry_run, run, _, _ = values_changed
+    assert dry_run.returncode == 0, dry_run.log
+    assert dry_run.plan()[OP_RELEASE] == {"@local"}
+    assert dry_run.plan()[OP_RESTART] == set()
+    assert evict_lines(dry_run.log) == set()
+    assert dry_run.plan() == run.changed()
 
 
 # 4. Drift on one node: found by --dry on that node only, and fixed there only.
