@@ -21,6 +21,8 @@ DATA = {
     "cilium_namespace": "kube-system",
     "kubeconfig": "/k/config",
     "kube_context": None,
+    "helm_extra_args": ["--create-namespace"],
+    "cilium_release_takeover": False,
 }
 
 
@@ -54,8 +56,12 @@ def test_one_cluster_read_per_local_host_for_its_release():
         "namespace": "kube-system",
         "kubeconfig": "/k/config",
         "context": None,
+        "extra_args": ["--create-namespace"],
+        "takeover": False,
         "pod_cidrs": [],
     }
+    # pyinfra prints a failed fact's arguments: the values show as their count of keys.
+    assert str(read.args["values"]) == "<cilium_values: 2 keys>"
 
 
 @pytest.mark.parametrize(("verdict", "refused"), [({}, False), ({"worker0": ["no room"]}, True)])

@@ -19,7 +19,7 @@ VALUES = {
     "kubeProxyReplacement": True,
     "k8sServiceHost": "kubernetes",
     "k8sServicePort": 6443,
-    "cgroup": {"automount": {"enabled": False}, "hostRoot": "/sys/fs/cgroup"},
+    "cgroup": {"autoMount": {"enabled": False}, "hostRoot": "/sys/fs/cgroup"},
 }
 
 
