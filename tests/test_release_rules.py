@@ -94,8 +94,8 @@ def test_the_override_turns_a_refusal_into_a_line_of_the_plan():
     with pytest.raises(ClusterError, match="newer than the pinned 1.19.6"):
         release_rules.refuse(problem, takeover=False)
     assert release_rules.refuse(problem, takeover=True) == (
-        "release kube-system/cilium runs chart cilium 1.20.0, newer than the pinned 1.19.6; "
-        "taken over, as cilium_release_takeover says"
+        "release kube-system/cilium runs chart cilium 1.20.0, newer than the pinned 1.19.6: "
+        "Cilium does not support downgrades; taken over, as cilium_release_takeover says"
     )
     assert release_rules.refuse(None, takeover=False) is None
 

@@ -204,4 +204,4 @@ def refuse(problem: str | None, takeover: bool) -> str | None:
         return None
     if not takeover:
         raise ClusterError(problem)
-    return f"{problem.split(': ')[0]}; taken over, as cilium_release_takeover says"
+    return f"{problem.split('; ')[0]}; taken over, as cilium_release_takeover says"
