@@ -253,6 +253,20 @@ def test_values_a_hand_install_set_are_refused_by_key(helm_reads):
     assert "kubernetes" not in str(error.value)  # the key, not its value
 
 
+def test_a_hand_set_key_the_chart_does_not_know_is_dropped_without_a_word(helm_reads):
+    """What an older cilium-lab (no description of ours) left: the seed's cgroup.automount,
+    which the chart ignored, so dropping it changes nothing."""
+    helm_reads[0]["release"] = installed(
+        values={**VALUES, "cgroup": {"automount": {"enabled": False}}}
+    )
+    helm_reads[0]["history"] = [
+        {"revision": 1, "status": "deployed", "description": "Install complete"}
+    ]
+    assert read_release()["changes"] == [
+        "value cgroup.automount.enabled: false -> (the chart's default)"
+    ]
+
+
 def test_a_key_removed_from_the_data_after_our_migration_is_an_ordinary_change(helm_reads):
     helm_reads[0]["release"] = installed(values={**VALUES, "ipam": {"mode": "kubernetes"}})
     helm_reads[0]["history"] = [{"revision": 2, "status": "deployed", "description": OURS}]

@@ -269,6 +269,20 @@ def test_known_and_free_form_keys_pass(chart_shape, values):
     assert chart_keys.unknown_keys(values, chart_shape) == []
 
 
+@pytest.mark.parametrize(
+    ("key", "known"),
+    [
+        ("cgroup.autoMount.enabled", True),
+        ("cgroup.automount.enabled", False),
+        ("ipam.mode", True),
+        ("podAnnotations.example.com/team", True),
+        ("kubeProxyReplacment", False),
+    ],
+)
+def test_a_dotted_key_is_known_or_not(chart_shape, key, known):
+    assert chart_keys.known(key, chart_shape) is known
+
+
 def test_the_problem_line_names_the_key_the_chart_and_the_fix(chart_shape):
     assert chart_keys.problems(
         {"cgroup": {"automount": {"enabled": False}}}, chart_shape, "cilium 1.19.6"
@@ -306,6 +320,6 @@ def test_check_refuses_every_unknown_key_in_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     values = {"a": 1, "bb": 2}
     with pytest.raises(ClusterError) as error:
-        chart_keys.check(values, "c", "1.0.0", lambda: "aa: 1\nb: 2\n", "c 1.0.0")
+        chart_keys.check(values, chart_keys.shape({"aa": 1, "b": 2}), "c 1.0.0")
     assert "\n" not in str(error.value)
     assert "key a is not" in str(error.value) and "key bb is not" in str(error.value)

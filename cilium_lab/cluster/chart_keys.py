@@ -77,11 +77,23 @@ def unknown_keys(values, chart_shape: dict, prefix: str = "") -> list[tuple[str,
     return found
 
 
+def known(dotted: str, chart_shape: dict) -> bool:
+    """Whether the chart knows a dotted key (anything below a free-form key is known)."""
+    below = chart_shape
+    for part in dotted.split("."):
+        if below == FREE:
+            return True
+        if not isinstance(below, dict) or part not in below:
+            return False
+        below = below[part]
+    return True
+
+
 def problems(values, chart_shape: dict, chart: str) -> list[str]:
     """One line per unknown key, naming the closest known key."""
     lines = []
     for key, near in unknown_keys(values, chart_shape):
-        hint = f"did you mean {near}?" if near else f"see `helm show values {chart}`"
+        hint = f"did you mean {near}?" if near else "no key is close; helm show values lists them"
         lines.append(
             f"cilium_values key {key} is not a key of chart {chart} ({hint}); helm would "
             "ignore it: fix it in cilium_values"
@@ -117,8 +129,8 @@ def chart_shape(name: str, version: str | None, read_values) -> dict:
     return found
 
 
-def check(values, name: str, version: str | None, read_values, chart: str) -> None:
+def check(values, shape: dict, chart: str) -> None:
     """Refuse unknown keys, all of them in one line."""
-    found = problems(values, chart_shape(name, version, read_values), chart)
+    found = problems(values, shape, chart)
     if found:
         raise ClusterError("; ".join(found) if len(found) > 1 else found[0])

@@ -222,6 +222,8 @@ def status_command(
     except ValueError as error:
         # json's message gives the position only, never the document (secrets may be there).
         raise ClusterError(f"--values-json is not JSON: {error}") from None
+    if not isinstance(values, dict):
+        raise ClusterError(f"--values-json is a JSON {type(values).__name__}, not a mapping")
     checks = tuple(dict.fromkeys(checks or status.CHECKS))
     cluster = None
     if set(checks) - {"repo"}:

@@ -6,6 +6,8 @@ Only reads: helm's list/get/history/search/show/template and the Kubernetes API'
 
 from __future__ import annotations
 
+import functools
+
 from kubernetes.client.rest import ApiException
 
 from cilium_lab.cluster import ClusterError, chart_keys, helm, kube, pods, release_rules, verify
@@ -114,6 +116,12 @@ def release(
     def history() -> list[dict]:
         return helm.history(helm_path, name, namespace, kubeconfig, context)
 
+    @functools.cache
+    def shape() -> dict:
+        return chart_keys.chart_shape(
+            chart_name, desired_version, lambda: helm.chart_values(helm_path, source, version)
+        )
+
     where = f"{namespace}/{name}"
     taken_over = []
     if installed["exists"] and str(installed["status"]).startswith("pending"):
@@ -140,6 +148,9 @@ def release(
                 else None
             )
             hand = release_rules.hand_set(dropped, installed["values"], revisions, our_values)
+            # A key the pinned chart does not know would do nothing if kept: dropping it loses
+            # nothing (the seed's cgroup.automount, set by an older cilium-lab or by hand).
+            hand = [key for key in hand if chart_keys.known(key, shape())]
             if hand:
                 problem = release_rules.hand_set_problem(where, hand)
                 taken_over.append(release_rules.refuse(problem, takeover))
@@ -150,15 +161,8 @@ def release(
         if not installed["exists"] and not create_namespace:
             require_namespace(cluster, namespace)
         if kind != "path":
-            found_name, _ = helm.chart_metadata(helm_path, source, version)
-            chart_name = found_name or chart_name
-        chart_keys.check(
-            values,
-            chart_name,
-            desired_version,
-            lambda: helm.chart_values(helm_path, source, version),
-            f"{chart_name} {desired_version or ''}".strip(),
-        )
+            helm.chart_metadata(helm_path, source, version)
+        chart_keys.check(values, shape(), f"{chart_name} {desired_version or ''}".strip())
         helm.check_values(helm_path, source, version, values, name, namespace)
 
     return {

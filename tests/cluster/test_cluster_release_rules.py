@@ -230,6 +230,20 @@ def test_one_minor_up_after_our_migration_is_one_upgrade_named_key_by_key(
     assert revisions[-1]["description"].startswith("cilium-lab")
 
 
+def test_the_seeds_misspelt_key_left_by_an_earlier_migration_is_replaced_quietly(
+    kubeconfig, cluster, helm_env, helm, tgz, no_release_afterwards
+):
+    """A release an older cilium-lab (no description of ours) or the seed's commands installed:
+    its cgroup.automount did nothing, so dropping it needs no override."""
+    seed = {**VALUES, "cgroup": {"automount": {"enabled": False}, "hostRoot": "/sys/fs/cgroup"}}
+    hand_install(helm, tgz("1.19.6"), seed)
+    found = answer(check_release(helm_env, kubeconfig, tgz("1.19.6"), "1.19.6", VALUES))
+    assert found["changes"] == [
+        "value cgroup.autoMount.enabled: (unset) -> false",
+        "value cgroup.automount.enabled: false -> (the chart's default)",
+    ]
+
+
 def set_status(cluster, revision: int, status: str) -> None:
     """What a killed helm leaves: helm keeps each revision in a Secret whose ``release`` is the
     release as gzipped JSON (base64, inside the Secret's own base64) and whose ``status`` label
@@ -278,6 +292,37 @@ def test_a_pending_install_is_refused_with_the_uninstall(
         check_release(helm_env, kubeconfig, tgz("1.19.6"), "1.19.6", VALUES),
         "is pending-install (revision 1)",
         "run `helm uninstall cilium -n kube-system`",
+    )
+
+
+def test_a_failed_release_is_upgraded_and_the_way_back_named(
+    kubeconfig, cluster, helm_env, helm, tgz, no_release_afterwards
+):
+    hand_install(helm, tgz("1.19.6"), VALUES)
+    hand_install(helm, tgz("1.19.6"), {**VALUES, "k8sServicePort": 16443})
+    set_status(cluster, 2, "failed")
+    found = answer(check_release(helm_env, kubeconfig, tgz("1.19.6"), "1.19.6", VALUES))
+    assert found["changes"] == [
+        "release is failed (revision 2): the upgrade replaces it (to go back instead: "
+        "helm rollback cilium 1 -n kube-system)",
+        "value k8sServicePort: 16443 -> 6443",
+    ]
+
+
+def test_another_charts_release_under_the_name_is_refused(
+    tmp_path, kubeconfig, cluster, helm_env, helm, tgz, no_release_afterwards
+):
+    chart = tmp_path / "other"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: other\nversion: 1.0.0\n")
+    (chart / "templates" / "cm.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: other-chart}\ndata: {a: b}\n"
+    )
+    hand_install(helm, str(chart), {})
+    assert_refused(
+        check_release(helm_env, kubeconfig, tgz("1.19.6"), "1.19.6", VALUES),
+        "release kube-system/cilium is chart other 1.0.0, not cilium",
+        "uninstall it or give cilium_release another name",
     )
 
 
