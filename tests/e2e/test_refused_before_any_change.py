@@ -198,6 +198,28 @@ def test_a_newer_release_installed_by_hand_is_refused_and_no_node_changes(
     assert sim.helm_revisions() == revisions
 
 
+def test_a_failed_cluster_check_in_dry_without_yes_stops_without_a_prompt(sim, pending, tmp_path):
+    """Without -y (and without --json), pyinfra asks "continue?" when one host fails and others
+    are left; with no terminal that ended in EOFError. The preflight stops the run instead."""
+    binary = tmp_path / "kubeconfig"
+    binary.write_bytes(b"\x7fELF\x02\x01\x01\x00\xd0\xff\xfe")
+    proc = subprocess.run(
+        sim.pyinfra_command("--dry", "--data", f"kubeconfig={binary}"),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        env=sim.env,
+    )
+    log = proc.stdout + proc.stderr
+    assert proc.returncode != 0, log
+    assert "continue?" not in log and "EOFError" not in log and "Traceback" not in log, log
+    assert f"cilium-lab: kubeconfig {binary} is not a text file (not UTF-8)" in log
+    assert "[@local] preflight: the cluster checks failed" in log
+    assert sim.snapshot_all() == pending
+
+
 @contextlib.contextmanager
 def edited_on_node(sim, path: str, script: str):
     """``script`` run on NODE with ``path`` kept aside first, and put back afterwards."""
