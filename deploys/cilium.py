@@ -77,7 +77,6 @@ if "local" in host.groups:
     cilium_release(
         name="Install Cilium with helm",
         **data.release(host),
-        extra_args=data.value(host, "helm_extra_args"),
         cluster_read=cluster_read,
     )
 

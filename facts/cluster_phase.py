@@ -18,7 +18,7 @@ import sys
 
 from pyinfra.api import FactBase
 
-from cilium_lab.cluster.helm_args import values_document
+from cilium_lab.cluster.helm_args import creates_namespace, values_document
 
 
 def cilium_lab_command(*args: str) -> str:
@@ -49,6 +49,14 @@ def cli_chart_args(chart, version=None, repo_name=None, repo_url=None) -> list[s
 def cli_values_args(values) -> list[str]:
     """The values the release should have, for the CLI."""
     return ["--values-json", values_document(values)]
+
+
+def cli_release_rule_args(extra_args=(), takeover=False) -> list[str]:
+    """What the release check needs of the install's flags and the takeover override."""
+    return [
+        *(["--create-namespace"] if creates_namespace(extra_args) else []),
+        *(["--takeover"] if takeover else []),
+    ]
 
 
 def status_json_command(checks, *options: str) -> str:
@@ -129,6 +137,8 @@ class ClusterState(FactBase):
         repo_url=None,
         kubeconfig=None,
         context=None,
+        extra_args=(),
+        takeover=False,
     ):
         return status_json_command(
             ["repo", "release", "health", "pods"],
@@ -137,6 +147,7 @@ class ClusterState(FactBase):
             *cli_values_args(values),
             *cli_chart_args(chart, version, repo_name, repo_url),
             *cli_cluster_args(namespace, kubeconfig, context),
+            *cli_release_rule_args(extra_args, takeover),
         )
 
     def process(self, output):
@@ -146,10 +157,13 @@ class ClusterState(FactBase):
 class CiliumRelease(_StatusFact):
     """
     Returns the Cilium release as helm reports it (status, chart version, values) and whether it
-    matches the wanted chart version and values; ``changes`` says what differs. When something
-    differs, the command has already checked that the chart and version exist and that helm
-    takes the values (``helm show chart``, ``helm template``), so installing can only fail in
-    the cluster.
+    matches the wanted chart version and values; ``changes`` says what differs, a value per
+    dotted key. When something differs, the command has already checked that the namespace, the
+    chart and version exist, that the chart knows every key and that helm takes the values
+    (``helm show chart``, ``helm show values``, cached, and ``helm template``), so installing
+    can only fail in the cluster. It refuses (exits 2, one line) a pending release, a downgrade,
+    a skip of more than one minor, another chart's release and values set by hand that the
+    upgrade would drop, the last three unless ``takeover``.
 
     .. code:: python
 
@@ -187,6 +201,8 @@ class CiliumRelease(_StatusFact):
         repo_url=None,
         kubeconfig=None,
         context=None,
+        extra_args=(),
+        takeover=False,
     ):
         return status_json_command(
             ["release"],
@@ -195,6 +211,7 @@ class CiliumRelease(_StatusFact):
             *cli_values_args(values),
             *cli_chart_args(chart, version, repo_name, repo_url),
             *cli_cluster_args(namespace, kubeconfig, context),
+            *cli_release_rule_args(extra_args, takeover),
         )
 
 

@@ -19,7 +19,12 @@ import shlex
 from pyinfra import host
 from pyinfra.api import operation
 
-from cilium_lab.cluster.helm_args import helm_cluster_flags, local_chart, values_document
+from cilium_lab.cluster.helm_args import (
+    DESCRIPTION,
+    helm_cluster_flags,
+    local_chart,
+    values_document,
+)
 from facts.cluster_phase import (
     CiliumHealth,
     CiliumRelease,
@@ -68,7 +73,8 @@ def install_command(
     """``helm upgrade --install`` with the values on stdin, as one shell command.
 
     A chart directory or .tgz gets no ``--version``: it carries its own, which the release fact
-    has checked against the pinned one.
+    has checked against the pinned one. The revision carries our description, so that a later
+    run tells it from one made by hand (``helm history``).
     """
     document = values_document(values)
     args = [
@@ -81,6 +87,8 @@ def install_command(
         *(["--version", version] if version and not local_chart(chart) else []),
         "--values",
         "-",
+        "--description",
+        DESCRIPTION,
         *helm_cluster_flags(kubeconfig, context),
         *extra_args,
     ]
@@ -157,6 +165,7 @@ def cilium_release(
     kubeconfig: str | None = None,
     context: str | None = None,
     extra_args: list[str] | tuple = (),
+    takeover: bool = False,
     cluster_read: ClusterRead | None = None,
 ):
     """
@@ -170,6 +179,8 @@ def cilium_release(
     + repo_name, repo_url: the repository, to check a chart before the repository is added
     + kubeconfig, context: the cluster; None for helm's defaults
     + extra_args: more ``helm upgrade`` flags, for example ``["--wait"]``
+    + takeover: upgrade a release of another chart, a downgrade, a skip of minors or values set
+      by hand anyway (refused by the release fact otherwise)
     + cluster_read: the run's read of the cluster, used while it holds; None to read the fact
 
     Nothing runs when helm reports the release deployed with this chart version and exactly
@@ -199,6 +210,8 @@ def cilium_release(
         repo_url=repo_url,
         kubeconfig=kubeconfig,
         context=context,
+        extra_args=list(extra_args),
+        takeover=takeover,
     )
     state = _known(cluster_read, "release", args) or host.get_fact(CiliumRelease, **args)
     installed = state["installed"]

@@ -22,8 +22,8 @@ class ClusterRead:
     """The run's knowledge of the cluster, for one host of ``local``.
 
     + args: what ClusterState reads (release, namespace, chart, version, values, repo_name,
-      repo_url, kubeconfig, context); an operation called with other arguments
-      than these reads its own fact
+      repo_url, kubeconfig, context, extra_args, takeover); an operation called with other
+      arguments than these reads its own fact
     """
 
     def __init__(self, **args):

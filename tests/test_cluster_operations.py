@@ -72,7 +72,7 @@ def test_release_differing_runs_one_upgrade_with_values_on_stdin(chart, kind, cl
     )
     assert commands == [
         "printf '%s' '{\"k8sServicePort\":6443,\"kubeProxyReplacement\":true}' | /usr/bin/helm upgrade "
-        f"--install cilium {chart} --namespace kube-system --version 1.16.5 --values -{where}"
+        f"--install cilium {chart} --namespace kube-system --version 1.16.5 --values - --description 'cilium-lab: the release as the group data declares it'{where}"
         + half_migrated("installed")
     ]
 
@@ -236,7 +236,7 @@ def test_operations_use_the_preflights_snapshot_until_one_changes_the_cluster():
         repo_name="cilium",
         repo_url="https://helm.cilium.io/",
     )
-    read = ClusterRead(**{**RELEASE_ARGS, **repo_args})
+    read = ClusterRead(**{**RELEASE_ARGS, **repo_args, "extra_args": [], "takeover": False})
     preflight = FakeHost(
         {
             ClusterState: {

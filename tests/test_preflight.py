@@ -42,6 +42,9 @@ SETTINGS = dict(
 )
 
 
+KPR = {"kubeProxyReplacement": True}
+
+
 def test_ready_node_has_no_problem():
     assert node_problems(READY, **SETTINGS) == []
 
@@ -95,28 +98,42 @@ def test_sudo_without_a_password_is_not_needed_by_root_or_with_a_password(who):
 @pytest.mark.parametrize(
     ("values", "expected"),
     [
-        ({"k8sServiceHost": "kubernetes", "k8sServicePort": 6443}, []),
-        ({"k8sServiceHost": "kubernetes", "k8sServicePort": "6443"}, []),
+        ({**KPR, "k8sServiceHost": "kubernetes", "k8sServicePort": 6443}, []),
+        ({**KPR, "k8sServiceHost": "kubernetes", "k8sServicePort": "6443"}, []),
         (
             "kubeProxyReplacement=true",
             ["cilium_values is a str, not a mapping of the chart's values"],
         ),
-        ({"k8sServicePort": 6443}, ["cilium_values has no k8sServiceHost"]),
+        ({**KPR, "k8sServicePort": 6443}, ["cilium_values has no k8sServiceHost"]),
         (
-            {"k8sServiceHost": "kubernetes"},
+            {**KPR, "k8sServiceHost": "kubernetes"},
             ["cilium_values k8sServicePort None is not a port number"],
         ),
         (
-            {"k8sServiceHost": "kubernetes", "k8sServicePort": 70000},
+            {**KPR, "k8sServiceHost": "kubernetes", "k8sServicePort": 70000},
             ["cilium_values k8sServicePort 70000"],
         ),
         (
-            {"k8sServiceHost": "127.0.0.1", "k8sServicePort": 6443},
+            {**KPR, "k8sServiceHost": "127.0.0.1", "k8sServicePort": 6443},
             ["cilium_values k8sServiceHost '127.0.0.1' is a loopback"],
         ),
         (
-            {"k8sServiceHost": "localhost", "k8sServicePort": 6443},
+            {**KPR, "k8sServiceHost": "localhost", "k8sServicePort": 6443},
             ["cilium_values k8sServiceHost 'localhost' is a loopback"],
+        ),
+        (
+            {"kubeProxyReplacement": False, "k8sServiceHost": "kubernetes", "k8sServicePort": 6443},
+            ["cilium_values kubeProxyReplacement is False, but the migration removes kube-proxy"],
+        ),
+        (
+            {"k8sServiceHost": "kubernetes", "k8sServicePort": 6443},
+            ["cilium_values kubeProxyReplacement is None, but the migration removes kube-proxy"],
+        ),
+        # The chart compares the value as a string: "true" is as good as True, "True" is not.
+        ({"kubeProxyReplacement": "true", "k8sServiceHost": "k", "k8sServicePort": 6443}, []),
+        (
+            {"kubeProxyReplacement": "True", "k8sServiceHost": "k", "k8sServicePort": 6443},
+            ["cilium_values kubeProxyReplacement is 'True'"],
         ),
     ],
 )

@@ -22,6 +22,8 @@ DATA = {
     "cilium_namespace": "kube-system",
     "kubeconfig": "/k/config",
     "kube_context": None,
+    "helm_extra_args": ["--create-namespace"],
+    "cilium_release_takeover": False,
 }
 
 
@@ -57,7 +59,11 @@ def test_one_cluster_read_per_local_host_for_its_release():
         "namespace": "kube-system",
         "kubeconfig": "/k/config",
         "context": None,
+        "extra_args": ["--create-namespace"],
+        "takeover": False,
     }
+    # pyinfra prints a failed fact's arguments: the values show as their count of keys.
+    assert str(read.args["values"]) == "<cilium_values: 2 keys>"
 
 
 def test_a_labs_overrides_are_merged_into_the_chapters_values_key_by_key():

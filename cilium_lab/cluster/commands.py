@@ -20,9 +20,10 @@ from cilium_lab.cluster import ClusterError, kube, pods, status, verify
 
 
 def cluster_options(function):
+    # A plain string: kube.load says in one line what is wrong with the file (click's own check
+    # of a path prints its usage too).
     @click.option(
         "--kubeconfig",
-        type=click.Path(dir_okay=False),
         default=None,
         help="kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).",
     )
@@ -201,6 +202,14 @@ def restart_pods_command(kubeconfig, context, namespace, output, release_name, y
 @click.option("--values-json", default="{}", help="The values the release should have, as JSON.")
 @click.option("--repo-name", default=None)
 @click.option("--repo-url", default=None)
+@click.option(
+    "--takeover",
+    is_flag=True,
+    help="Upgrade a release of another chart or version, or with values set by hand, anyway.",
+)
+@click.option(
+    "--create-namespace", is_flag=True, help="helm creates the namespace when it is missing."
+)
 @clear_errors
 def status_command(
     kubeconfig,
@@ -214,12 +223,17 @@ def status_command(
     values_json,
     repo_name,
     repo_url,
+    takeover,
+    create_namespace,
 ):
     """Report the helm repository, the release, Cilium's health and the old CNI's pods (read-only)."""
     try:
         values = json.loads(values_json)
     except ValueError as error:
+        # json's message gives the position only, never the document (secrets may be there).
         raise ClusterError(f"--values-json is not JSON: {error}") from None
+    if not isinstance(values, dict):
+        raise ClusterError(f"--values-json is a JSON {type(values).__name__}, not a mapping")
     checks = tuple(dict.fromkeys(checks or status.CHECKS))
     cluster = None
     if set(checks) - {"repo"}:
@@ -239,6 +253,8 @@ def status_command(
             repo_url,
             kubeconfig,
             context,
+            takeover=takeover,
+            create_namespace=create_namespace,
         ),
         "installed": lambda: status.installed(
             cluster, release_name, namespace, kubeconfig, context

@@ -170,6 +170,11 @@ def _versioned(source: list[str]) -> bool:
 
 def chart_version(helm: str, source: list[str], version: str | None) -> str:
     """The chart's version, checked against the pinned one; errors name the chart."""
+    return chart_metadata(helm, source, version)[1]
+
+
+def chart_metadata(helm: str, source: list[str], version: str | None) -> tuple[str, str]:
+    """The chart's name and version, the version checked against the pinned one."""
     args = ["show", "chart", *source]
     if version and _versioned(source):
         args += ["--version", version]
@@ -177,13 +182,84 @@ def chart_version(helm: str, source: list[str], version: str | None) -> str:
     if result.returncode != 0:
         what = f"chart {' '.join(source)}" + (f" version {version}" if version else "")
         raise ClusterError(f"{what} not found: {helm_error(result)}")
-    found = str((yaml.safe_load(result.stdout) or {}).get("version", ""))
+    metadata = yaml.safe_load(result.stdout) or {}
+    found = str(metadata.get("version", ""))
     if version and found != version:
         raise ClusterError(
             f"chart {source[0]} is version {found}, but cilium_chart_version pins {version}; "
             "change one of them"
         )
-    return found
+    return str(metadata.get("name", "")), found
+
+
+def chart_values(helm: str, source: list[str], version: str | None) -> str:
+    """The chart's own values.yaml, as ``helm show values`` prints it."""
+    args = ["show", "values", *source]
+    if version and _versioned(source):
+        args += ["--version", version]
+    result = run(helm, args)
+    if result.returncode != 0:
+        raise ClusterError(
+            f"helm cannot show the values of chart {source[0]}: {helm_error(result)}"
+        )
+    return result.stdout
+
+
+def history(helm: str, name: str, namespace: str, kubeconfig=None, context=None) -> list[dict]:
+    """The release's revisions, oldest first: revision, status, chart, description, updated;
+    none for a release helm does not know."""
+    result = run(
+        helm,
+        [
+            "history",
+            name,
+            "--namespace",
+            namespace,
+            "--output",
+            "json",
+            *helm_cluster_flags(kubeconfig, context),
+        ],
+    )
+    if result.returncode != 0:
+        if "not found" in (result.stderr or ""):
+            return []
+        raise ClusterError(
+            f"helm cannot read the history of {namespace}/{name}: {helm_error(result)}"
+        )
+    try:
+        entries = json.loads(result.stdout or "[]")
+    except ValueError:
+        raise ClusterError(f"helm's history of {namespace}/{name} is not JSON") from None
+    for entry in entries:
+        entry["revision"] = int(entry.get("revision") or 0)
+    return sorted(entries, key=lambda e: e["revision"])
+
+
+def revision_values(
+    helm: str, name: str, namespace: str, revision: int, kubeconfig=None, context=None
+) -> dict:
+    """The values one revision of the release was given."""
+    result = run(
+        helm,
+        [
+            "get",
+            "values",
+            name,
+            "--namespace",
+            namespace,
+            "--revision",
+            str(revision),
+            "--output",
+            "json",
+            *helm_cluster_flags(kubeconfig, context),
+        ],
+    )
+    if result.returncode != 0:
+        raise ClusterError(
+            f"helm cannot read the values of {namespace}/{name} revision {revision}: "
+            f"{helm_error(result)}"
+        )
+    return json.loads(result.stdout or "null") or {}
 
 
 def check_values(
@@ -194,7 +270,8 @@ def check_values(
     release_name: str,
     namespace: str,
 ) -> None:
-    """Render the chart with the values, offline: helm rejects unknown or ill-typed keys here."""
+    """Render the chart with the values, offline: helm rejects ill-typed values here (the chart's
+    schema; unknown keys pass it, :mod:`chart_keys` finds those)."""
     args = ["template", release_name, *source, "--namespace", namespace, "--values", "-"]
     if version and _versioned(source):
         args += ["--version", version]

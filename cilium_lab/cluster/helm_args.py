@@ -51,3 +51,35 @@ def chart_kind(chart: str) -> str:
     raise ClusterError(
         f"chart {chart!r} is neither repo/chart, a chart directory, a .tgz nor an oci:// reference"
     )
+
+
+# Each revision this project makes carries it as its helm description (``helm history`` shows
+# it): a revision that does not was made by hand, and the values only it set are the user's.
+DESCRIPTION_PREFIX = "cilium-lab"
+DESCRIPTION = f"{DESCRIPTION_PREFIX}: the release as the group data declares it"
+
+
+def creates_namespace(extra_args) -> bool:
+    """Whether ``helm upgrade --install`` with these extra flags creates a missing namespace."""
+    found = False
+    for arg in extra_args or ():
+        if arg == "--create-namespace":
+            found = True
+        elif str(arg).startswith("--create-namespace="):
+            found = str(arg).partition("=")[2].lower() in ("true", "1", "t")
+    return found
+
+
+class HiddenValues(dict):
+    """``cilium_values`` as a fact's argument: pyinfra prints a failed fact's arguments, and the
+    values may hold secrets, so this says how many keys there are and never what they hold."""
+
+    def __repr__(self) -> str:
+        return f"<cilium_values: {len(self)} keys>"
+
+    __str__ = __repr__
+
+
+def hidden(values):
+    """``values`` wrapped so that printing it shows no value; anything but a mapping as it is."""
+    return HiddenValues(values) if isinstance(values, dict) else values

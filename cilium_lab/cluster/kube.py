@@ -107,14 +107,18 @@ def unreachable(error: Exception) -> str:
 def load(kubeconfig: str | None = None, context: str | None = None) -> Cluster:
     """A Cluster from a kubeconfig file and context (None: the file's current context)."""
     path = kubeconfig_path(kubeconfig)
+    fix = "set kubeconfig in the group data (or --kubeconfig) to your cluster's file"
     if not path.exists():
-        raise ClusterError(
-            f"kubeconfig {path} does not exist; set kubeconfig in the group data "
-            "(or --kubeconfig) to your cluster's file"
-        )
+        raise ClusterError(f"kubeconfig {path} does not exist; {fix}")
+    if path.is_dir():
+        raise ClusterError(f"kubeconfig {path} is a directory, not a file; {fix}")
     try:
-        document = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as error:
+        document = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ClusterError(f"kubeconfig {path} is not a text file (not UTF-8); {fix}") from None
+    except OSError as error:
+        raise ClusterError(f"kubeconfig {path} cannot be read: {error.strerror}; {fix}") from None
+    except yaml.YAMLError as error:
         raise ClusterError(f"kubeconfig {path} cannot be read as YAML: {one_line(error)}") from None
     if not isinstance(document, dict) or not document.get("clusters"):
         raise ClusterError(f"kubeconfig {path} is invalid: it defines no clusters")
@@ -122,8 +126,10 @@ def load(kubeconfig: str | None = None, context: str | None = None) -> Cluster:
         api_client = config.new_client_from_config(config_file=str(path), context=context or None)
     except ConfigException as error:
         raise ClusterError(f"kubeconfig {path} is invalid: {one_line(error)}") from None
-    except (ValueError, TypeError, KeyError) as error:
-        raise ClusterError(f"kubeconfig {path} is invalid: {one_line(error)}") from None
+    except Exception as error:  # the client's loader trips on shapes it does not expect
+        raise ClusterError(
+            f"kubeconfig {path} is invalid: {type(error).__name__}: {one_line(error)}"
+        ) from None
     # Fail fast on an unreachable server: one retry, not urllib3's three with backoff.
     api_client.configuration.retries = 1
     api_client.rest_client.pool_manager.connection_pool_kw["retries"] = 1

@@ -39,7 +39,6 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from cilium_lab.cluster import ClusterError, helm
-from cilium_lab.cluster.helm_args import helm_cluster_flags
 from cilium_lab.cluster.kube import Cluster
 from cilium_lab.cluster.verify import (
     AGENT_DAEMONSET,
@@ -225,28 +224,8 @@ def first_deployed(
 ) -> datetime.datetime | None:
     """When helm's history says the release was first deployed; None when helm has no such
     release."""
-    result = helm.run(
-        helm.find_helm(),
-        [
-            "history",
-            release,
-            "--namespace",
-            namespace,
-            "--output",
-            "json",
-            *helm_cluster_flags(kubeconfig, context),
-        ],
-    )
-    if result.returncode != 0:
-        if "not found" in (result.stderr or ""):
-            return None
-        raise ClusterError(
-            f"helm cannot read the history of {namespace}/{release}: {helm.helm_error(result)}"
-        )
-    try:
-        return oldest_revision(json.loads(result.stdout or "[]"))
-    except ValueError:
-        raise ClusterError(f"helm's history of {namespace}/{release} is not JSON") from None
+    history = helm.history(helm.find_helm(), release, namespace, kubeconfig, context)
+    return oldest_revision(history) if history else None
 
 
 def oldest_revision(history) -> datetime.datetime | None:

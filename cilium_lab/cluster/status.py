@@ -6,9 +6,11 @@ Only reads: helm's list/get/history/search/show/template and the Kubernetes API'
 
 from __future__ import annotations
 
+import functools
+
 from kubernetes.client.rest import ApiException
 
-from cilium_lab.cluster import ClusterError, helm, kube, pods, verify
+from cilium_lab.cluster import ClusterError, chart_keys, helm, kube, pods, release_rules, verify
 from cilium_lab.cluster.helm_args import chart_kind, values_document
 
 CHECKS = ("repo", "release", "installed", "health", "pods")
@@ -54,6 +56,33 @@ def require_cluster_info(cluster: kube.Cluster) -> None:
         ) from None
 
 
+def require_namespace(cluster: kube.Cluster, namespace: str) -> None:
+    """helm installs into an existing namespace unless told ``--create-namespace``."""
+    try:
+        cluster.get(f"/api/v1/namespaces/{namespace}")
+    except ApiException as error:
+        if error.status != 404:
+            raise ClusterError(
+                f"cannot read the namespace {namespace} on {cluster.server}: "
+                f"{error.status} {error.reason}"
+            ) from None
+        raise ClusterError(
+            f"cilium_namespace {namespace} does not exist on {cluster.server}: create it, or add "
+            "--create-namespace to helm_extra_args for helm to create it"
+        ) from None
+
+
+def reference_name(chart: str) -> str | None:
+    """The chart's name as a ``repo/chart`` or oci:// reference spells it (a chart directory
+    or .tgz says its own in Chart.yaml)."""
+    kind = chart_kind(chart)
+    if kind == "repo":
+        return chart.split("/")[1]
+    if kind == "oci":
+        return chart.rstrip("/").rsplit("/", 1)[-1].split(":")[0].split("@")[0]
+    return None
+
+
 def release(
     cluster: kube.Cluster,
     name: str,
@@ -65,7 +94,14 @@ def release(
     repo_url=None,
     kubeconfig=None,
     context=None,
+    takeover: bool = False,
+    create_namespace: bool = False,
 ) -> dict:
+    """The release against the wanted one. Everything that would make the install fail or do
+    what the user did not declare is refused here, before any node changes: a pending release,
+    a downgrade, a skip of minors, another chart's release, values set by hand that the upgrade
+    would drop (those three unless ``takeover``), a missing namespace, keys the chart does not
+    know, values helm rejects. The chart is read only when the release would change."""
     if isinstance(values, dict) and values.get("k8sServiceHost") == "auto":
         require_cluster_info(cluster)
     helm_path = helm.find_helm()
@@ -73,14 +109,60 @@ def release(
     source = helm.chart_source(helm_path, chart, repo_name, repo_url)
     kind = chart_kind(chart)
     desired_version = version
+    chart_name = reference_name(chart)
     if kind == "path":
-        desired_version = helm.chart_version(helm_path, source, version)
+        chart_name, desired_version = helm.chart_metadata(helm_path, source, version)
+
+    def history() -> list[dict]:
+        return helm.history(helm_path, name, namespace, kubeconfig, context)
+
+    @functools.cache
+    def shape() -> dict:
+        return chart_keys.chart_shape(
+            chart_name, desired_version, lambda: helm.chart_values(helm_path, source, version)
+        )
+
+    where = f"{namespace}/{name}"
+    taken_over = []
+    if installed["exists"] and str(installed["status"]).startswith("pending"):
+        raise ClusterError(release_rules.pending_problem(name, namespace, installed, history()))
+    if installed["exists"]:
+        problem = release_rules.version_problem(where, installed, chart_name, desired_version)
+        taken_over.append(release_rules.refuse(problem, takeover))
 
     changes = release_changes(installed, name, namespace, desired_version, values)
+    if changes and installed["exists"]:
+        dropped = release_rules.dropped_keys(installed["values"], values)
+        revisions = history() if dropped or installed["status"] == "failed" else []
+        if installed["status"] == "failed":
+            back = release_rules.way_back(name, namespace, revisions, installed["revision"])
+            changes[changes.index("release is failed")] = (
+                f"release is failed (revision {installed['revision']}): the upgrade replaces it "
+                f"(to go back instead: {back})"
+            )
+        if dropped and not (revisions and release_rules.ours(revisions[-1], revisions)):
+            mine = release_rules.last_ours(revisions)
+            our_values = (
+                helm.revision_values(helm_path, name, namespace, mine, kubeconfig, context)
+                if mine
+                else None
+            )
+            hand = release_rules.hand_set(dropped, installed["values"], revisions, our_values)
+            # A key the pinned chart does not know would do nothing if kept: dropping it loses
+            # nothing (the seed's cgroup.automount, set by an older cilium-lab or by hand).
+            hand = [key for key in hand if chart_keys.known(key, shape())]
+            if hand:
+                problem = release_rules.hand_set_problem(where, hand)
+                taken_over.append(release_rules.refuse(problem, takeover))
+
     if changes:
-        # Before anything changes: the chart and version exist, and helm takes the values.
+        # Before anything changes: the namespace, the chart and version exist, the chart knows
+        # every key, and helm takes the values.
+        if not installed["exists"] and not create_namespace:
+            require_namespace(cluster, namespace)
         if kind != "path":
-            helm.chart_version(helm_path, source, version)
+            helm.chart_metadata(helm_path, source, version)
+        chart_keys.check(values, shape(), f"{chart_name} {desired_version or ''}".strip())
         helm.check_values(helm_path, source, version, values, name, namespace)
 
     return {
@@ -89,7 +171,7 @@ def release(
         "installed": installed,
         "desired": {"chart": chart, "kind": kind, "version": desired_version, "values": values},
         "matches": not changes,
-        "changes": changes,
+        "changes": [line for line in taken_over if line] + changes,
     }
 
 
@@ -97,7 +179,8 @@ def release_changes(
     installed: dict, name: str, namespace: str, version: str | None, values: dict
 ) -> list[str]:
     """What differs between the release as helm reports it (:func:`helm.release`) and the wanted
-    chart version and values, one line each; empty when nothing does."""
+    chart version and values, one line each (a value: its dotted key, old -> new); empty when
+    nothing does."""
     if not installed["exists"]:
         return [f"install {name} in {namespace}"]
     changes = []
@@ -106,9 +189,9 @@ def release_changes(
     if version and installed["version"] != version:
         changes.append(f"chart version {installed['version']} -> {version}")
     if values_document(installed["values"]) != values_document(values):
-        changes.append(
-            f"values {values_document(installed['values'])} -> {values_document(values)}"
-        )
+        changes += release_rules.value_changes(installed["values"] or {}, values or {}) or [
+            "values differ"
+        ]
     return changes
 
 

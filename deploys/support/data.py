@@ -13,6 +13,7 @@ import ipaddress
 
 from pyinfra.api.exceptions import DeployError
 
+from cilium_lab.cluster.helm_args import hidden
 from deploys.support.node_verdict import NODE_CHECKS, is_loopback
 from facts.directories import directory_problems
 
@@ -94,13 +95,16 @@ def cilium_values(host):
 
 
 def release(host) -> dict:
-    """The release with its chart, values and cluster: what ``cilium_release`` and the
-    preflight's cluster read take."""
+    """The release with its chart, values, cluster, install flags and takeover override: what
+    ``cilium_release`` and the preflight's cluster read take. The values print as their count
+    of keys (pyinfra prints a failed fact's arguments)."""
     return dict(
         release=value(host, "cilium_release"),
-        values=cilium_values(host),
+        values=hidden(cilium_values(host)),
         **chart(host),
         **cluster(host),
+        extra_args=value(host, "helm_extra_args"),
+        takeover=bool(value(host, "cilium_release_takeover")),
     )
 
 
@@ -161,6 +165,12 @@ def values_problems(values) -> list[str]:
             "give it as a dict in group data"
         ]
     problems = []
+    # The chart takes true or "true" (it compares the value as a string).
+    if values.get("kubeProxyReplacement") not in (True, "true"):
+        problems.append(
+            f"cilium_values kubeProxyReplacement is {values.get('kubeProxyReplacement')!r}, but "
+            "the migration removes kube-proxy from every node: set it to True"
+        )
     service_host, port = values.get("k8sServiceHost"), values.get("k8sServicePort")
     if not service_host or not isinstance(service_host, str):
         problems.append(

@@ -19,6 +19,8 @@ list, or a comma-separated string on the command line: ``--data preflight_skip=k
 
 from __future__ import annotations
 
+import contextlib
+
 import gevent
 from pyinfra import logger
 from pyinfra.api.exceptions import DeployError, PyinfraError
@@ -91,8 +93,11 @@ def _check_local(host, run) -> list[str]:
     version and the values, through the cluster facts.
 
     The cluster facts only read; each exits non-zero with one line (which pyinfra prints) when
-    it cannot. Asked here, they stop the run before the nodes change even with ``-y``, which
-    skips change detection and so would first read them after the node steps had run.
+    it cannot, or when the release may not be changed as declared (a pending release, a
+    downgrade, a skip of minors, another chart, values set by hand, a missing namespace, keys
+    the chart does not know). Asked here, they stop the run before the nodes change even with
+    ``-y``, which skips change detection and so would first read them after the node steps had
+    run.
     """
     problems = data.values_problems(data.cilium_values(host))
     problems += workstation.sudo_problems(host)
@@ -166,9 +171,27 @@ def _take_locks(run) -> dict[str, list[str]]:
     return first or _in_parallel(nodes[1:], take)
 
 
+@contextlib.contextmanager
+def _failures_left_to_the_verdict(state):
+    """Without -y, pyinfra asks "One of more hosts failed, continue?" the moment a fact fails on
+    one host while others are left (its FAIL_PERCENT of 0 and a prompt, pyinfra_cli); with no
+    terminal that ends in EOFError. A failed check is the verdict's to report, as with -y."""
+    fail_percent = state.config.FAIL_PERCENT
+    state.config.FAIL_PERCENT = None
+    try:
+        yield
+    finally:
+        state.config.FAIL_PERCENT = fail_percent
+
+
 def _verdict(run, check_node, check_local) -> dict[str, list[str]]:
     # The locks are taken while the checks run (the workstation's cluster read is the longest):
     # a run the checks refuse ends at once, and its locks with it.
+    with _failures_left_to_the_verdict(run.state):
+        return _checked(run, check_node, check_local)
+
+
+def _checked(run, check_node, check_local) -> dict[str, list[str]]:
     locks = gevent.spawn(_take_locks, run)
     verdict = _unreachable(run.state)
     verdict.update(

@@ -21,12 +21,15 @@ modules_backup_dir = "/var/backups/cilium-lab/modules-load.d"
 # Where the rollback persists br_netfilter when no file and no backup of one did.
 modules_persist_file = "/etc/modules-load.d/br_netfilter.conf"
 
-# Cilium's chart values as the chapter sets them; the nodes read k8sServiceHost/Port too.
+# Cilium's chart values as the chapter sets them; the nodes read k8sServiceHost/Port too. Every
+# key must be one of the chart's (the preflight checks it): the seed's `cgroup.automount.enabled`
+# is not, and the chart ignores it silently (its agents would still mount cgroup2 themselves);
+# the chart spells it autoMount. kubeProxyReplacement must stay true: the nodes lose kube-proxy.
 cilium_values = {
     "kubeProxyReplacement": True,
     "k8sServiceHost": "kubernetes",
     "k8sServicePort": 6443,
-    "cgroup": {"automount": {"enabled": False}, "hostRoot": "/sys/fs/cgroup"},
+    "cgroup": {"autoMount": {"enabled": False}, "hostRoot": "/sys/fs/cgroup"},
 }
 
 # A lab's own chart values, merged over cilium_values key by key: the simulated lab's real data

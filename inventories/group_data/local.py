@@ -14,8 +14,17 @@ cilium_namespace = "kube-system"
 kubeconfig = None
 kube_context = None
 
-# More `helm upgrade --install` flags, e.g. ["--wait"].
+# More `helm upgrade --install` flags, e.g. ["--wait"]. With "--create-namespace", a
+# cilium_namespace that does not exist yet is created by helm instead of refused.
 helm_extra_args = []
+
+# A release already there is upgraded only as Cilium supports it: the same chart, the same
+# version or one minor up, never down, and without dropping values a hand-made revision set that
+# cilium_values does not hold. Anything else stops the run before the first change, naming both
+# versions or each key. True takes the release over anyway, for those who know better (a
+# downgrade Cilium's upgrade notes allow, values to drop on purpose). A release left pending by
+# a killed helm is refused whatever this says: run the `helm rollback` the refusal names.
+cilium_release_takeover = False
 # Seconds to wait for Cilium's agents and operator before the deploy fails with a per-node report.
 cilium_wait_timeout = 600
 # Seconds one wait of the pods' restart may take: for a PodDisruptionBudget to allow the next

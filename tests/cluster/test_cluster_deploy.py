@@ -19,7 +19,7 @@ VALUES = {
     "kubeProxyReplacement": True,
     "k8sServiceHost": "kubernetes",
     "k8sServicePort": 6443,
-    "cgroup": {"automount": {"enabled": False}, "hostRoot": "/sys/fs/cgroup"},
+    "cgroup": {"autoMount": {"enabled": False}, "hostRoot": "/sys/fs/cgroup"},
 }
 
 
@@ -104,6 +104,9 @@ def test_installs_once_then_changes_nothing(
         d.metadata.name for d in cluster.apps.list_namespaced_daemon_set("kube-system").items
     }
     assert {"cilium", "cilium-envoy"} <= daemonsets
+    # cgroup.autoMount.enabled=false reached the chart (the seed's "automount" is ignored by it).
+    init = cluster.apps.read_namespaced_daemon_set("cilium", "kube-system").spec.template.spec
+    assert "mount-cgroup" not in {c.name for c in init.init_containers or []}
 
     second = pyinfra(helm_env, inventory, "-y")
     output = second.stdout + second.stderr
@@ -119,7 +122,7 @@ def test_installs_once_then_changes_nothing(
     )
     dry = pyinfra(helm_env, changed, "--dry")
     assert dry.returncode == 0, dry.stdout + dry.stderr
-    assert '"k8sServicePort":6443' in dry.stderr and '"k8sServicePort":16443' in dry.stderr
+    assert "release kube-system/cilium: value k8sServicePort: 6443 -> 16443" in dry.stderr
     assert release_secrets(cluster) == ["sh.helm.release.v1.cilium.v1"]
     third = pyinfra(helm_env, changed, "-y")
     assert third.returncode == 0, third.stdout + third.stderr

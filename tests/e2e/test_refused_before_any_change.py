@@ -15,6 +15,8 @@ import subprocess
 
 import pytest
 from e2e_sim import (
+    BIN,
+    CHARTS,
     DEPLOY,
     GROUP_DATA,
     PYINFRA,
@@ -31,7 +33,7 @@ VALUES = {
     "kubeProxyReplacement": True,
     "k8sServiceHost": "kubernetes",
     "k8sServicePort": 6443,
-    "cgroup": {"automount": {"enabled": False}, "hostRoot": "/sys/fs/cgroup"},
+    "cgroup": {"autoMount": {"enabled": False}, "hostRoot": "/sys/fs/cgroup"},
 }
 
 
@@ -135,6 +137,87 @@ def test_auto_service_host_without_cluster_info_is_refused(sim, pending):
 
     assert_refused(sim, run, pending, "the cluster checks failed", {"@local"})
     assert "k8sServiceHost is 'auto', but the cluster has no kube-public/cluster-info" in run.log
+
+
+def helm(sim, *args: str, input: str | None = None) -> str:
+    """The real helm on the sim's cluster, as a user runs it by hand."""
+    proc = subprocess.run(
+        [str(BIN / "helm"), *args, "--kubeconfig", str(sim.cfg.kubeconfig)],
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=sim.env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+@pytest.fixture
+def newer_release_by_hand(sim):
+    """Cilium 1.20.0 installed by hand over whatever the session left (the group data pins
+    1.19.6); afterwards the release is put back as it was: rolled back to the revision before,
+    or uninstalled."""
+    before = sim.helm_revisions()
+    helm(
+        sim,
+        "upgrade",
+        "--install",
+        "cilium",
+        str(CHARTS / "cilium-1.20.0.tgz"),
+        "-n",
+        "kube-system",
+        "--values",
+        "-",
+        input=json.dumps(VALUES),
+    )
+    yield
+    if before:
+        last = max(int(name.rsplit(".v", 1)[1]) for name in before)
+        helm(sim, "rollback", "cilium", str(last), "-n", "kube-system", "--wait")
+    else:
+        helm(sim, "uninstall", "cilium", "-n", "kube-system", "--wait")
+
+
+def test_a_newer_release_installed_by_hand_is_refused_and_no_node_changes(
+    sim, newer_release_by_hand, pending
+):
+    """Taken over, it would be downgraded after the nodes lost kube-proxy: the preflight refuses
+    it in one line naming both versions, and no node and no revision changes."""
+    revisions = sim.helm_revisions()
+    run = sim.pyinfra("-y")
+
+    assert_refused(sim, run, pending, "the cluster checks failed", {"@local"})
+    said = [line for line in run.log.splitlines() if "newer than the pinned" in line]
+    assert len(said) == 1, run.log
+    assert (
+        "release kube-system/cilium runs chart cilium 1.20.0, newer than the pinned 1.19.6"
+        in said[0]
+    )
+    assert "cilium_release_takeover = True" in said[0]
+    assert sim.helm_revisions() == revisions
+
+
+def test_a_failed_cluster_check_in_dry_without_yes_stops_without_a_prompt(sim, pending, tmp_path):
+    """Without -y (and without --json), pyinfra asks "continue?" when one host fails and others
+    are left; with no terminal that ended in EOFError. The preflight stops the run instead."""
+    binary = tmp_path / "kubeconfig"
+    binary.write_bytes(b"\x7fELF\x02\x01\x01\x00\xd0\xff\xfe")
+    proc = subprocess.run(
+        sim.pyinfra_command("--dry", "--data", f"kubeconfig={binary}"),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        env=sim.env,
+    )
+    log = proc.stdout + proc.stderr
+    assert proc.returncode != 0, log
+    assert "continue?" not in log and "EOFError" not in log and "Traceback" not in log, log
+    assert f"cilium-lab: kubeconfig {binary} is not a text file (not UTF-8)" in log
+    assert "[@local] preflight: the cluster checks failed" in log
+    assert sim.snapshot_all() == pending
 
 
 @contextlib.contextmanager
