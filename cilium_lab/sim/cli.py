@@ -81,11 +81,12 @@ def sim():
 )
 @click.option(
     "--data-plane",
-    type=click.Choice(["kwok", "real"]),
-    default="kwok",
+    type=click.Choice(["real", "kwok"]),
+    default="real",
     show_default=True,
-    help="kwok: kwok plays the kubelets and no container runs (fast). real: real kubelets, "
-    "containerd and kube-proxy on every node, and the pods run (builds them the first time).",
+    help="real: real kubelets, containerd and kube-proxy on every node, the pods run, and the "
+    "migration gets Cilium's real agents (builds them the first time). kwok: kwok plays the "
+    "kubelets and no container runs (the fast lab of the tests and the benchmark).",
 )
 @one_line_errors
 def up(

@@ -95,12 +95,23 @@ class SimLab:
             raise
         return subprocess.CompletedProcess(command, proc.returncode)
 
-    def up(self, count: int, charts: Path | None = None, **kwargs) -> subprocess.CompletedProcess:
+    def up(
+        self, count: int, charts: Path | None = None, data_plane: str = "kwok", **kwargs
+    ) -> subprocess.CompletedProcess:
         """``sim up`` with ``count`` nodes, writing the lab's inventory: with the control plane
-        and ``charts`` as its helm repository, or without a control plane (the node phase alone)."""
+        and ``charts`` as its helm repository, or without a control plane (the node phase alone).
+        The fast lab (kwok plays the kubelets) unless ``data_plane`` is ``real``."""
         plane = ["--charts", str(charts)] if charts else ["--no-control-plane"]
         return self.run_cli(
-            "up", "--nodes", str(count), "--inventory", str(self.inventory), *plane, **kwargs
+            "up",
+            "--nodes",
+            str(count),
+            "--inventory",
+            str(self.inventory),
+            "--data-plane",
+            data_plane,
+            *plane,
+            **kwargs,
         )
 
     def down(self, **kwargs) -> subprocess.CompletedProcess:

@@ -131,7 +131,7 @@ def up(
     control_plane: bool = True,
     charts_dir: Path | None = None,
     bin_dir: Path | None = None,
-    data_plane: str = "kwok",
+    data_plane: str = "real",
     echo=click.echo,
 ) -> SimConfig:
     check_platform()
