@@ -754,3 +754,18 @@ def _write(tmp_path, text):
     path = tmp_path / "inv.py"
     path.write_text(text)
     return str(path)
+
+
+def test_runner_tries_a_timed_out_check_again_only_within_twice_its_time():
+    class Hanging:
+        calls = 0
+
+        def run(self, pod, command, timeout):
+            Hanging.calls += 1
+            time.sleep(0.12)
+            return None, f"no answer from agnhost connect in {pod} within {timeout:g}s"
+
+    runner = conn.Runner(deployed(), Hanging(), timeout=0.1, attempts=5, pause=0)
+    result = runner.run(conn.Check("pod-to-dns", "control0", "w.1"))
+    assert (result.ok, Hanging.calls) == (False, 2)
+    assert result.error.endswith("(its name lookup has no timeout of its own)")

@@ -605,7 +605,7 @@ class PodExec:
         try:
             response.run_forever(timeout=timeout)
             if response.is_open():
-                return None, f"exec in {pod} did not finish within {timeout:g}s"
+                return None, f"no answer from agnhost connect in {pod} within {timeout:g}s"
             code, message = exec_status(response.read_channel(3))
             output = one_line(Exception(response.read_all() or ""))
         except Exception as error:  # the websocket library's own errors
@@ -657,6 +657,7 @@ class Runner:
             0,
             same_node=check.same_node,
         )
+        first = time.monotonic()
         for attempt in range(1, self.attempts + 1):
             result.attempts = attempt
             started = time.monotonic()
@@ -671,8 +672,11 @@ class Runner:
                     result.answer = said
                 return result
             result.error = said
-            if attempt < self.attempts:
-                time.sleep(self.pause)
+            # Quick failures are tried again (a Service its data plane programs a moment after
+            # its endpoints exist); timeouts only within twice the attempt's time.
+            if attempt == self.attempts or time.monotonic() - first > 2 * self.timeout:
+                break
+            time.sleep(self.pause)
         return result
 
     def _attempt(self, check: Check, destination: str, result: Result) -> tuple[bool, str]:
@@ -688,6 +692,8 @@ class Runner:
         if code == 0:
             return True, ""
         if code is None:
+            if said.startswith("no answer") and check.kind in ("pod-to-dns", "pod-to-apiserver"):
+                said += " (its name lookup has no timeout of its own)"
             return False, said
         return False, said or f"agnhost connect exited {code}"
 
