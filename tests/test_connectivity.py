@@ -399,6 +399,7 @@ def test_runner_retries_then_passes_and_times_the_attempt():
     runner = conn.Runner(deployed(), fake, timeout=2, attempts=3, pause=0)
     result = runner.run(conn.Check("pod-to-pod", "control0", "w.1"))
     assert (result.ok, result.attempts, result.error) == (True, 2, None)
+    assert result.earlier_errors == ["OTHER: network is unreachable"]
     assert fake.calls[0] == (
         "client-control0",
         ["/agnhost", "connect", "10.2.0.7:8080", "--timeout=2s"],
@@ -416,6 +417,7 @@ def test_runner_fails_after_its_attempts_with_the_last_error():
         "TIMEOUT",
         False,
     )
+    assert result.earlier_errors == ["TIMEOUT"]
     exec_failed = FakeExec({"10.32.0.101:8080": [(None, "exec in client-control0 failed: x")]})
     result = conn.Runner(deployed(), exec_failed, attempts=1).run(
         conn.Check("pod-to-clusterip", "control0", "w.1")
@@ -567,6 +569,7 @@ def test_json():
         "answer": None,
         "error": "TIMEOUT",
         "refused": False,
+        "earlier_errors": [],
     }
     assert json.loads(json.dumps(report([result()]).as_dict()))["ok"] is True
 
@@ -674,7 +677,7 @@ def test_run_refuses_a_namespace_of_someone_elses_and_creates_nothing():
     cluster = FakeCluster([node_json("a", "127.0.0.2")], pod_json)
     cluster.namespace = {"metadata": {"name": "cilium-lab-connectivity", "labels": {}}}
     with pytest.raises(ClusterError, match="is not one of cilium-lab connectivity's"):
-        conn.run(cluster, conn.Options(), quiet, quiet)
+        conn.run(cluster, conn.Options(timeout=2), quiet, quiet)
     assert cluster.created == [] and cluster.deleted == []
 
 
@@ -682,7 +685,7 @@ def test_run_refuses_a_nodeport_routed_off_this_machine_before_any_change(monkey
     monkeypatch.setattr(conn, "lookup_route", lambda address: conn.Route("default", "eth0", "gw"))
     cluster = FakeCluster([node_json("a", "10.250.7.11")], pod_json)
     with pytest.raises(ClusterError, match=r"^refusing to probe the NodePort on a \(10.250.7.11\)"):
-        conn.run(cluster, conn.Options(), quiet, quiet)
+        conn.run(cluster, conn.Options(timeout=2), quiet, quiet)
     assert cluster.created == []
 
 

@@ -511,9 +511,10 @@ def route_problem(
 
 
 def check_routes(
-    nodes: list[Node], device: str | None = None, allow_default: bool = False, lookup=lookup_route
+    nodes: list[Node], device: str | None = None, allow_default: bool = False, lookup=None
 ) -> list[str]:
     """The refusals for every node's NodePort (see :func:`route_problem`)."""
+    lookup = lookup or lookup_route
     problems = []
     for node in nodes:
         try:
@@ -543,6 +544,8 @@ class Result:
     error: str | None = None
     # Not probed: this machine refused to send it (see route_problem).
     refused: bool = False
+    # What the attempts before the last one said (a Service not yet programmed: REFUSED).
+    earlier_errors: list[str] = field(default_factory=list)
 
 
 def exec_status(text: str) -> tuple[int | None, str]:
@@ -659,6 +662,8 @@ class Runner:
         )
         first = time.monotonic()
         for attempt in range(1, self.attempts + 1):
+            if result.error:
+                result.earlier_errors.append(result.error)
             result.attempts = attempt
             started = time.monotonic()
             ok, said = self._attempt(check, destination, result)

@@ -137,7 +137,8 @@ def test_an_image_that_cannot_be_pulled_exits_2_at_once_naming_it(real_lab):
     assert not namespace_left(real_lab)
 
 
-def test_ctrl_c_once_its_pods_exist_leaves_no_namespace(real_lab):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_once_its_pods_exist_leaves_no_namespace(real_lab, signum):
     api = cluster(real_lab)
     proc = subprocess.Popen(
         command(real_lab),
@@ -157,14 +158,14 @@ def test_ctrl_c_once_its_pods_exist_leaves_no_namespace(real_lab):
                 pass
             time.sleep(0.2)
         assert proc.poll() is None, "connectivity ended before its pods existed"
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         out, err = proc.communicate(timeout=180)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130, out + err
+    assert proc.returncode == 128 + signum, out + err
     assert "Traceback" not in err, err
-    assert "deleting namespace" in err and "interrupted (SIGINT)" in err, err
+    assert "deleting namespace" in err and f"interrupted ({signum.name})" in err, err
     assert not namespace_left(real_lab)
 
 
