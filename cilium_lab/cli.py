@@ -3,6 +3,7 @@
 import click
 
 from cilium_lab.cluster.commands import restart_pods_command, status_command, verify_command
+from cilium_lab.cluster.connectivity import connectivity_command
 from cilium_lab.sim.cli import sim
 
 
@@ -15,6 +16,7 @@ cli.add_command(sim)
 cli.add_command(verify_command)
 cli.add_command(restart_pods_command)
 cli.add_command(status_command)
+cli.add_command(connectivity_command)
 
 
 def main():

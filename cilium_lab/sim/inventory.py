@@ -7,7 +7,7 @@ from pathlib import Path
 from pprint import pformat
 
 import cilium_lab
-from cilium_lab.sim import cilium_images
+from cilium_lab.sim import cilium_images, images
 from cilium_lab.sim.config import SimConfig
 
 # inventories/ beside the package (an editable install, as the Makefile makes): the inventory must
@@ -74,6 +74,9 @@ workers = {hosts(workers)}
         }
         if "cilium_values_overrides" in common:
             local["cilium_values_overrides"] = common["cilium_values_overrides"]
+        if cfg.data_plane == "real":
+            # `cilium-lab connectivity --image`: agnhost from the sim's own registry.
+            local["connectivity_image"] = images.image_ref(cfg, "agnhost")
         text += f"""
 # The workstation: this machine, with the sim's kubeconfig and chart repository.
 local = [("@local", {pformat(local, indent=4, sort_dicts=False)})]

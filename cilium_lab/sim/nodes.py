@@ -172,16 +172,22 @@ def _enter_cgroups(paths: list[Path]):
     return enter
 
 
-def _remove_cgroups(cfg: SimConfig, name: str) -> None:
-    """Remove a stopped node's cgroup trees, deepest first (rmdir is the only way to delete one)."""
+def _remove_cgroups(cfg: SimConfig, name: str, wait: float = 10.0) -> None:
+    """Remove a stopped node's cgroup trees, deepest first (rmdir is the only way to delete one).
+
+    A cgroup stays busy until its last process is gone: a real node's (kube-apiserver's, say)
+    may still be exiting when nspawn has, so a busy one is tried again for ``wait`` seconds."""
+    deadline = time.monotonic() + wait
     for top in _node_cgroups(cfg, name):
-        if not top.is_dir():
-            continue
-        for dirpath, _, _ in sorted(os.walk(top), key=lambda entry: -entry[0].count("/")):
-            try:
-                os.rmdir(dirpath)
-            except OSError:
-                pass
+        while top.is_dir():
+            for dirpath, _, _ in sorted(os.walk(top), key=lambda entry: -entry[0].count("/")):
+                try:
+                    os.rmdir(dirpath)
+                except OSError:
+                    pass
+            if not top.is_dir() or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         try:
             os.rmdir(top.parent)  # cilium-lab/, once no sim's node is left in it
         except OSError:

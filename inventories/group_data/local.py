@@ -39,3 +39,7 @@ helm_uninstall_args = ["--wait"]
 # The routes to the pod CIDRs (each node's pod_cidr via its pod_route_via, default ssh_hostname)
 # change through sudo: set it False when pyinfra already runs as root.
 host_routes_sudo = True
+
+# The image `cilium-lab connectivity --image` runs: Kubernetes' own e2e test image (agnhost), at the
+# tag k8s.io/kubernetes v1.34.4's e2e tests pin. An air-gapped cluster names its own registry's copy.
+connectivity_image = "registry.k8s.io/e2e-test-images/agnhost:2.56"

@@ -13,6 +13,7 @@ import subprocess
 
 import pytest
 from e2e_sim import CHARTS, Sim, leftovers, why_not_runnable
+from real_lab import real_lab  # noqa: F401 (the real data plane's lab, a fixture of its own)
 
 from cilium_lab.sim.harness import E2E_SUBNETS, free_subnet
 
