@@ -36,13 +36,18 @@ lint: venv
 sim-deps:
 	@command -v systemd-nspawn >/dev/null && command -v debootstrap >/dev/null || { \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	    --no-install-recommends systemd-container debootstrap iproute2 iptables openssh-client; }
+	    --no-install-recommends systemd-container debootstrap iproute2 iptables openssh-client jq; }
 
 ifeq ($(INVENTORY),)
+# The simulated lab with its real data plane: the network is checked on the guide's old network
+# (the bridge plugin and kube-proxy), then the whole chapter runs, then it is checked again,
+# over Cilium.
 migrate: venv sim-deps $(VENV)/bin/helm
 	$(VENV)/bin/cilium-lab sim up $(if $(CHARTS),--charts $(CHARTS))
+	$(VENV)/bin/cilium-lab sim connectivity
 	$(VENV)/bin/pyinfra -y inventories/sim.py deploys/cilium.py
 	$(VENV)/bin/cilium-lab verify --no-wait --kubeconfig "$$($(VENV)/bin/cilium-lab sim kubeconfig)"
+	$(VENV)/bin/cilium-lab sim connectivity
 else
 migrate: venv
 	$(VENV)/bin/pyinfra $(INVENTORY) deploys/cilium.py

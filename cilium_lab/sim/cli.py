@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from cilium_lab.sim import SimError, lab
+from cilium_lab.cluster.connectivity import connectivity_command
+from cilium_lab.sim import SimError, images, lab
 
 
 def one_line_errors(f):
@@ -170,3 +171,33 @@ def kubeconfig():
     if not cfg.control_plane:
         raise SimError("this sim has no control plane (it was brought up with --no-control-plane)")
     click.echo(str(cfg.kubeconfig))
+
+
+@sim.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    add_help_option=False,
+)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@one_line_errors
+def connectivity(args):
+    """Run `cilium-lab connectivity` on the sim: its kubeconfig, its registry's test image, and
+    the NodePorts probed over its bridge only; other options (-o json, --keep, ...) pass through."""
+    cfg = lab.load()
+    if not cfg.control_plane:
+        raise SimError("this sim has no control plane (it was brought up with --no-control-plane)")
+    if cfg.data_plane != "real":
+        raise SimError(
+            "the kwok lab runs no container, so nothing can be checked; bring the sim up with "
+            "--data-plane real (the default)"
+        )
+    given = [
+        "--kubeconfig",
+        str(cfg.kubeconfig),
+        "--image",
+        images.image_ref(cfg, "agnhost"),
+        "--route-dev",
+        cfg.bridge,
+    ]
+    connectivity_command.main(
+        args=[*given, *args], prog_name="cilium-lab sim connectivity", standalone_mode=True
+    )

@@ -104,6 +104,9 @@ class Run:
 class Sim(SimLab):
     """The session's sim (see conftest), with the tests' reads of it: a failing command fails the test."""
 
+    # Seconds for one pyinfra run.
+    pyinfra_timeout = 300
+
     def __init__(self, home: Path, bridge: str, subnet: str):
         super().__init__(home, bridge, subnet)
         # Every node as the sim booted it, taken once before any test runs (see conftest).
@@ -127,7 +130,12 @@ class Sim(SimLab):
 
     def pyinfra(self, *args: str, deploy: Path = DEPLOY) -> Run:
         proc = self.run_pyinfra(
-            "--json", *args, deploy=deploy, capture_output=True, text=True, timeout=300
+            "--json",
+            *args,
+            deploy=deploy,
+            capture_output=True,
+            text=True,
+            timeout=self.pyinfra_timeout,
         )
         return Run(proc.returncode, _json_or_none(proc.stdout), proc.stderr)
 

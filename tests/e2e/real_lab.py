@@ -27,10 +27,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from e2e_sim import CHARTS, leftovers, why_not_runnable
+from e2e_sim import CHARTS, Sim, leftovers, why_not_runnable
 
 from cilium_lab.sim import images
-from cilium_lab.sim.harness import CILIUM_LAB, E2E_SUBNETS, REPO, SimLab, free_subnet
+from cilium_lab.sim.harness import CILIUM_LAB, E2E_SUBNETS, REPO, free_subnet
 
 DEFAULT_NODES = int(os.environ.get("CILIUM_LAB_E2E_REAL_NODES") or 2)
 # The first build of the node software and images is long; the lead's cache lock too.
@@ -41,8 +41,11 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
 
 
-class RealLab(SimLab):
+class RealLab(Sim):
     """A real-data-plane sim, with what tests read of it: kubeconfig, images, node shells."""
+
+    # Real agents pull their image and compile their datapath on every node first.
+    pyinfra_timeout = 900
 
     def __init__(self, home: Path, bridge: str, subnet: str, nodes: int = DEFAULT_NODES):
         super().__init__(home, bridge, subnet)
@@ -76,14 +79,6 @@ class RealLab(SimLab):
     @property
     def registry(self) -> str:
         return images.registry_address(self.cfg)
-
-    def sh(self, node: str, script: str, check: bool = True) -> str:
-        leader = self.leader(node)
-        assert leader, f"node {node} is not running"
-        proc = self.nsenter(leader, script)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"{node}: {script!r} failed ({proc.returncode}): {proc.stderr}")
-        return proc.stdout
 
     def cilium_lab(self, *args: str, **kwargs) -> subprocess.CompletedProcess:
         """``cilium-lab ARGS`` in the lab's environment (kwargs go to subprocess.run)."""
