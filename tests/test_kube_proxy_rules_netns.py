@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import uuid
+from pathlib import Path
 
 import pytest
 from pyinfra_fixtures import command_text, run_fact, run_operation
@@ -105,3 +106,53 @@ def test_removes_kube_proxy_chains_and_keeps_the_kubelets_and_the_rest(netns):
     commands, host = run_operation(kube_proxy_rules_absent, {KubeProxyRules: rules})
     assert commands == []
     assert host.noops == ["no kube-proxy rules left"]
+
+
+# iptables-save of a node of the simulated lab's real data plane before the migration: the real
+# kubelet and kube-proxy 1.34.4 (iptables mode) with the guide's configuration, the bridge
+# plugin's masquerade chains, the guide's CoreDNS, nginx and the NodePort Service.
+REAL_NODE = (
+    Path(__file__).parent / "fixtures" / "iptables" / "real-node-kubelet-kube-proxy-1.34.4.rules"
+)
+
+
+def test_on_a_real_nodes_rules_only_kube_proxys_lines_go(netns):
+    # kube-proxy counts dropped packets in nfacct objects it makes over netlink, which a
+    # namespace of this test's has not got and iptables-restore cannot make: those rules (in
+    # kube-proxy's own chains, which go as a whole) are left out.
+    captured = REAL_NODE.read_text().splitlines()
+    counting = [line for line in captured if "-m nfacct" in line]
+    assert counting and all(line.startswith("-A KUBE-") for line in counting)
+    saved = "\n".join(line for line in captured if line not in counting)
+    subprocess.run(
+        ["ip", "netns", "exec", netns, "iptables-restore"],
+        input=saved + "\n",
+        text=True,
+        check=True,
+    )
+    before = in_ns(netns, "iptables-save")
+
+    commands, _ = run_operation(kube_proxy_rules_absent, {KubeProxyRules: read_rules(netns)})
+    assert commands
+    for command in commands:
+        in_ns(netns, command)
+    after = in_ns(netns, "iptables-save")
+
+    def lines(text):
+        return [line.split(" [", 1)[0] for line in text.splitlines() if not line.startswith("#")]
+
+    kept = [line for line in lines(before) if "KUBE-" not in line or KUBELET_CHAIN.search(line)]
+    assert lines(after) == kept
+    # What the kubelet checks every minute is there, and the bridge plugin's chains too.
+    for line in (":KUBE-IPTABLES-HINT -", ":KUBE-KUBELET-CANARY -", "-A INPUT -j KUBE-FIREWALL"):
+        assert any(kept_line.startswith(line) for kept_line in lines(after)), line
+    assert any(line.startswith(":CNI-") for line in lines(after))
+    assert not [
+        line
+        for line in lines(after)
+        if re.search(r"KUBE-(SVC|SEP|EXT|SERVICES|NODEPORTS|PROXY)", line)
+    ]
+
+    rules = read_rules(netns)
+    assert rules["iptables"] == {}
+    assert run_operation(kube_proxy_rules_absent, {KubeProxyRules: rules})[0] == []
