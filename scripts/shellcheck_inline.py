@@ -1,8 +1,9 @@
 """shellcheck over the shell still written inline in Python, too short for a file of its own
 (``make lint``; the scripts in ``facts/`` and ``operations/`` are checked as files).
 
-Each snippet is checked as the POSIX ``sh`` that runs it on the nodes; its commands are built
-with sample arguments where they take any.
+Each snippet is checked as the POSIX ``sh`` that runs it on the nodes, or as the shell its first
+line names (the simulated lab's scripts); its commands are built with sample arguments where
+they take any.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from cilium_lab.sim import cilium_images, realnode  # noqa: E402
 from deploys.support.lock import _SCRIPT as LOCK_SCRIPT  # noqa: E402
 from facts.routes import HostRoutes  # noqa: E402
 from operations.records import retired  # noqa: E402
@@ -21,14 +23,20 @@ SNIPPETS = {
     "deploys/support/lock.py (the lock)": LOCK_SCRIPT,
     "facts/routes.py HostRoutes": HostRoutes().command(),
     "operations/records.py retired()": retired("/var/backups/cilium lab/record"),
+    "cilium_lab/sim/realnode.py RUNC_WRAPPER": realnode.RUNC_WRAPPER,
+    **{
+        f"cilium_lab/sim/cilium_images.py {name}": text
+        for name, text in cilium_images.SCRIPTS.items()
+    },
 }
 
 
 def main() -> int:
     failed = []
     for name, text in SNIPPETS.items():
+        shell = [] if text.startswith("#!") else ["--shell=sh"]
         result = subprocess.run(
-            ["shellcheck", "--shell=sh", "-"], input=text, capture_output=True, text=True
+            ["shellcheck", *shell, "-"], input=text, capture_output=True, text=True
         )
         if result.returncode != 0:
             failed.append(name)

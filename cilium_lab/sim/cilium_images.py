@@ -31,7 +31,7 @@ from pathlib import Path
 
 import click
 
-from cilium_lab.sim import images, rootfs
+from cilium_lab.sim import binaries, images, rootfs
 from cilium_lab.sim.config import SimConfig, cache_dir
 
 ROOT_PACKAGES = ["bash", "clang-19", "llvm-19", "bpftool", "iproute2", "iptables", "ipset", "kmod"]
@@ -55,19 +55,21 @@ TRIMMED = (
 # Left empty in the image: the runtime mounts its own.
 EMPTY = ("dev", "proc", "sys", "run", "tmp")
 BPF_DIR = "var/lib/cilium/bpf"
+CILIUM_MODULE = "github.com/cilium/cilium"
 
 # The chart's init container: Cilium's CNI plugin into the node's /opt/cni/bin (mounted at
 # /host/opt/cni/bin), written beside and renamed, so that a kubelet never runs half a file.
 INSTALL_PLUGIN = """#!/bin/bash
 set -euo pipefail
-dest=/host/opt/cni/bin
-for plugin in /opt/cni/bin/*; do
+dest=${CNI_BIN_DEST:-/host/opt/cni/bin}
+source=${CNI_BIN_SOURCE:-/opt/cni/bin}
+for plugin in "$source"/*; do
     name=$(basename "$plugin")
     cp "$plugin" "$dest/.$name.cilium-lab"
     chmod 0755 "$dest/.$name.cilium-lab"
     mv -f "$dest/.$name.cilium-lab" "$dest/$name"
+    echo "installed $name into $dest"
 done
-echo "installed $(ls /opt/cni/bin | tr '\\n' ' ')into $dest"
 """
 
 # The chart's clean-cilium-state init container: what the cilium-config ConfigMap asks for.
@@ -149,8 +151,15 @@ def recipe_hash() -> str:
     return digest.hexdigest()[:12]
 
 
+def root_hash() -> str:
+    """The agent image's Debian root's own recipe: its packages, links and trims, the mirror
+    (editing the scripts or the layers builds the image again, not the root)."""
+    recipe = repr((rootfs.SUITE, ROOT_PACKAGES, sorted(TOOL_LINKS.items()), TRIMMED))
+    return hashlib.sha256((recipe + rootfs.mirror()).encode()).hexdigest()[:12]
+
+
 def root_path() -> Path:
-    return cache_dir() / f"cilium-root-{recipe_hash()}"
+    return cache_dir() / f"cilium-root-{root_hash()}"
 
 
 def ensure_root(echo=click.echo) -> Path:
@@ -227,7 +236,9 @@ def _file(tar: tarfile.TarFile, arcname: str, source: Path | None, text: str = "
     tar.addfile(info, io.BytesIO(payload))
 
 
-def _agent_layers(work: Path, root: Path, programs: dict[str, str], bpf: Path) -> list[Path]:
+def _agent_layers(work: Path, root: Path, programs: dict[str, str], version: str) -> list[Path]:
+    # The datapath's sources of the same release, from the Go module cache (downloaded when missing).
+    bpf = binaries.module_dir(CILIUM_MODULE, version) / "bpf"
     base = work / "root.tar"
     with tarfile.open(base, "w") as tar:
         for entry in sorted(os.listdir(root)):
@@ -275,12 +286,15 @@ def _build(cfg: SimConfig, image: CiliumImage, crane: str, layers, echo) -> None
 
 
 def provide(
-    cfg: SimConfig, crane: str, programs: dict[str, str], version: str, bpf: Path, echo=click.echo
+    cfg: SimConfig, crane: str, programs: dict[str, str], version: str, echo=click.echo
 ) -> None:
     """Cilium's two images in the sim's registry: pushed from their kept tarballs, or built once."""
     images.images_dir().mkdir(parents=True, exist_ok=True)
     wanted = [
-        (agent_image(version), lambda work: _agent_layers(work, ensure_root(echo), programs, bpf)),
+        (
+            agent_image(version),
+            lambda work: _agent_layers(work, ensure_root(echo), programs, version),
+        ),
         (operator_image(version), lambda work: _operator_layers(work, programs)),
     ]
     for image, layers in wanted:

@@ -93,9 +93,7 @@ def _registry(cfg: SimConfig, echo) -> None:
     cfg.registry_pid = images.serve(cfg, crane)
     cfg.save()
     images.provide(cfg, crane, cfg.node_programs, echo)
-    version = cilium_version()
-    bpf = binaries.module_dir("github.com/cilium/cilium", version) / "bpf"
-    cilium_images.provide(cfg, crane, cfg.node_programs, version, bpf, echo)
+    cilium_images.provide(cfg, crane, cfg.node_programs, cilium_version(), echo)
 
 
 def _client(cfg: SimConfig) -> kube.Cluster:
