@@ -23,6 +23,11 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if "tests/e2e" in str(item.fspath):
             item.add_marker(pytest.mark.e2e)
+    # The real data plane's lab last: every lab routes the guide's pod CIDRs through this machine,
+    # and the kwok lab's scenarios check those routes, so that lab must be up first and hold them
+    # (the real lab routes its own by a table of its own then, real_lab.py). Stable: each group
+    # keeps its order.
+    items.sort(key=lambda item: "real_lab" in getattr(item, "fixturenames", ()))
 
 
 @pytest.fixture(scope="session")
