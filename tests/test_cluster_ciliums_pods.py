@@ -139,3 +139,35 @@ def test_pod_cidr_goes_with_after_rollback():
 def test_paths_it_must_not_remove_stop_it_before_any_command(args, message):
     with pytest.raises(OperationValueError, match=message):
         run_operation(cilium_leftovers_absent, {CiliumLeftovers: CiliumLeftovers.default()}, **args)
+
+
+def test_after_a_rollback_pods_that_lost_their_network_do_not_hold_the_restart():
+    from test_cluster_old_pods import Clock, FakeCluster, old_pods_of
+
+    class Unserved(FakeCluster):
+        # Cilium's devices are gone: every pod there at the start turns unready after a poll.
+        def get(self, path, **query):
+            answer = super().get(path, **query)
+            if path.endswith("/pods") and self.polls > 1:
+                for name in self.first:
+                    if name in self.pods:
+                        self.pods[name]["status"]["conditions"] = [
+                            {"type": "Ready", "status": "False"}
+                        ]
+            return answer
+
+    def run(unserved):
+        clock = Clock()
+        cluster = Unserved({"dns": 2})
+        cluster.first = set(cluster.pods)
+        old = old_pods_of(cluster)
+        restart = pods.Restart(
+            cluster, old, timeout=30, clock=clock, sleep=clock.sleep, unserved=unserved
+        )
+        return restart, old
+
+    restart, old = run(unserved=False)
+    with pytest.raises(pods.NotRestarted, match="has not made a Ready replacement"):
+        restart.run()
+    restart, old = run(unserved=True)
+    assert sorted(p.name for p in restart.run()) == sorted(p.name for p in old)

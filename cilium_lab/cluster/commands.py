@@ -205,7 +205,7 @@ def restart_pods_command(
             )
     evicted, stopped = [], None
     if yes:
-        restart = pods.Restart(cluster, found, timeout, progress=_say)
+        restart = pods.Restart(cluster, found, timeout, progress=_say, unserved=after_rollback)
         try:
             evicted = restart.run()
         except pods.NotRestarted as error:

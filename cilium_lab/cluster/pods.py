@@ -496,6 +496,7 @@ class Restart:
         sleep=time.sleep,
         poll: float = 1.0,
         every: float = PROGRESS_EVERY,
+        unserved: bool = False,
     ):
         self.cluster, self.timeout, self.progress = cluster, timeout, progress
         self.clock, self.sleep, self.poll, self.every = clock, sleep, poll, every
@@ -505,6 +506,11 @@ class Restart:
                 key = (pod.namespace, pod.owner, pod.owner_uid)
                 steps.setdefault(key, _Step([])).pods.append(pod)
         self.steps = list(steps.values())
+        # After a rollback the pods to restart have lost their network (Cilium's devices are
+        # gone), and their readiness follows it a few probes later: counted, a replacement would
+        # be awaited in place of a pod that turned unready meanwhile, for ever. Then none of them
+        # counts, and each eviction waits for one more Ready pod of the others.
+        self.unserved = unserved
         self.done: list[OldPod] = []
 
     def run(self) -> list[OldPod]:
@@ -535,18 +541,21 @@ class Restart:
 
     def _owned_ready(self, step: _Step, live: dict, without: str | None = None) -> int:
         pod = step.evicted or step.pods[0]
+        left_out = {without}
+        if self.unserved:
+            left_out |= {p.uid for p in step.pods} | {pod.uid}
         return sum(
             1
             for p in live.values()
             if lookup(p, "metadata", "namespace") == pod.namespace
             and (_controller(p) or {}).get("uid") == pod.owner_uid
-            and lookup(p, "metadata", "uid") != without
+            and lookup(p, "metadata", "uid") not in left_out
             and _ready(p)
         )
 
     def _evict_next(self, step: _Step, live: dict) -> None:
         pod = step.pods[0]
-        ready_before = self._owned_ready(step, live)
+        ready_before = self._owned_ready(step, live) + (1 if self.unserved else 0)
         current = live.get((pod.namespace, pod.name))
         if current is not None and lookup(current, "metadata", "uid") != pod.uid:
             current = None  # a StatefulSet's new pod of the same name: the old one is gone
