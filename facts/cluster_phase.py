@@ -296,3 +296,50 @@ class OldCniPods(_StatusFact):
         return status_json_command(
             ["pods"], "--release", release, *cli_cluster_args(namespace, kubeconfig, context)
         )
+
+
+def cli_pod_cidr_args(pod_cidrs: dict[str, str] | None) -> list[str]:
+    """The old CNI's pod CIDR of each node (by name), for ``restart-pods --after-rollback``."""
+    return [
+        a
+        for node, cidr in sorted((pod_cidrs or {}).items())
+        for a in ("--pod-cidr", f"{node}={cidr}")
+    ]
+
+
+class CiliumPods(FactBase):
+    """
+    Returns, once Cilium is gone (the rollback), the pods Cilium addressed: an IP outside its
+    node's old pod CIDR, or a CiliumEndpoint that lists it (``cilium_lab/cluster/pods.py``,
+    :func:`find_after_rollback`), split like :class:`OldCniPods`, and the nodes whose old pod
+    CIDR is not known (``unranged``). It only reads: ``restart-pods`` without ``--yes``.
+
+    .. code:: python
+
+        {
+            "restart": [{"namespace": "default", "name": "web-5d9c-x2x", "node": "worker0",
+                         "ip": "10.0.3.7", "owner": "ReplicaSet/web-5d9c", "action": "evict",
+                         "reason": "IP 10.0.3.7 is outside the old CNI's pod CIDR on worker0
+                                    (10.4.0.0/16)", "uid": "...", "owner_uid": "..."}],
+            "left": [],
+            "unranged": [],
+        }
+    """
+
+    @staticmethod
+    def default():
+        return {"restart": [], "left": [], "unranged": []}
+
+    def command(self, namespace, pod_cidrs=None, kubeconfig=None, context=None):
+        return cilium_lab_command(
+            "restart-pods",
+            "--after-rollback",
+            "--output",
+            "json",
+            *cli_pod_cidr_args(pod_cidrs),
+            *cli_cluster_args(namespace, kubeconfig, context),
+        )
+
+    def process(self, output):
+        found = json.loads("\n".join(output))
+        return {key: found.get(key, []) for key in ("restart", "left", "unranged")}

@@ -27,12 +27,14 @@ from cilium_lab.cluster.helm_args import (
 )
 from facts.cluster_phase import (
     CiliumHealth,
+    CiliumPods,
     CiliumRelease,
     HelmRepository,
     InstalledRelease,
     OldCniPods,
     cilium_lab_command,
     cli_cluster_args,
+    cli_pod_cidr_args,
 )
 from operations.cluster_read import ClusterRead
 from operations.log_once import log_once
@@ -42,6 +44,13 @@ HALF_MIGRATED = (
     "cilium-lab: the migration stopped half-way: the nodes run without kube-proxy and their old CNI "
     "configurations, and Cilium is not {what}. Fix what is said above and run the deploy again, "
     "or go back with deploys/rollback.py."
+)
+
+# Said when the rollback's last step fails: the nodes have their old network back by then.
+HALF_ROLLED_BACK = (
+    "cilium-lab: the rollback stopped at its last step: the nodes run kube-proxy and their old CNI "
+    "again, but pods Cilium addressed are not all recreated (those named above keep addresses "
+    "nothing serves any more). Fix what is said above and run deploys/rollback.py again."
 )
 
 
@@ -423,3 +432,78 @@ def cilium_release_absent(
         *helm_cluster_flags(kubeconfig, context),
         *extra_args,
     )
+
+
+@operation()
+def cilium_pods_restarted(
+    namespace: str,
+    timeout: float,
+    pod_cidrs: dict[str, str] | None = None,
+    kubeconfig: str | None = None,
+    context: str | None = None,
+):
+    """
+    The migration's pod restart in reverse: once Cilium is gone and the nodes run their old CNI
+    again, evict the pods Cilium addressed that a controller recreates, so they come back on the
+    old bridge's addresses. One pod of each controller at a time, each after the Ready
+    replacement of the one before, as their PodDisruptionBudgets allow. A running Job's pods,
+    static pods and pods without a controller are named, never evicted.
+
+    + namespace: Cilium's namespace (for the CLI's cluster arguments)
+    + timeout: seconds one wait may take (a budget to allow an eviction, a Ready replacement)
+    + pod_cidrs: node name -> the old CNI's pod CIDR there (the inventory's ``pod_cidr``); a node
+      without one is judged by the Node's ``spec.podCIDRs``, else by CiliumEndpoints alone
+    + kubeconfig, context: the cluster; None for the client's defaults
+
+    A pod is Cilium's when its IP is outside its node's old pod CIDR, or when a CiliumEndpoint
+    lists it (``cilium_lab/cluster/pods.py``; with ``ipam.mode=kubernetes`` only the latter can
+    tell). On the kwok lab every pod has an address of its Node's pod CIDR: nothing to restart.
+
+    **Example:**
+
+    .. code:: python
+
+        cilium_pods_restarted(
+            name="Recreate the pods Cilium addressed",
+            namespace="kube-system",
+            timeout=300,
+            pod_cidrs={"worker0": "10.4.0.0/16"},
+        )
+    """
+
+    found = host.get_fact(
+        CiliumPods,
+        namespace=namespace,
+        pod_cidrs=pod_cidrs,
+        kubeconfig=kubeconfig,
+        context=context,
+    )
+
+    for node in found["unranged"]:
+        log_once(
+            f"no old pod CIDR known for node {node} (no pod_cidr, no spec.podCIDRs): its pods "
+            "are judged by their CiliumEndpoints alone",
+            warn=True,
+        )
+    for pod in found["left"]:
+        log_once(pod["advice"], warn=True)
+
+    if not found["restart"]:
+        host.noop("no pod with an address from Cilium for a controller to recreate")
+        return
+
+    for pod in found["restart"]:
+        log_once(
+            f"evict pod {pod['namespace']}/{pod['name']} on {pod['node']} ({pod['owner']} "
+            f"recreates it): {pod['reason']}"
+        )
+    command = cilium_lab_command(
+        "restart-pods",
+        "--after-rollback",
+        "--yes",
+        "--timeout",
+        f"{float(timeout):g}",
+        *cli_pod_cidr_args(pod_cidrs),
+        *cli_cluster_args(namespace, kubeconfig, context),
+    )
+    yield f"{command} || {{ echo {shlex.quote(HALF_ROLLED_BACK)} >&2; exit 1; }}"

@@ -193,14 +193,17 @@ def cni_configs_restored(
         host.noop(f"every backed-up CNI configuration is in {conf_dir}, and none of Cilium's")
         return
 
-    moves = [(posixpath.join(conf_dir, name), posixpath.join(backup_dir, name)) for name in cilium]
-    moves += [
-        (posixpath.join(backup_dir, name), posixpath.join(conf_dir, name)) for name in restore
-    ]
+    # Cilium's goes last. containerd reloads its CNI configuration on a write, a rename or a
+    # removal in the directory, never on a file created there (a move into it is a create,
+    # cri's cni_conf_syncer): with Cilium's moved out first, it reloads an empty directory and
+    # then ignores the old ones coming back, and the node stays NotReady ("cni plugin not
+    # initialized") until containerd restarts. Moved out last, it reloads them.
+    moves = [(posixpath.join(backup_dir, name), posixpath.join(conf_dir, name)) for name in restore]
     moves += [
         (posixpath.join(conf_dir, name + CILIUM_BACKUP_SUFFIX), posixpath.join(conf_dir, name))
         for name in renamed
     ]
+    moves += [(posixpath.join(conf_dir, name), posixpath.join(backup_dir, name)) for name in cilium]
     yield from _moves_then_restart(
         moves, backup_dir, restart_unit, state["restart_pending"], retire=record is not None
     )

@@ -9,6 +9,7 @@ stderr, nothing changed).
 from __future__ import annotations
 
 import functools
+import ipaddress
 import json
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -135,6 +136,21 @@ def verify_command(kubeconfig, context, namespace, output, timeout, wait):
     sys.exit(0 if health.healthy else 1)
 
 
+def _pod_cidr(ctx, param, values) -> dict[str, str]:
+    """``NODE=CIDR`` pairs as a mapping; a bad one is a usage error naming it."""
+    found = {}
+    for value in values:
+        node, _, cidr = value.partition("=")
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise click.BadParameter(f"{value!r} is not NODE=CIDR") from None
+        if not node or node in found:
+            raise click.BadParameter(f"{value!r}: give each node once, by name")
+        found[node] = cidr
+    return found
+
+
 @click.command("restart-pods")
 @cluster_options
 @output_option
@@ -147,26 +163,60 @@ def verify_command(kubeconfig, context, namespace, output, timeout, wait):
     show_default=True,
     help="Seconds one wait may take: for a budget to allow an eviction, for a Ready replacement.",
 )
+@click.option(
+    "--after-rollback",
+    is_flag=True,
+    help="The way back: the pods Cilium addressed, once the old CNI runs again.",
+)
+@click.option(
+    "--pod-cidr",
+    "pod_cidrs",
+    multiple=True,
+    callback=_pod_cidr,
+    metavar="NODE=CIDR",
+    help="With --after-rollback: the old CNI's pod CIDR of a node (repeatable; default: the "
+    "Node's spec.podCIDRs).",
+)
 @clear_errors
-def restart_pods_command(kubeconfig, context, namespace, output, release_name, yes, timeout):
+def restart_pods_command(
+    kubeconfig, context, namespace, output, release_name, yes, timeout, after_rollback, pod_cidrs
+):
     """List the pods the old CNI left; with --yes, evict those a controller recreates, one of
-    each controller at a time, as their PodDisruptionBudgets allow.
+    each controller at a time, as their PodDisruptionBudgets allow. With --after-rollback, the
+    pods Cilium addressed instead (an IP outside the node's old pod CIDR, or a CiliumEndpoint).
 
     Exit codes: 0 done, 1 a wait passed the timeout (the pods restarted before are named),
     2 an error the user must fix."""
+    if pod_cidrs and not after_rollback:
+        raise click.UsageError("--pod-cidr goes with --after-rollback")
     cluster = kube.load(kubeconfig, context)
-    found = pods.find(cluster, release_name, namespace, kubeconfig, context)
+    whose, unranged = "the old CNI", []
+    if after_rollback:
+        whose = "Cilium"
+        found, unranged = pods.find_after_rollback(cluster, pod_cidrs)
+    else:
+        found = pods.find(cluster, release_name, namespace, kubeconfig, context)
+    if output != "json":
+        for node in unranged:
+            click.echo(
+                f"cilium-lab: no old pod CIDR known for node {node} (no --pod-cidr, no "
+                "spec.podCIDRs): its pods are judged by their CiliumEndpoints alone",
+                err=True,
+            )
     evicted, stopped = [], None
     if yes:
-        restart = pods.Restart(cluster, found, timeout, progress=_say)
+        restart = pods.Restart(cluster, found, timeout, progress=_say, unserved=after_rollback)
         try:
             evicted = restart.run()
         except pods.NotRestarted as error:
             evicted, stopped = restart.done, str(error)
     if output == "json":
-        click.echo(json.dumps({**pods.split(found), "evicted": pods.as_dicts(evicted)}, indent=2))
+        report = {**pods.split(found), "evicted": pods.as_dicts(evicted)}
+        if after_rollback:
+            report["unranged"] = unranged
+        click.echo(json.dumps(report, indent=2))
     elif not found:
-        click.echo("no pods from the old CNI")
+        click.echo(f"no pods from {whose}")
     for pod in found if output != "json" else ():
         if not pod.restarts:
             click.echo(f"left: {pod.advice()}")

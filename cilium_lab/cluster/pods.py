@@ -20,8 +20,22 @@ Only pods that run on a pod network count: not ``hostNetwork``, an IP, not finis
   time is the first revision's ``updated`` in ``helm history``, or the creation of the agent
   DaemonSet when that is earlier (helm keeps only the last revisions, ``--history-max``).
 
-Pods Cilium manages are never restarted, whatever changed in the release since. Of the old
-CNI's, those a ReplicaSet, StatefulSet, DaemonSet or ReplicationController recreates are evicted
+Pods Cilium manages are never restarted, whatever changed in the release since.
+
+After a rollback it goes the other way (:func:`find_after_rollback`): the old CNI runs again and
+the pods Cilium addressed keep Cilium's addresses, on devices nothing serves any more, until they
+are recreated. A pod is Cilium's there when its IP is outside its node's old pod CIDR: the range
+the old bridge's host-local IPAM hands out, which is the inventory's ``pod_cidr`` of the node
+(the guide's kube-controller-manager allocates no ``spec.podCIDRs``) or else the Node's own
+``spec.podCIDRs``. A pod is Cilium's too when a CiliumEndpoint of the same name lists its IP:
+``helm uninstall`` leaves Cilium's CRDs, and a pod's CiliumEndpoint goes only with the pod. With
+``ipam.mode=kubernetes`` Cilium handed its pods addresses from the Node's own podCIDRs, the old
+bridge's range: there the IP says nothing, and only a CiliumEndpoint tells (once Cilium's CRDs
+are deleted, such pods cannot be told and are not restarted). A node with no known old range is
+named, and its pods are judged by their CiliumEndpoints alone.
+
+Of the pods to restart (the old CNI's on the way in, Cilium's on the way back), those a
+ReplicaSet, StatefulSet, DaemonSet or ReplicationController recreates are evicted
 (:func:`restart`, the Eviction API as ``kubectl drain`` uses it, so PodDisruptionBudgets hold);
 a running Job's pod is left to finish (evicting it would start its work again); a static pod
 (its mirror in the API) is its kubelet's to restart; a pod no controller recreates is listed.
@@ -29,6 +43,7 @@ a running Job's pod is left to finish (evicting it would start its work again); 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import ipaddress
 import json
@@ -67,6 +82,8 @@ class OldPod:
     action: str = UNOWNED  # EVICT, JOB, STATIC or UNOWNED
     uid: str | None = None
     owner_uid: str | None = None
+    # Whose address it has, for the advice: the old CNI's on the way in, Cilium's on the way back.
+    whose: str = "the old CNI's"
 
     @property
     def restarts(self) -> bool:
@@ -77,11 +94,12 @@ class OldPod:
 
     def advice(self) -> str:
         """What the run does not do with it, and what the user can."""
-        start = f"pod {self.what()} is the old CNI's ({self.reason})"
+        start = f"pod {self.what()} is {self.whose} ({self.reason})"
         if self.action == JOB:
             return (
                 f"{start} and runs for {self.owner}: left to finish, not evicted (that would start "
-                "its work again); the Job's next pods get Cilium's addresses"
+                "its work again); the Job's next pods get "
+                + ("Cilium's addresses" if self.whose == "the old CNI's" else "the old CNI's")
             )
         if self.action == STATIC:
             return (
@@ -309,6 +327,77 @@ def signals(cluster: Cluster, release: str, namespace: str, kubeconfig=None, con
     return found
 
 
+# After a rollback: the pods Cilium addressed.
+
+CILIUM = "Cilium's"
+
+
+def old_ranges(nodes, pod_cidrs: dict[str, str] | None = None) -> dict[str, list]:
+    """Node -> the old bridge's pod CIDRs: ``pod_cidrs`` (the inventory's, by node name) where it
+    names the node, else the Node's own ``spec.podCIDRs`` (``spec.podCIDR``); nodes with
+    neither are left out."""
+    given = pod_cidrs or {}
+    ranges = {}
+    for node in nodes:
+        node_name = name(node)
+        networks = _networks([given[node_name]] if node_name in given else None) or _networks(
+            lookup(node, "spec", "podCIDRs", default=[]) or [lookup(node, "spec", "podCIDR")]
+        )
+        if networks:
+            ranges[node_name] = networks
+    return ranges
+
+
+def classify_after_rollback(
+    pods, ranges: dict[str, list], endpoints: dict[tuple[str, str], set[str]] | None = None
+) -> list[OldPod]:
+    """The pods among ``pods`` (the API's, as JSON) that Cilium addressed (see the module's
+    docstring): an IP outside the node's old ``ranges``, or a CiliumEndpoint listing it."""
+    found = []
+    for pod in pods:
+        if not on_pod_network(pod):
+            continue
+        ip = ipaddress.ip_address(lookup(pod, "status", "podIP"))
+        node = lookup(pod, "spec", "nodeName")
+        key = (lookup(pod, "metadata", "namespace"), name(pod))
+        networks = ranges.get(node)
+        if networks and not any(ip in network for network in networks):
+            reason = (
+                f"IP {ip} is outside the old CNI's pod CIDR on {node} "
+                f"({', '.join(map(str, networks))})"
+            )
+        elif endpoints is not None and str(ip) in endpoints.get(key, ()):
+            reason = f"its CiliumEndpoint lists its IP {ip}"
+        else:
+            continue
+        found.append(dataclasses.replace(_old_pod(pod, reason), whose=CILIUM))
+    return sorted(found, key=lambda p: (p.namespace, p.name))
+
+
+def find_after_rollback(
+    cluster: Cluster, pod_cidrs: dict[str, str] | None = None
+) -> tuple[list[OldPod], list[str]]:
+    """The pods Cilium addressed, once it is gone, and the nodes whose old range is not known
+    (their pods are judged by their CiliumEndpoints alone)."""
+    nodes = cluster.get("/api/v1/nodes")["items"]
+    unknown = sorted(set(pod_cidrs or {}) - {name(n) for n in nodes})
+    if unknown:
+        raise ClusterError(
+            f"no node {', '.join(unknown)} on {cluster.server} (given a pod CIDR): name the "
+            "cluster's nodes"
+        )
+    ranges = old_ranges(nodes, pod_cidrs)
+    endpoints = _list(cluster, "/apis/cilium.io/v2/ciliumendpoints", "CiliumEndpoints")
+    unranged = sorted(name(n) for n in nodes if name(n) not in ranges)
+    pods = cluster.get("/api/v1/pods")["items"]
+    return (
+        classify_after_rollback(
+            pods, ranges, endpoint_addresses(endpoints) if endpoints is not None else None
+        ),
+        unranged,
+    )
+
+
 def find(
     cluster: Cluster, release: str, namespace: str, kubeconfig=None, context=None
 ) -> list[OldPod]:
@@ -316,8 +405,15 @@ def find(
     return classify(cluster.get("/api/v1/pods")["items"], found)
 
 
+def _as_dict(pod: OldPod) -> dict:
+    # ``whose`` only words the advice; the JSON stays as the migration's restart reports it.
+    found = asdict(pod)
+    del found["whose"]
+    return found
+
+
 def as_dicts(pods: list[OldPod]) -> list[dict]:
-    return [asdict(p) for p in pods]
+    return [_as_dict(p) for p in pods]
 
 
 def split(pods: list[OldPod]) -> dict:
@@ -325,7 +421,7 @@ def split(pods: list[OldPod]) -> dict:
     its ``advice`` (the deploy says it as it is)."""
     return {
         "restart": as_dicts([p for p in pods if p.restarts]),
-        "left": [dict(asdict(p), advice=p.advice()) for p in pods if not p.restarts],
+        "left": [dict(_as_dict(p), advice=p.advice()) for p in pods if not p.restarts],
     }
 
 
@@ -400,6 +496,7 @@ class Restart:
         sleep=time.sleep,
         poll: float = 1.0,
         every: float = PROGRESS_EVERY,
+        unserved: bool = False,
     ):
         self.cluster, self.timeout, self.progress = cluster, timeout, progress
         self.clock, self.sleep, self.poll, self.every = clock, sleep, poll, every
@@ -409,6 +506,11 @@ class Restart:
                 key = (pod.namespace, pod.owner, pod.owner_uid)
                 steps.setdefault(key, _Step([])).pods.append(pod)
         self.steps = list(steps.values())
+        # After a rollback the pods to restart have lost their network (Cilium's devices are
+        # gone), and their readiness follows it a few probes later: counted, a replacement would
+        # be awaited in place of a pod that turned unready meanwhile, for ever. Then none of them
+        # counts, and each eviction waits for one more Ready pod of the others.
+        self.unserved = unserved
         self.done: list[OldPod] = []
 
     def run(self) -> list[OldPod]:
@@ -439,18 +541,21 @@ class Restart:
 
     def _owned_ready(self, step: _Step, live: dict, without: str | None = None) -> int:
         pod = step.evicted or step.pods[0]
+        left_out = {without}
+        if self.unserved:
+            left_out |= {p.uid for p in step.pods} | {pod.uid}
         return sum(
             1
             for p in live.values()
             if lookup(p, "metadata", "namespace") == pod.namespace
             and (_controller(p) or {}).get("uid") == pod.owner_uid
-            and lookup(p, "metadata", "uid") != without
+            and lookup(p, "metadata", "uid") not in left_out
             and _ready(p)
         )
 
     def _evict_next(self, step: _Step, live: dict) -> None:
         pod = step.pods[0]
-        ready_before = self._owned_ready(step, live)
+        ready_before = self._owned_ready(step, live) + (1 if self.unserved else 0)
         current = live.get((pod.namespace, pod.name))
         if current is not None and lookup(current, "metadata", "uid") != pod.uid:
             current = None  # a StatefulSet's new pod of the same name: the old one is gone

@@ -157,6 +157,21 @@ def pod_routes(inventory) -> dict[str, str]:
     return routes
 
 
+def pod_cidrs(inventory) -> dict[str, str]:
+    """Node name -> its pod CIDR (canonical), for every node of the inventory with one: the
+    range the old bridge's host-local IPAM hands out there (LAB.md), which tells an address of
+    the old CNI from one of Cilium's. Bad data stops the run as :func:`pod_routes` does."""
+    cidrs: dict[str, str] = {}
+    for node in inventory:
+        if "local" in node.groups or not node.data.get("pod_cidr"):
+            continue
+        try:
+            cidrs[node.name] = pod_route(node)[0]
+        except ValueError as e:
+            raise DeployError(f"[{node.name}] {e}") from None
+    return cidrs
+
+
 def values_problems(values) -> list[str]:
     """What is wrong with ``cilium_values`` for the migration, each with what to do."""
     if not isinstance(values, dict):

@@ -46,3 +46,9 @@ node_lock_file = "/run/lock/cilium-lab.lock"
 cilium_min_kernel = "5.10"
 # Preflight checks to skip, for those who know better: sudo, systemd, kernel, cgroup, api_name, api_port.
 preflight_skip = []
+
+# What Cilium's agent leaves on a node once it is uninstalled, which the rollback removes as
+# cilium-dbg post-uninstall-cleanup does: where the bpffs is mounted (the chart's bpf.root; its
+# pins keep the agent's eBPF programs attached) and the agent's state directories.
+cilium_bpffs_root = "/sys/fs/bpf"
+cilium_state_dirs = ["/var/run/cilium", "/var/lib/cilium"]
