@@ -10,7 +10,7 @@ wrapper, the kubelet without QoS cgroups, the kernel settings' files, the bpffs 
 the lab's own routing table for pod CIDRs another lab holds (real_lab.py).
 
 The scenarios run in order on one lab: the old network, the migration, its re-run, a values
-change.
+change, the way back.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import runpy
 import subprocess
 
 import pytest
+from e2e_sim import ROLLBACK
 from kubernetes.stream import stream
 
 from cilium_lab.sim.harness import GROUP_DATA
@@ -202,3 +203,47 @@ def test_a_values_change_upgrades_once_and_restarts_no_pod_cilium_manages(values
     assert run.unchanged()[OP_RESTART] == {"@local"}
     assert {n for n in uids if n.startswith(("kube-system/coredns-", "default/nginx-"))}
     assert uids_after == uids
+
+
+@pytest.fixture(scope="module")
+def rolled_back(real_lab, values_changed):
+    run = real_lab.pyinfra("-y", deploy=ROLLBACK)
+    # The way back routes the pod CIDRs via the nodes again, where no other lab holds them; the
+    # lab's own table stands in for those another lab holds (real_lab.py).
+    real_lab.own_pod_routes()
+    return run
+
+
+def test_the_way_back_converges(rolled_back):
+    assert rolled_back.returncode == 0, rolled_back.log[-4000:]
+
+
+def test_after_the_way_back_nothing_of_cilium_is_left_on_the_nodes(real_lab, rolled_back):
+    for node in real_lab.nodes:
+        rules = real_lab.iptables(node)
+        assert not [line for line in rules if "CILIUM" in line], node
+        # kube-proxy runs again and has written its rules back.
+        assert any(line.startswith(":KUBE-SERVICES") for line in rules), node
+        links = real_lab.sh(node, "ip -o link show")
+        assert "cilium_" not in links and "lxc_health" not in links, (node, links)
+        conf = real_lab.sh(node, "ls /etc/cni/net.d").split()
+        assert "10-bridge.conf" in conf and not [c for c in conf if "cilium" in c], (node, conf)
+
+
+def test_after_the_way_back_the_old_network_works_again(real_lab, rolled_back):
+    code, report, stderr = connectivity(real_lab)
+    assert code == 0, failed_checks(report) or stderr
+    assert report["passed"] == len(report["checks"]) > 0
+
+
+def test_after_the_way_back_the_pods_are_on_the_old_network(real_lab, rolled_back):
+    old = [ipaddress.ip_network(real_lab.cfg.pod_cidr(n)) for n in real_lab.nodes]
+    pods = {
+        n: p
+        for n, p in real_lab.pods().items()
+        if not p["host_network"] and p["ip"] and not n.startswith("cilium-lab-connectivity/")
+    }
+    assert pods
+    assert not [
+        n for n, p in pods.items() if not any(ipaddress.ip_address(p["ip"]) in net for net in old)
+    ], pods
