@@ -1071,6 +1071,63 @@ def ratios_markdown(part: dict) -> list[str]:
     return lines
 
 
+OUTAGE_CLIENT = "an attempt started every 0.5 s beside those running"
+
+
+def real_summary(real: dict, client: str = OUTAGE_CLIENT) -> dict:
+    """One real-lab run in a line of ``real_runs`` (without the outage's samples)."""
+    steps, o = real["steps"], real["outage"]
+    return {
+        "client": client,
+        "nodes": real["nodes"],
+        "date": real["machine"]["date"],
+        "loadavg_before": real["machine"]["loadavg"],
+        "loadavg_after": real.get("loadavg_after"),
+        "warm_make_migrate_s": real["warm_make_migrate_s"],
+        "second_make_migrate_s": real["second_make_migrate_s"],
+        "chapter_s": round(steps["chapter"]["seconds"], 1),
+        "connectivity_before_s": round(steps["connectivity before"]["seconds"], 1),
+        "connectivity_after_s": round(steps["connectivity after"]["seconds"], 1),
+        "pss_before_mib": real["memory_before"]["pss_mib"],
+        "pss_after_mib": real["memory_after"]["pss_mib"],
+        **{
+            k: o[k]
+            for k in (
+                "longest_gap_s",
+                "request_failed_s",
+                "exec_failed_s",
+                "down_from_s",
+                "down_to_s",
+                "chapter_from_s",
+                "chapter_to_s",
+            )
+        },
+    }
+
+
+def real_runs_markdown(runs: list[dict]) -> list[str]:
+    """Every real-lab run kept in results.json's ``real_runs`` (one line each): single samples
+    move with the machine's load, so the spread is part of the figure."""
+    lines = [
+        "### Every real-lab run kept",
+        "",
+        "| date | load before / after | warm make migrate s | chapter s | second s | connectivity "
+        "before / after s | PSS before / after MiB | outage: longest gap s | requests failed s "
+        "| exec failed s | client |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in runs:
+        lines.append(
+            f"| {r['date']} | {r['loadavg_before']} / {r.get('loadavg_after') or '?'} "
+            f"| {r['warm_make_migrate_s']:.0f} "
+            f"| {r['chapter_s']:.0f} | {r['second_make_migrate_s']:.0f} "
+            f"| {r['connectivity_before_s']:.1f} / {r['connectivity_after_s']:.1f} "
+            f"| {r['pss_before_mib']:.0f} / {r['pss_after_mib']:.0f} | {r['longest_gap_s']:.1f} "
+            f"| {r['request_failed_s']:.1f} | {r['exec_failed_s']:.1f} | {r['client']} |"
+        )
+    return [*lines, ""]
+
+
 def full_markdown(report: dict) -> str:
     text = markdown(report) if "results" in report else "# Deploy benchmark on the simulated lab\n"
     extra = []
@@ -1078,6 +1135,8 @@ def full_markdown(report: dict) -> str:
         extra += ratios_markdown(report["ratios"])
     if "real" in report:
         extra += real_markdown(report["real"])
+    if report.get("real_runs"):
+        extra += real_runs_markdown(report["real_runs"])
     return text + ("\n" + "\n".join(extra) if extra else "")
 
 
@@ -1228,6 +1287,9 @@ def main() -> int:
         )
     for name, part in measured.items():
         report[name] = {"command": command, **part}
+    if "real" in measured:
+        # Single samples move with the load: every run is kept in a line.
+        report.setdefault("real_runs", []).append(real_summary(report["real"]))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(report, indent=2) + "\n")
     text = full_markdown(report)
