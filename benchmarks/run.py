@@ -5,6 +5,7 @@ Run it as root from the repository root, after ``make venv`` (and helm: ``make t
 
     .venv/bin/python benchmarks/run.py                       # 6, 12 and 24 nodes, 5 runs each
     .venv/bin/python benchmarks/run.py --nodes 6 --runs 3    # a quick look
+    .venv/bin/python benchmarks/run.py --only real --real-nodes 3   # the real lab alone, 3 nodes
 
 The node rows run on nodes alone (``sim up --no-control-plane``: the node phase). The chapter
 rows run the whole chapter on 6 nodes with the sim's control plane and Cilium's charts
@@ -26,9 +27,27 @@ peak RSS, plus the remote commands per host, counted in an extra untimed ``--deb
 kind from pyinfra's own "Running command on HOST" lines and checked against the ``sudo`` entries
 in each node's journal. ``pyinfra --version`` is timed as the floor.
 
+Two more parts (``--only rows,real,ratios`` picks; the parts not run keep their earlier results
+in results.json):
+
+- ratios (issue 18): on one converged kwok lab of 6 nodes with its control plane, the no-change
+  re-run of the whole chapter against pyinfra's floor on the same 7 hosts (``pyinfra -y INVENTORY
+  fact server.Hostname``: connect plus one fact), and the nodes-only re-run (``--limit control
+  --limit workers``) against the same floor on those 6; A and B alternate (``--pairs`` pairs) and
+  the ratio is taken pair by pair;
+- real (issue 16): one lab of ``--real-nodes`` (default 6) on the real data plane. The memory at
+  rest after ``sim up`` and after the migration (PSS of the lab's processes), the wall time of
+  ``cilium-lab sim connectivity`` (the first, which pulls its image, then with the image on the
+  nodes) before and after the migration, the network outage during the migration (a bare pod's
+  ``agnhost connect`` to the guide's nginx ClusterIP, exec'd every 0.5 s: see OutageClient), and
+  the Makefile's ``make migrate`` steps with the benchmark's sim, then a second time. The other
+  labs on this machine may hold the guide's pod CIDR routes: pod traffic in from this lab's
+  bridge then goes by a routing table of the lab's own (as tests/e2e/real_lab.py does).
+
 It writes ``benchmarks/results.json`` and ``benchmarks/results.md``, prints the table and the
 issue's targets (PASS/FAIL), and exits 0 unless a run failed (1: its log is shown) or it was
-interrupted (130).
+interrupted (130). Timings are never asserted: the machine's load (the load average before each
+part is recorded) moves them.
 """
 
 from __future__ import annotations
@@ -49,9 +68,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import figures
+
 try:
     # The simulated lab's driver, shared with the end-to-end tests (tests/e2e).
-    from cilium_lab.sim import SimError
+    from cilium_lab.sim import SimError, images
     from cilium_lab.sim.harness import (
         BENCH_SUBNETS,
         CILIUM_LAB,
@@ -61,6 +82,7 @@ try:
         SimLab,
         free_subnet,
     )
+    from cilium_lab.sim.nodes import CGROUP_PARENT
 except ModuleNotFoundError as e:  # not the venv's Python: the package is installed there
     sys.exit(f"{e}: run make venv, then this script with .venv/bin/python")
 
@@ -122,7 +144,13 @@ def machine() -> dict:
         # Anything else running (another sim, the test suite) would skew the numbers: this shows it.
         # (Not the load average: booting 24 nodes alone drives it past 20.)
         "busy_cores_before": round(busy_cores(), 2),
+        # The other sessions on this machine (their labs, their test suites): 1, 5, 15 minutes.
+        "loadavg": loadavg(),
     }
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def busy_seconds() -> float:
@@ -205,13 +233,21 @@ class BenchSim(SimLab):
         if proc.returncode != 0:
             raise RunFailed(f"cilium-lab sim {' '.join(proc.args[2:])} failed", log_path)
 
-    def boot(self, count: int, log_path: Path, chapter: bool = False) -> float:
+    def boot(
+        self, count: int, log_path: Path, chapter: bool = False, data_plane: str = "kwok"
+    ) -> float:
         """A fresh sim of ``count`` nodes (down first if one is up): the seconds `sim up` took."""
         if self.is_up:
             self.logged(log_path, self.down)
         self.home.mkdir(parents=True, exist_ok=True)
         start = time.monotonic()
-        self.logged(log_path, self.up, count, self.charts if chapter else None)
+        self.logged(
+            log_path,
+            self.up,
+            count,
+            self.charts if chapter or data_plane == "real" else None,
+            data_plane,
+        )
         return time.monotonic() - start
 
     def pyinfra(self, kind: str, log_path: Path, debug: bool = False) -> dict:
@@ -345,6 +381,443 @@ def floor(runs: int, logs: Path) -> tuple[dict, str]:
     return row, version
 
 
+# The real data plane (issue 16's Speed): a lab whose kubelets, containerd and kube-proxy are real.
+
+REAL_TIMEOUT = 900
+OUTAGE_NAMESPACE = "cilium-lab-bench"
+OUTAGE_POD = "outage-client"
+# One attempt every OUTAGE_PERIOD seconds (or right after the last one, when it took longer):
+# the outage's figures are that fine (see figures.outage).
+OUTAGE_PERIOD = 0.5
+OUTAGE_EXEC_TIMEOUT = 4.0
+OUTAGE_IN_FLIGHT = 4
+# After the chapter, the client goes on until this many successes in a row (or the limit).
+OUTAGE_SETTLED = 10
+OUTAGE_AFTER_LIMIT = 120.0
+# The lab's own routing table for pod CIDRs another lab holds in the main one (as
+# tests/e2e/real_lab.py's, another base so that the two never share a table number).
+OWN_TABLE_BASE = 21000
+
+
+class RealBench(BenchSim):
+    """A real-data-plane lab: its connectivity, verify, memory and the own-routes stand-in."""
+
+    def cli_step(self, name: str, args: list[str], logs: Path) -> dict:
+        """``cilium-lab ARGS`` in the lab's environment, timed; RunFailed if it fails."""
+        log_path = logs / f"{name}.log"
+        result = timed([str(CILIUM_LAB), *args], log_path, self.env)
+        if result["returncode"] != 0:
+            raise RunFailed(f"cilium-lab {' '.join(args)} exited {result['returncode']}", log_path)
+        return result
+
+    def connectivity(self, name: str, logs: Path) -> dict:
+        result = self.cli_step(name, ["sim", "connectivity", "-o", "json"], logs)
+        text = (logs / f"{name}.log").read_text(errors="replace")
+        # -o json: the report is the last JSON document in the log (progress goes to stderr).
+        start = text.find("{")
+        try:
+            report = json.loads(text[start:]) if start >= 0 else {}
+        except ValueError:
+            report = {}
+        result["checks"] = len(report.get("checks", []))
+        result["passed"] = report.get("passed")
+        return result
+
+    def verify(self, name: str, logs: Path) -> dict:
+        return self.cli_step(
+            name, ["verify", "--no-wait", "--kubeconfig", str(self.cfg.kubeconfig)], logs
+        )
+
+    def chapter(self, name: str, logs: Path) -> dict:
+        log_path = logs / f"{name}.log"
+        cmd = self.pyinfra_command("-y")
+        result = timed(cmd, log_path, self.env)
+        if result["returncode"] != 0:
+            raise RunFailed(f"{' '.join(cmd)} exited {result['returncode']}", log_path)
+        result["changed"] = changed_operations(log_path.read_text(errors="replace"))
+        return result
+
+    # The stand-in of tests/e2e/real_lab.py: pod traffic in from this lab's bridge is routed by a
+    # table of its own, for the pod CIDRs another lab on the machine holds in the main table.
+
+    @property
+    def _table(self) -> str:
+        return str(OWN_TABLE_BASE + self.cfg.network.network_address.packed[2])
+
+    def own_pod_routes(self) -> list[list[str]]:
+        cfg = self.cfg
+        routed = {cidr for cidr, _ in cfg.routes}
+        wanted = [
+            [cfg.pod_cidr(n), str(cfg.address(n))]
+            for n in cfg.nodes
+            if cfg.pod_cidr(n) not in routed
+        ]
+        if wanted:
+            table = self._table
+            ip("rule", "add", "iif", cfg.bridge, "lookup", table, "priority", table)
+            for cidr, via in wanted:
+                ip("route", "add", cidr, "via", via, "dev", cfg.bridge, "table", table)
+        return wanted
+
+    def drop_own_pod_routes(self) -> None:
+        if not self.cfg:
+            return
+        table = self._table
+        for rule in json.loads(ip("-j", "rule", "show").stdout or "[]"):
+            if str(rule.get("table")) == table and rule.get("iif") == self.bridge:
+                ip("rule", "del", "priority", str(rule["priority"]))
+        ip("route", "flush", "table", table)
+
+    # Memory.
+
+    def pids(self) -> set[int]:
+        """The lab's processes: everything in its nodes' cgroups (their systemd, kubelet,
+        containerd, the pods, the control plane on control0), and the sim's own on the host
+        (nspawn, the registry, the charts' server: their command lines name the lab's home or
+        its bridge address)."""
+        cfg = self.cfg
+        pids: set[int] = set()
+        for mount in Path("/proc/mounts").read_text().splitlines():
+            _, where, fstype, options = mount.split()[:4]
+            if fstype != "cgroup2" and "name=systemd" not in options.split(","):
+                continue
+            for node in cfg.nodes:
+                top = Path(where) / CGROUP_PARENT / cfg.machine(node)
+                for procs in top.rglob("cgroup.procs"):
+                    try:
+                        pids.update(int(p) for p in procs.read_text().split())
+                    except OSError:
+                        pass
+        marks = (str(self.home), str(cfg.bridge_address))
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit() or int(proc.name) == os.getpid():
+                continue
+            try:
+                args = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            except OSError:
+                continue
+            if any(mark in arg for arg in args for mark in marks):
+                pids.add(int(proc.name))
+        return pids
+
+    def memory(self) -> dict:
+        totals = {"Rss": 0, "Pss": 0, "Pss_Anon": 0}
+        counted = 0
+        for pid in self.pids():
+            try:
+                read = figures.smaps_kib(Path(f"/proc/{pid}/smaps_rollup").read_text())
+            except (OSError, ValueError):
+                continue  # gone meanwhile, or a kernel thread
+            counted += 1
+            for key in totals:
+                totals[key] += read.get(key, 0)
+        meminfo = Path("/proc/meminfo").read_text()
+        return {
+            "pss_mib": round(totals["Pss"] / 1024, 1),
+            "pss_anon_mib": round(totals["Pss_Anon"] / 1024, 1),
+            "rss_mib": round(totals["Rss"] / 1024, 1),
+            "processes": counted,
+            "mem_available_mib": round(figures.meminfo_kib(meminfo) / 1024, 1),
+            "mem_total_mib": round(figures.meminfo_kib(meminfo, "MemTotal") / 1024, 1),
+        }
+
+
+def ip(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", *args], capture_output=True, text=True)
+
+
+class OutageClient:
+    """Pod traffic to a Service during the migration, measured from inside a pod.
+
+    A bare agnhost pod (bare pods are never restarted by the chapter: it names them) on one
+    worker; the benchmark execs ``agnhost connect CLUSTER_IP:80 --timeout=1s`` in it through the
+    API server's exec (the client's stream API), one attempt every OUTAGE_PERIOD seconds (beside
+    those still running), each with its start and end on the monotonic clock. An exec that runs to an exit is a request
+    that got through (0) or failed (non-zero); one that does not (the API server, the kubelet
+    restarted by the node phase, containerd) is an exec failure, counted apart: it says nothing
+    of pod traffic."""
+
+    def __init__(self, kubeconfig: Path, image: str, node: str):
+        from cilium_lab.cluster import kube
+        from cilium_lab.cluster.connectivity import PodExec
+
+        self.cluster = kube.load(str(kubeconfig))
+        self.image = image
+        self.node = node
+        self.exec = PodExec(self.cluster, OUTAGE_NAMESPACE)
+        self.attempts: list[figures.Attempt] = []
+        self.origin = time.monotonic()
+        self._stop = None
+        self._thread = None
+
+    def target(self) -> str:
+        service = self.cluster.core.read_namespaced_service("nginx", "default")
+        return f"{service.spec.cluster_ip}:{service.spec.ports[0].port}"
+
+    def deploy(self, timeout: float = 120) -> None:
+        core = self.cluster.core
+        core.create_namespace({"metadata": {"name": OUTAGE_NAMESPACE}})
+        core.create_namespaced_pod(
+            OUTAGE_NAMESPACE,
+            {
+                "metadata": {"name": OUTAGE_POD},
+                "spec": {
+                    "nodeName": self.node,
+                    "restartPolicy": "Never",
+                    "terminationGracePeriodSeconds": 1,
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "containers": [{"name": "agnhost", "image": self.image, "args": ["pause"]}],
+                },
+            },
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pod = core.read_namespaced_pod(OUTAGE_POD, OUTAGE_NAMESPACE)
+            if pod.status.phase == "Running":
+                return
+            time.sleep(1)
+        raise TimeoutError(f"{OUTAGE_POD} not running after {timeout:g}s")
+
+    def attempt(self, destination: str) -> figures.Attempt:
+        start = time.monotonic() - self.origin
+        code, said = self.exec.run(
+            OUTAGE_POD,
+            ["/agnhost", "connect", destination, "--timeout=1s"],
+            timeout=OUTAGE_EXEC_TIMEOUT,
+        )
+        end = time.monotonic() - self.origin
+        outcome = (
+            figures.OK
+            if code == 0
+            else figures.EXEC_FAILED
+            if code is None
+            else figures.REQUEST_FAILED
+        )
+        return figures.Attempt(round(start, 3), round(end, 3), outcome, said[:200])
+
+    def start(self) -> None:
+        import threading
+
+        destination = self.target()
+        self._stop = threading.Event()
+        # A new attempt every OUTAGE_PERIOD on a fixed schedule, beside those still running (a
+        # failing one waits out its 1 s timeout, longer when the machine is loaded), so the
+        # resolution stays OUTAGE_PERIOD while traffic is down; at most OUTAGE_IN_FLIGHT at once
+        # (a tick is skipped when they are all busy).
+        slots = threading.BoundedSemaphore(OUTAGE_IN_FLIGHT)
+
+        def one() -> None:
+            try:
+                self.attempts.append(self.attempt(destination))
+            finally:
+                slots.release()
+
+        def loop() -> None:
+            workers = []
+            tick = time.monotonic()
+            while not self._stop.is_set():
+                if slots.acquire(blocking=False):
+                    worker = threading.Thread(target=one, daemon=True)
+                    worker.start()
+                    workers.append(worker)
+                tick += OUTAGE_PERIOD
+                self._stop.wait(max(0.0, tick - time.monotonic()))
+            for worker in workers:
+                worker.join(timeout=OUTAGE_EXEC_TIMEOUT + 5)
+
+        self._thread = threading.Thread(target=loop, name="outage-client", daemon=True)
+        self._thread.start()
+
+    def now(self) -> float:
+        return time.monotonic() - self.origin
+
+    def settle(self) -> None:
+        """Wait until OUTAGE_SETTLED successes in a row, or OUTAGE_AFTER_LIMIT seconds."""
+        deadline = time.monotonic() + OUTAGE_AFTER_LIMIT
+        while time.monotonic() < deadline:
+            tail = self.attempts[-OUTAGE_SETTLED:]
+            if len(tail) == OUTAGE_SETTLED and all(a.outcome == figures.OK for a in tail):
+                return
+            time.sleep(OUTAGE_PERIOD)
+
+    def stop(self) -> list[figures.Attempt]:
+        if self._thread:
+            self._stop.set()
+            self._thread.join(timeout=2 * OUTAGE_EXEC_TIMEOUT + 10)
+        return list(self.attempts)
+
+    def delete(self) -> None:
+        try:
+            self.cluster.core.delete_namespace(OUTAGE_NAMESPACE)
+        except Exception:  # the lab goes down next anyway
+            pass
+
+
+def settle_memory(sim: RealBench, seconds: float = 20) -> dict:
+    """The lab's memory at rest: after ``seconds`` of nothing."""
+    time.sleep(seconds)
+    return sim.memory()
+
+
+def bench_real(sim: RealBench, count: int, logs: Path) -> dict:
+    """The real lab's rows: memory at rest, connectivity, the outage, warm `make migrate` (its
+    steps as the Makefile runs them, with the benchmark's sim), and a second one."""
+    label = f"[real {count} nodes]"
+    before = figures.meminfo_kib(Path("/proc/meminfo").read_text()) / 1024
+    steps: dict[str, dict] = {}
+
+    def step(name: str, result: dict) -> dict:
+        steps[name] = result
+        log(f"{label} {name}: {result['seconds']:.1f} s")
+        return result
+
+    start = time.monotonic()
+    sim.home.mkdir(parents=True, exist_ok=True)
+    up_log = logs / "real-up.log"
+    sim.logged(up_log, sim.up, count, sim.charts, "real")
+    step("sim up", {"seconds": time.monotonic() - start})
+    sim.own_pod_routes()
+    rest_before = settle_memory(sim)
+    log(f"{label} memory at rest before the migration: {rest_before['pss_mib']:.0f} MiB PSS")
+    # make migrate's first connectivity pulls the test image onto the nodes.
+    step("connectivity (first, pulls the image)", sim.connectivity("real-conn-1", logs))
+    step("connectivity before", sim.connectivity("real-conn-2", logs))
+
+    client = OutageClient(sim.cfg.kubeconfig, images.image_ref(sim.cfg, "agnhost"), worker(sim))
+    client.deploy()
+    client.start()
+    time.sleep(5)  # a baseline of successes before the chapter starts
+    # The chapter deletes the workstation's routes to the pod CIDRs: the lab's own table too.
+    sim.drop_own_pod_routes()
+    chapter_from = client.now()
+    step("chapter", sim.chapter("real-chapter-1", logs))
+    chapter_to = client.now()
+    client.settle()
+    attempts = client.stop()
+    client.delete()
+    outage = figures.outage(attempts)
+    outage.update(
+        chapter_from_s=round(chapter_from, 3),
+        chapter_to_s=round(chapter_to, 3),
+        target=client.target(),
+        node=client.node,
+        samples=[a.__dict__ for a in attempts],
+    )
+    log(
+        f"{label} outage: longest gap {outage['longest_gap_s']:.1f} s, request failed "
+        f"{outage['request_failed_s']:.1f} s, exec failed {outage['exec_failed_s']:.1f} s"
+    )
+    step("verify", sim.verify("real-verify-1", logs))
+    step("connectivity after", sim.connectivity("real-conn-3", logs))
+    rest_after = settle_memory(sim)
+    log(f"{label} memory at rest after the migration: {rest_after['pss_mib']:.0f} MiB PSS")
+
+    # A second make migrate: nothing changes.
+    again: dict[str, dict] = {}
+    start = time.monotonic()
+    sim.logged(up_log, sim.up, count, sim.charts, "real")
+    again["sim up"] = {"seconds": time.monotonic() - start}
+    again["connectivity before"] = sim.connectivity("real-conn-4", logs)
+    again["chapter"] = sim.chapter("real-chapter-2", logs)
+    again["verify"] = sim.verify("real-verify-2", logs)
+    again["connectivity after"] = sim.connectivity("real-conn-5", logs)
+    for name, result in again.items():
+        log(f"{label} second make migrate, {name}: {result['seconds']:.1f} s")
+
+    migrate = ["sim up", "connectivity (first, pulls the image)", "chapter", "verify"]
+    warm = sum(steps[n]["seconds"] for n in migrate) + steps["connectivity after"]["seconds"]
+    return {
+        "nodes": count,
+        "mem_available_before_up_mib": round(before, 1),
+        "memory_before": rest_before,
+        "memory_after": rest_after,
+        "mem_available_drop_mib": round(before - rest_after["mem_available_mib"], 1),
+        "steps": {n: strip(r) for n, r in steps.items()},
+        "second_make_migrate": {n: strip(r) for n, r in again.items()},
+        "warm_make_migrate_s": round(warm, 1),
+        "second_make_migrate_s": round(sum(r["seconds"] for r in again.values()), 1),
+        "second_chapter_changed": again["chapter"]["changed"],
+        "outage": outage,
+    }
+
+
+def strip(result: dict) -> dict:
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}
+
+
+def worker(sim: RealBench) -> str:
+    workers = [n for n in sim.cfg.nodes if not sim.cfg.is_control(n)]
+    return (workers or sim.cfg.nodes)[-1]
+
+
+# Issue 18's ratios: the no-change re-runs against pyinfra's floor on the same hosts.
+
+NODE_GROUPS = ("control", "workers")
+
+
+def bench_ratios(sim: BenchSim, pairs: int, logs: Path) -> list[dict]:
+    """On one kwok lab of 6 nodes with its control plane: A (the no-change re-run) and B (its
+    floor: ``pyinfra -y ... fact server.Hostname`` on the same hosts, connect plus one fact),
+    alternating A B A B, the ratio taken pair by pair."""
+    sim.boot(CHAPTER_NODES, logs / "ratios-sim.log", chapter=True)
+    sim.pyinfra("first", logs / "ratios-converge.log")
+    gd = ["--group-data", str(REPO / "inventories" / "group_data")]
+    limit = [arg for group in NODE_GROUPS for arg in ("--limit", group)]
+    fact = [str(PYINFRA), "-y", *gd, str(sim.inventory), "fact", "server.Hostname"]
+    kinds = {
+        "chapter": (sim.pyinfra_command("-y"), fact),
+        "nodes only": (
+            sim.pyinfra_command("-y", *limit),
+            [*fact[:2], *limit, *fact[2:]],
+        ),
+    }
+    rows = []
+    for name, (a_cmd, b_cmd) in kinds.items():
+        # One of each untimed first: the caches (helm's, the chart keys') as a re-run finds them.
+        for cmd, tag in ((a_cmd, "a"), (b_cmd, "b")):
+            checked(sim, cmd, logs / f"ratio-{name}-{tag}-warm.log")
+        a_runs, b_runs, changed = [], [], []
+        for i in range(pairs):
+            a_log = logs / f"ratio-{name}-a-{i}.log"
+            a = checked(sim, a_cmd, a_log)
+            changed.append(changed_operations(a_log.read_text(errors="replace")))
+            b = checked(sim, b_cmd, logs / f"ratio-{name}-b-{i}.log")
+            a_runs.append(a)
+            b_runs.append(b)
+        row = {
+            "run": name,
+            "nodes": CHAPTER_NODES,
+            "a": shown(a_cmd, sim),
+            "b": shown(b_cmd, sim),
+            **figures.pair_ratios([r["seconds"] for r in a_runs], [r["seconds"] for r in b_runs]),
+            "a_cpu_median_s": round(statistics.median(r["cpu_s"] for r in a_runs), 3),
+            "b_cpu_median_s": round(statistics.median(r["cpu_s"] for r in b_runs), 3),
+            "a_changed_operations": changed,
+        }
+        log(
+            f"[ratios] {name}: {row['ratio_median']:.2f}x "
+            f"({row['a_median_s']:.2f} s / {row['b_median_s']:.2f} s, {pairs} pairs)"
+        )
+        rows.append(row)
+    return rows
+
+
+def shown(cmd: list[str], sim: BenchSim) -> str:
+    """A command as the report shows it: the tool's name, paths relative to the repository, the
+    lab's inventory as INVENTORY."""
+    words = [Path(cmd[0]).name, *cmd[1:]]
+    words = ["INVENTORY" if w == str(sim.inventory) else w for w in words]
+    return " ".join(w.removeprefix(f"{REPO}/") for w in words)
+
+
+def checked(sim: BenchSim, cmd: list[str], log_path: Path) -> dict:
+    result = timed(cmd, log_path, sim.env)
+    if result["returncode"] != 0:
+        raise RunFailed(f"{' '.join(cmd)} exited {result['returncode']}", log_path)
+    return result
+
+
 # Verdicts and reports.
 
 
@@ -454,6 +927,219 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+PARTS = ("rows", "real", "ratios")
+TARGET_CHAPTER_RATIO = 1.5
+TARGET_NODES_RATIO = 1.2
+TARGET_CONNECTIVITY_SECONDS = 30
+TARGET_WARM_MIGRATE_SECONDS = 180
+
+
+def real_targets(real: dict) -> list[dict]:
+    steps = real["steps"]
+    return [
+        {
+            "target": f"connectivity on {real['nodes']} nodes (images on the nodes) <= "
+            f"{TARGET_CONNECTIVITY_SECONDS} s, before and after the migration",
+            "value": f"{steps['connectivity before']['seconds']:.1f} s / "
+            f"{steps['connectivity after']['seconds']:.1f} s",
+            "pass": max(
+                steps["connectivity before"]["seconds"], steps["connectivity after"]["seconds"]
+            )
+            <= TARGET_CONNECTIVITY_SECONDS,
+        },
+        {
+            "target": f"warm make migrate on the real lab ({real['nodes']} nodes) <= "
+            f"{TARGET_WARM_MIGRATE_SECONDS} s",
+            "value": f"{real['warm_make_migrate_s']:.0f} s",
+            "pass": real["warm_make_migrate_s"] <= TARGET_WARM_MIGRATE_SECONDS,
+        },
+    ]
+
+
+def ratio_targets(ratios: list[dict]) -> list[dict]:
+    bounds = {"chapter": TARGET_CHAPTER_RATIO, "nodes only": TARGET_NODES_RATIO}
+    return [
+        {
+            "target": f"no-change re-run ({row['run']}) <= {bounds[row['run']]:g}x pyinfra's floor "
+            "on the same hosts (median of paired ratios)",
+            "value": f"{row['ratio_median']:.2f}x ({row['a_median_s']:.2f} s / "
+            f"{row['b_median_s']:.2f} s, {row['pairs']} pairs)",
+            "pass": row["ratio_median"] <= bounds[row["run"]],
+        }
+        for row in ratios
+    ]
+
+
+def machine_line(m: dict, after: str | None = None) -> str:
+    return (
+        f"{m['nproc']} CPUs ({m['cpu']}), {m['memory_gib']} GiB, kernel {m['kernel']}, "
+        f"Python {m['python']}, commit {m['commit']}, {m['date']}; load average "
+        f"{m.get('loadavg', '?')} and {m['busy_cores_before']} cores busy before it started"
+    ) + (f", load average {after} after it" if after else "")
+
+
+def mib(memory: dict, key: str) -> str:
+    return f"{memory[key]:.0f} MiB" if key in memory else "not measured"
+
+
+def real_markdown(real: dict) -> list[str]:
+    o = real["outage"]
+    before, after = real["memory_before"], real["memory_after"]
+    steps, again = real["steps"], real["second_make_migrate"]
+    return [
+        "## The real data plane",
+        "",
+        f"`{real['command']}`: one real lab of {real['nodes']} nodes (real kubelets, containerd, "
+        "kube-proxy and the bridge plugin; Cilium's real agents after the chapter). Machine: "
+        f"{machine_line(real['machine'], real.get('loadavg_after'))}. Single samples: each step once.",
+        "",
+        "| what | value |",
+        "|---|---:|",
+        f"| memory at rest after `sim up`: PSS of the lab's processes (of it anonymous) | "
+        f"{before['pss_mib']:.0f} MiB ({mib(before, 'pss_anon_mib')}) |",
+        f"| memory at rest after the migration: PSS (of it anonymous) | "
+        f"{after['pss_mib']:.0f} MiB ({mib(after, 'pss_anon_mib')}) |",
+        f"| MemAvailable drop from before `sim up` to after the migration (whole machine) | "
+        f"{real['mem_available_drop_mib']:.0f} MiB |",
+        f"| connectivity, images on the nodes, before / after | "
+        f"{steps['connectivity before']['seconds']:.1f} s / {steps['connectivity after']['seconds']:.1f} s |",
+        f"| connectivity, first (pulls its image) | {steps['connectivity (first, pulls the image)']['seconds']:.1f} s |",
+        f"| outage: longest gap between successes | {o['longest_gap_s']:.1f} s |",
+        f"| outage: requests failed (total) / exec failed (total) | "
+        f"{o['request_failed_s']:.1f} s / {o['exec_failed_s']:.1f} s |",
+        f"| warm make migrate (sim up {steps['sim up']['seconds']:.0f} s, connectivity "
+        f"{steps['connectivity (first, pulls the image)']['seconds']:.0f} s, chapter "
+        f"{steps['chapter']['seconds']:.0f} s, verify {steps['verify']['seconds']:.0f} s, "
+        f"connectivity {steps['connectivity after']['seconds']:.0f} s) | {real['warm_make_migrate_s']:.0f} s |",
+        f"| second make migrate (chapter {again['chapter']['seconds']:.0f} s, "
+        f"{real['second_chapter_changed']} operations changed) | {real['second_make_migrate_s']:.0f} s |",
+        "",
+        "Memory: the sum of the proportional set size (`Pss` of `/proc/PID/smaps_rollup`, shared "
+        "pages split among their users) of the lab's processes: every process in its nodes' "
+        "cgroups and the sim's own on the host (nspawn, registry, charts' server). The nodes' "
+        "binaries come from one cache that the other labs on the machine share, so their "
+        "file pages' share moves with how many labs are up; the anonymous part (`Pss_Anon`: "
+        "heaps, stacks) does not. Kernel memory "
+        "(eBPF maps, network namespaces, page cache) is not in it; the MemAvailable drop, which "
+        "includes it, also moves with whatever else runs on the machine. At rest: 20 s after "
+        f"the step. Headroom after the migration: MemTotal {after['mem_total_mib'] / 1024:.1f} GiB "
+        f"- the lab's {after['pss_mib'] / 1024:.1f} GiB leaves "
+        f"{(after['mem_total_mib'] - after['pss_mib']) / 1024:.1f} GiB; MemAvailable then was "
+        f"{after['mem_available_mib'] / 1024:.1f} GiB with everything else on the machine running.",
+        "",
+        "Outage: a bare agnhost pod on "
+        f"{o['node']} (the chapter never restarts bare pods) runs `agnhost connect {o['target']} "
+        "--timeout=1s` (the guide's nginx Service's ClusterIP) through the API server's exec, one "
+        f"attempt started every {OUTAGE_PERIOD:g} s, beside those still running (median interval "
+        f"{o['median_interval_s']} s, longest {o.get('max_interval_s')} s: the resolution), from 5 s before the chapter until "
+        f"{OUTAGE_SETTLED} successes in a row after it. An exec that runs to an exit is a request "
+        "that got through or failed; one that does not (the kubelet restarted, the stream cut) "
+        f"is an exec failure, counted apart. {o['attempts']} attempts: {o['counts']}; the chapter "
+        f"ran from {o['chapter_from_s']:.1f} s to {o['chapter_to_s']:.1f} s, failures from "
+        f"{o['down_from_s']} s to {o['down_to_s']} s; longest run of failed requests alone "
+        f"{o['longest_request_failed_s']:.1f} s"
+        + ("; the client never got through again." if o["never_recovered"] else "."),
+        "",
+        "Warm make migrate: the Makefile's steps (sim up, connectivity, the chapter, verify, "
+        "connectivity) with the benchmark's sim and the node software cached; the outage client "
+        "ran during its chapter. The second one repeats them on the migrated lab.",
+        "",
+        *(f"- {verdict(c)}: {c['target']}: {c['value']}" for c in real["targets"]),
+        "",
+    ]
+
+
+def ratios_markdown(part: dict) -> list[str]:
+    lines = [
+        "## Re-run against pyinfra's floor (issue 18)",
+        "",
+        f"`{part['command']}`: one kwok lab of {CHAPTER_NODES} nodes with its control plane, "
+        f"converged; A and B alternate, A B A B, the ratio taken pair by pair. Machine: "
+        f"{machine_line(part['machine'], part.get('loadavg_after'))}.",
+        "",
+        "| run | A median s | B (floor) median s | ratio median | min | max | pairs | A CPU s | B CPU s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in part["rows"]:
+        lines.append(
+            f"| {r['run']} | {r['a_median_s']:.2f} | {r['b_median_s']:.2f} | {r['ratio_median']:.2f} "
+            f"| {r['ratio_min']:.2f} | {r['ratio_max']:.2f} | {r['pairs']} | {r['a_cpu_median_s']:.2f} "
+            f"| {r['b_cpu_median_s']:.2f} |"
+        )
+    lines += ["", *(f"- A ({r['run']}): `{r['a']}`; B: `{r['b']}`" for r in part["rows"]), ""]
+    lines += [*(f"- {verdict(c)}: {c['target']}: {c['value']}" for c in part["targets"]), ""]
+    return lines
+
+
+OUTAGE_CLIENT = "an attempt started every 0.5 s beside those running"
+
+
+def real_summary(real: dict, client: str = OUTAGE_CLIENT) -> dict:
+    """One real-lab run in a line of ``real_runs`` (without the outage's samples)."""
+    steps, o = real["steps"], real["outage"]
+    return {
+        "client": client,
+        "nodes": real["nodes"],
+        "date": real["machine"]["date"],
+        "loadavg_before": real["machine"]["loadavg"],
+        "loadavg_after": real.get("loadavg_after"),
+        "warm_make_migrate_s": real["warm_make_migrate_s"],
+        "second_make_migrate_s": real["second_make_migrate_s"],
+        "chapter_s": round(steps["chapter"]["seconds"], 1),
+        "connectivity_before_s": round(steps["connectivity before"]["seconds"], 1),
+        "connectivity_after_s": round(steps["connectivity after"]["seconds"], 1),
+        "pss_before_mib": real["memory_before"]["pss_mib"],
+        "pss_after_mib": real["memory_after"]["pss_mib"],
+        **{
+            k: o[k]
+            for k in (
+                "longest_gap_s",
+                "request_failed_s",
+                "exec_failed_s",
+                "down_from_s",
+                "down_to_s",
+                "chapter_from_s",
+                "chapter_to_s",
+            )
+        },
+    }
+
+
+def real_runs_markdown(runs: list[dict]) -> list[str]:
+    """Every real-lab run kept in results.json's ``real_runs`` (one line each): single samples
+    move with the machine's load, so the spread is part of the figure."""
+    lines = [
+        "### Every real-lab run kept",
+        "",
+        "| date | load before / after | warm make migrate s | chapter s | second s | connectivity "
+        "before / after s | PSS before / after MiB | outage: longest gap s | requests failed s "
+        "| exec failed s | client |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in runs:
+        lines.append(
+            f"| {r['date']} | {r['loadavg_before']} / {r.get('loadavg_after') or '?'} "
+            f"| {r['warm_make_migrate_s']:.0f} "
+            f"| {r['chapter_s']:.0f} | {r['second_make_migrate_s']:.0f} "
+            f"| {r['connectivity_before_s']:.1f} / {r['connectivity_after_s']:.1f} "
+            f"| {r['pss_before_mib']:.0f} / {r['pss_after_mib']:.0f} | {r['longest_gap_s']:.1f} "
+            f"| {r['request_failed_s']:.1f} | {r['exec_failed_s']:.1f} | {r['client']} |"
+        )
+    return [*lines, ""]
+
+
+def full_markdown(report: dict) -> str:
+    text = markdown(report) if "results" in report else "# Deploy benchmark on the simulated lab\n"
+    extra = []
+    if "ratios" in report:
+        extra += ratios_markdown(report["ratios"])
+    if "real" in report:
+        extra += real_markdown(report["real"])
+    if report.get("real_runs"):
+        extra += real_runs_markdown(report["real_runs"])
+    return text + ("\n" + "\n".join(extra) if extra else "")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0].strip(),
@@ -477,8 +1163,27 @@ def main() -> int:
         help="Cilium's charts for the chapter rows (default ../shared/charts)",
     )
     parser.add_argument("--no-chapter", action="store_true", help="only the node rows")
+    parser.add_argument(
+        "--only",
+        default=",".join(PARTS),
+        help="the parts to run, comma-separated: rows (the node and chapter rows), real (the real "
+        "data plane: memory, connectivity, outage, make migrate), ratios (issue 18's re-run "
+        "against pyinfra's floor); default all. The parts not run keep their earlier results.",
+    )
+    parser.add_argument(
+        "--real-nodes",
+        type=int,
+        default=6,
+        help="nodes of the real lab (default 6; 3 for a quick one)",
+    )
+    parser.add_argument("--pairs", type=int, default=7, help="A/B pairs for each ratio (default 7)")
     args = parser.parse_args()
+    parts = [p for p in args.only.split(",") if p]
+    if not parts or set(parts) - set(PARTS):
+        parser.error(f"--only takes some of {', '.join(PARTS)}")
     counts = [] if args.nodes == "none" else [int(n) for n in args.nodes.split(",")]
+    if args.pairs < 1 or not 1 <= args.real_nodes <= 12:
+        parser.error("--pairs must be >= 1 and --real-nodes 1 to 12")
     if args.runs < 1 or any(not 1 <= n <= 250 for n in counts):
         parser.error("--runs must be >= 1 and node counts 1 to 250")
     if os.geteuid() != 0:
@@ -501,18 +1206,39 @@ def main() -> int:
     logs = work / "logs"
     logs.mkdir()
     chapter = not args.no_chapter
-    if chapter and not (args.charts / "index.yaml").is_file():
+    if (chapter or {"real", "ratios"} & set(parts)) and not (args.charts / "index.yaml").is_file():
         parser.error(f"no Cilium charts in {args.charts} (give --charts DIR, or --no-chapter)")
-    sim = BenchSim(work / "sim", subnet, args.charts.resolve())
+    # RealBench: the kwok rows use only what BenchSim has.
+    sim = RealBench(work / "sim", subnet, args.charts.resolve())
     info = machine()
     rows = []
+    measured: dict = {}
     status = 0
     try:
         floor_row, info["pyinfra"] = floor(args.runs, logs)
-        for count in counts:
-            rows += bench_nodes(sim, count, args.runs, logs)
-        if chapter:
-            rows += bench_nodes(sim, CHAPTER_NODES, args.runs, logs, chapter=True)
+        if "rows" in parts:
+            for count in counts:
+                rows += bench_nodes(sim, count, args.runs, logs)
+            if chapter:
+                rows += bench_nodes(sim, CHAPTER_NODES, args.runs, logs, chapter=True)
+        if "ratios" in parts:
+            part_info = {**machine(), "pyinfra": info["pyinfra"]}
+            ratio_rows = bench_ratios(sim, args.pairs, logs)
+            measured["ratios"] = {
+                "machine": part_info,
+                "loadavg_after": loadavg(),
+                "rows": ratio_rows,
+                "targets": ratio_targets(ratio_rows),
+            }
+        if "real" in parts:
+            if sim.is_up:
+                sim.logged(logs / "sim-down.log", sim.down)
+            part_info = {**machine(), "pyinfra": info["pyinfra"]}
+            real = bench_real(sim, args.real_nodes, logs)
+            real["machine"] = part_info
+            real["loadavg_after"] = loadavg()
+            real["targets"] = real_targets(real)
+            measured["real"] = real
     except RunFailed as e:
         text = e.log.read_text(errors="replace").splitlines()
         log(f"\n{e}; the last lines of {e.log}:\n" + "\n".join(text[-40:]))
@@ -524,6 +1250,8 @@ def main() -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         try:
+            if sim.cfg:
+                sim.drop_own_pod_routes()
             if sim.is_up:
                 log("taking the benchmark's sim down")
                 sim.logged(logs / "sim-down.log", sim.down)
@@ -540,19 +1268,31 @@ def main() -> int:
     if status:
         return status
 
-    report = {
-        "command": " ".join([".venv/bin/python", "benchmarks/run.py", *sys.argv[1:]]),
-        "runs": args.runs,
-        "settings": {"nodes": counts, "bridge": BRIDGE, "subnet": sim.subnet},
-        "machine": info,
-        "floor": floor_row,
-        "results": rows,
-        "node_view_agrees": all(r["node_view_agrees"] for r in rows),
-    }
-    report["targets"] = targets(rows)
+    command = " ".join([".venv/bin/python", "benchmarks/run.py", *sys.argv[1:]])
+    # The parts not run this time keep what the last run of them measured.
+    previous = args.out / "results.json"
+    report = json.loads(previous.read_text()) if previous.exists() else {}
+    if "rows" in parts:
+        report.update(
+            {
+                "command": command,
+                "runs": args.runs,
+                "settings": {"nodes": counts, "bridge": BRIDGE, "subnet": sim.subnet},
+                "machine": info,
+                "floor": floor_row,
+                "results": rows,
+                "node_view_agrees": all(r["node_view_agrees"] for r in rows),
+                "targets": targets(rows),
+            }
+        )
+    for name, part in measured.items():
+        report[name] = {"command": command, **part}
+    if "real" in measured:
+        # Single samples move with the load: every run is kept in a line.
+        report.setdefault("real_runs", []).append(real_summary(report["real"]))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(report, indent=2) + "\n")
-    text = markdown(report)
+    text = full_markdown(report)
     (args.out / "results.md").write_text(text)
     log("\n" + text)
     return 0

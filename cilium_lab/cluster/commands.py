@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import click
 from kubernetes.client.rest import ApiException
 
-from cilium_lab.cluster import ClusterError, kube, pods, status, verify
+from cilium_lab.cluster import ClusterError, helm, kube, pods, status, verify
 
 
 def cluster_options(function):
@@ -290,8 +290,10 @@ def status_command(
         cluster = kube.load(kubeconfig, context)
         # One cheap request first, so an unreachable server is named before helm says it its own way.
         status.reach(cluster)
+    # One `helm repo list` for the repository check and the release's chart source.
+    known = helm.Repositories()
     readers = {
-        "repo": lambda: status.repo(chart, chart_version, repo_name, repo_url),
+        "repo": lambda: status.repo(chart, chart_version, repo_name, repo_url, known),
         "release": lambda: status.release(
             cluster,
             release_name,
@@ -305,6 +307,7 @@ def status_command(
             context,
             takeover=takeover,
             create_namespace=create_namespace,
+            known=known,
         ),
         "installed": lambda: status.installed(
             cluster, release_name, namespace, kubeconfig, context

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import yaml
@@ -124,9 +125,32 @@ def repositories(helm: str) -> dict[str, str]:
     return {r["name"]: r["url"] for r in json.loads(result.stdout or "[]")}
 
 
-def repository(helm: str, name: str, url: str, chart: str, version: str | None) -> dict:
+class Repositories:
+    """``helm repo list``, read once and shared by the threads of one cluster read (the
+    repository check and the release's chart source): a read adds no repository, so a second
+    ``helm repo list`` would say the same."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._known: dict[str, str] | None = None
+
+    def __call__(self, helm: str) -> dict[str, str]:
+        with self._lock:
+            if self._known is None:
+                self._known = repositories(helm)
+            return self._known
+
+
+def repository(
+    helm: str,
+    name: str,
+    url: str,
+    chart: str,
+    version: str | None,
+    known: Repositories | None = None,
+) -> dict:
     """Whether the repository is there with this URL, and its cached index has the version."""
-    known = repositories(helm)
+    known = known(helm) if known else repositories(helm)
     state = {
         "name": name,
         "url": known.get(name),
@@ -152,12 +176,19 @@ def _same_url(a: str | None, b: str | None) -> bool:
     return bool(a) and bool(b) and a.rstrip("/") == b.rstrip("/")
 
 
-def chart_source(helm: str, chart: str, repo_name: str | None, repo_url: str | None) -> list[str]:
+def chart_source(
+    helm: str,
+    chart: str,
+    repo_name: str | None,
+    repo_url: str | None,
+    known: Repositories | None = None,
+) -> list[str]:
     """How helm finds the chart now: ``repo/chart``, or ``chart --repo URL`` before the repo is added."""
     if chart_kind(chart) != "repo":
         return [str(Path(chart).expanduser()) if not chart.startswith("oci://") else chart]
     name, _, short = chart.partition("/")
-    if name == repo_name and repo_url and not _same_url(repositories(helm).get(name), repo_url):
+    listed = known(helm) if known else repositories(helm)
+    if name == repo_name and repo_url and not _same_url(listed.get(name), repo_url):
         return [short, "--repo", repo_url]
     return [chart]
 

@@ -21,7 +21,13 @@ def reach(cluster: kube.Cluster) -> None:
     cluster.get("/api/v1/nodes", limit=1)
 
 
-def repo(chart: str, version: str | None, repo_name: str | None, repo_url: str | None) -> dict:
+def repo(
+    chart: str,
+    version: str | None,
+    repo_name: str | None,
+    repo_url: str | None,
+    known: helm.Repositories | None = None,
+) -> dict:
     helm_path = helm.find_helm()
     kind = chart_kind(chart)
     state = {
@@ -34,7 +40,7 @@ def repo(chart: str, version: str | None, repo_name: str | None, repo_url: str |
             raise ClusterError(
                 f"chart {chart} is not in the repository {repo_name} that helm_repo_name names"
             )
-        state.update(helm.repository(helm_path, repo_name, repo_url, chart, version))
+        state.update(helm.repository(helm_path, repo_name, repo_url, chart, version, known))
     return state
 
 
@@ -96,6 +102,7 @@ def release(
     context=None,
     takeover: bool = False,
     create_namespace: bool = False,
+    known: helm.Repositories | None = None,
 ) -> dict:
     """The release against the wanted one. Everything that would make the install fail or do
     what the user did not declare is refused here, before any node changes: a pending release,
@@ -106,7 +113,8 @@ def release(
         require_cluster_info(cluster)
     helm_path = helm.find_helm()
     installed = helm.release(helm_path, name, namespace, kubeconfig, context)
-    source = helm.chart_source(helm_path, chart, repo_name, repo_url)
+    # ``known``: the repository check's `helm repo list`, when the two run in one read.
+    source = helm.chart_source(helm_path, chart, repo_name, repo_url, known)
     kind = chart_kind(chart)
     desired_version = version
     chart_name = reference_name(chart)
