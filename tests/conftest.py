@@ -22,3 +22,13 @@ def pytest_runtest_setup(item):
     # Skipped with the reason, never silently: pytest -ra (the default here) lists each skip.
     if item.get_closest_marker("netns") and (reason := why_no_netns()):
         pytest.skip(reason)
+
+
+@pytest.fixture
+def netns():
+    """A network namespace of the test's own, deleted afterwards (tests marked ``netns``)."""
+    from netns_helpers import delete_netns, new_netns
+
+    name = new_netns()
+    yield name
+    delete_netns(name)

@@ -6,10 +6,9 @@ Needs root (for ``ip netns``) and iptables; the machine's own tables are never t
 """
 
 import shutil
-import subprocess
-import uuid
 
 import pytest
+from netns_helpers import in_ns
 from pyinfra_fixtures import command_text, run_fact, run_operation
 
 from facts.cilium_leftovers import CiliumLeftovers
@@ -48,23 +47,6 @@ LINKS = [
     "ip link add lxcbr0 type bridge",
     "ip link add cnio0 type bridge",
 ]
-
-
-@pytest.fixture
-def netns():
-    name = f"cilab-test-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    yield name
-    subprocess.run(["ip", "netns", "delete", name], check=True)
-
-
-def in_ns(netns, command):
-    return subprocess.run(
-        ["ip", "netns", "exec", netns, "sh", "-c", command],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
 
 
 def read(netns, args):

@@ -6,10 +6,10 @@ Needs root (for ``ip netns``) and iptables; the machine's own tables are never t
 import re
 import shutil
 import subprocess
-import uuid
 from pathlib import Path
 
 import pytest
+from netns_helpers import in_ns
 from pyinfra_fixtures import command_text, run_fact, run_operation
 
 from facts.kube_proxy_rules import KubeProxyRules
@@ -46,23 +46,6 @@ KUBELET_OWN = [
     " localnet connections' -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP",
 ]
 KUBELET_CHAIN = re.compile(r"KUBE-(IPTABLES-HINT|FIREWALL|KUBELET-CANARY)\b")
-
-
-@pytest.fixture
-def netns():
-    name = f"cilab-test-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    yield name
-    subprocess.run(["ip", "netns", "delete", name], check=True)
-
-
-def in_ns(netns, command):
-    return subprocess.run(
-        ["ip", "netns", "exec", netns, "sh", "-c", command],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
 
 
 def read_rules(netns):

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
+from netns_helpers import delete_netns, in_ns, new_netns
 from pyinfra.api import Inventory
 from pyinfra.api.exceptions import DeployError
 
@@ -29,8 +29,7 @@ GUIDE = {"10.1.0.0/16": "192.168.1.11", "10.2.0.0/16": "192.168.1.12"}
 
 @pytest.fixture
 def netns():
-    name = f"cilab-test-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
+    name = new_netns()
     try:
         # The workstation's side of the lab network (veth: this kernel has no dummy links), and a route to a pod CIDR that is not the guide's.
         for command in (
@@ -46,16 +45,7 @@ def netns():
             in_ns(name, command)
         yield name
     finally:
-        subprocess.run(["ip", "netns", "delete", name], check=True)
-
-
-def in_ns(netns, command):
-    return subprocess.run(
-        ["ip", "netns", "exec", netns, "sh", "-c", command],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+        delete_netns(name)
 
 
 def routes(netns) -> set[str]:
