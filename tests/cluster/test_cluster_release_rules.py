@@ -12,20 +12,19 @@ import base64
 import gzip
 import json
 import os
+import runpy
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import release_secrets
 from test_cluster_deploy import pyinfra, write_inventory
 
-VALUES = {
-    "kubeProxyReplacement": True,
-    "k8sServiceHost": "kubernetes",
-    "k8sServicePort": 6443,
-    "cgroup": {"autoMount": {"enabled": False}, "hostRoot": "/sys/fs/cgroup"},
-}
+# The chapter's values, as the group data holds them.
+GROUP_DATA = Path(__file__).resolve().parents[2] / "inventories" / "group_data"
+VALUES = runpy.run_path(str(GROUP_DATA / "all.py"))["cilium_values"]
 
 
 @pytest.fixture

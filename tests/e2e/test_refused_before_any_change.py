@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import runpy
 import subprocess
 
 import pytest
@@ -29,12 +30,8 @@ from e2e_sim import (
 )
 
 NODE = "worker1"
-VALUES = {
-    "kubeProxyReplacement": True,
-    "k8sServiceHost": "kubernetes",
-    "k8sServicePort": 6443,
-    "cgroup": {"autoMount": {"enabled": False}, "hostRoot": "/sys/fs/cgroup"},
-}
+# The chapter's values, as the group data holds them.
+VALUES = runpy.run_path(str(GROUP_DATA / "all.py"))["cilium_values"]
 
 
 @pytest.fixture
