@@ -7,16 +7,12 @@ data names (Cilium's official one), if this machine reaches it.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from cilium_lab.sim import SimError
+from cilium_lab.sim import SimError, servers
 
 PORT = 8879  # helm's traditional port for a local chart repository
 
@@ -52,50 +48,19 @@ def check_official(url: str) -> None:
 def serve(directory: Path, address: str, log: Path, port: int = PORT) -> tuple[int, str]:
     """Start serving ``directory``; return the server's pid and the repository's URL."""
     url = f"http://{address}:{port}/"
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "http.server",
-                str(port),
-                "--bind",
-                address,
-                "--directory",
-                str(directory),
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + 10
-    why = "not started"
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SimError(f"the chart server on {address}:{port} exited at once; see {log}")
-        why = reachable(url, timeout=1)
-        if why is None:
-            return proc.pid, url
-        time.sleep(0.2)
-    stop(proc.pid)
-    raise SimError(f"the chart server at {url} did not answer: {why}; see {log}")
+    args = [sys.executable, "-m", "http.server", str(port), "--bind", address]
+    pid = servers.start(
+        [*args, "--directory", str(directory)],
+        log,
+        f"the chart server at {url}",
+        lambda: reachable(url, timeout=1),
+    )
+    return pid, url
 
 
 def running(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return b"http.server" in cmdline
+    return b"http.server" in b" ".join(servers.command_line(pid) or [])
 
 
 def stop(pid: int | None) -> None:
-    if running(pid):
-        os.kill(pid, signal.SIGTERM)
-        for _ in range(50):
-            if not running(pid):
-                break
-            time.sleep(0.1)
+    servers.stop(pid, running)

@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import io
 import os
-import signal
 import subprocess
 import tarfile
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -30,7 +28,7 @@ from pathlib import Path
 
 import click
 
-from cilium_lab.sim import SimError
+from cilium_lab.sim import SimError, servers
 from cilium_lab.sim.config import NODE_VERSIONS, SimConfig, cache_dir
 
 REGISTRY_PORT = 5000
@@ -102,45 +100,21 @@ def serve(cfg: SimConfig, crane: str) -> int:
     address = registry_address(cfg)
     storage = cfg.path / "registry"
     storage.mkdir(parents=True, exist_ok=True)
-    log = cfg.path / "registry.log"
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [crane, "registry", "serve", "--address", address, "--disk", str(storage)],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + 10
-    why = "not started"
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SimError(f"the registry on {address} exited at once; see {log}")
-        why = _answers(address)
-        if why is None:
-            return proc.pid
-        time.sleep(0.2)
-    proc.kill()
-    raise SimError(f"the registry on {address} did not answer: {why}; see {log}")
+    return servers.start(
+        [crane, "registry", "serve", "--address", address, "--disk", str(storage)],
+        cfg.path / "registry.log",
+        f"the registry on {address}",
+        lambda: _answers(address),
+    )
 
 
 def running(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return cmdline[0].endswith(b"crane") and b"registry" in cmdline
+    args = servers.command_line(pid)
+    return bool(args) and args[0].endswith(b"crane") and b"registry" in args
 
 
 def stop(pid: int | None) -> None:
-    if running(pid):
-        os.kill(pid, signal.SIGTERM)
-        for _ in range(50):
-            if not running(pid):
-                break
-            time.sleep(0.1)
+    servers.stop(pid, running)
 
 
 # Images.
