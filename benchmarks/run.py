@@ -216,6 +216,9 @@ def summary(values: list[float]) -> dict:
 class BenchSim(SimLab):
     """The benchmark's own sim: each step's output goes to a log, and a failed step raises RunFailed."""
 
+    # Its own routing tables (SimLab.own_pod_routes) never share a number with the tests' labs.
+    own_table_base = 21000
+
     def __init__(self, home: Path, subnet: str, charts: Path | None = None):
         # helm's repositories and cache: the benchmark's own, beside the sim's home.
         super().__init__(home, BRIDGE, subnet, helm_home=home.parent)
@@ -394,9 +397,6 @@ OUTAGE_IN_FLIGHT = 4
 # After the chapter, the client goes on until this many successes in a row (or the limit).
 OUTAGE_SETTLED = 10
 OUTAGE_AFTER_LIMIT = 120.0
-# The lab's own routing table for pod CIDRs another lab holds in the main one (as
-# tests/e2e/real_lab.py's, another base so that the two never share a table number).
-OWN_TABLE_BASE = 21000
 
 
 class RealBench(BenchSim):
@@ -436,37 +436,6 @@ class RealBench(BenchSim):
             raise RunFailed(f"{' '.join(cmd)} exited {result['returncode']}", log_path)
         result["changed"] = changed_operations(log_path.read_text(errors="replace"))
         return result
-
-    # The stand-in of tests/e2e/real_lab.py: pod traffic in from this lab's bridge is routed by a
-    # table of its own, for the pod CIDRs another lab on the machine holds in the main table.
-
-    @property
-    def _table(self) -> str:
-        return str(OWN_TABLE_BASE + self.cfg.network.network_address.packed[2])
-
-    def own_pod_routes(self) -> list[list[str]]:
-        cfg = self.cfg
-        routed = {cidr for cidr, _ in cfg.routes}
-        wanted = [
-            [cfg.pod_cidr(n), str(cfg.address(n))]
-            for n in cfg.nodes
-            if cfg.pod_cidr(n) not in routed
-        ]
-        if wanted:
-            table = self._table
-            ip("rule", "add", "iif", cfg.bridge, "lookup", table, "priority", table)
-            for cidr, via in wanted:
-                ip("route", "add", cidr, "via", via, "dev", cfg.bridge, "table", table)
-        return wanted
-
-    def drop_own_pod_routes(self) -> None:
-        if not self.cfg:
-            return
-        table = self._table
-        for rule in json.loads(ip("-j", "rule", "show").stdout or "[]"):
-            if str(rule.get("table")) == table and rule.get("iif") == self.bridge:
-                ip("rule", "del", "priority", str(rule["priority"]))
-        ip("route", "flush", "table", table)
 
     # Memory.
 

@@ -12,6 +12,7 @@ from the deploy's own reports.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -149,6 +150,46 @@ class SimLab:
             self.pyinfra_command(*args, deploy=deploy), cwd=REPO, env=self.env, **kwargs
         )
 
+    # A stand-in for a second lab on one machine: every lab routes the guide's pod CIDRs
+    # (10.1.0.0/16, ...) through this machine, and the first one up holds them in the main table,
+    # which `sim up` then leaves alone. Pod traffic in from this lab's bridge is then routed by a
+    # table of the lab's own, for the CIDRs the sim could not route itself, as a workstation of
+    # its own would route them. A scenario that takes the host routes away takes these too.
+
+    # The lab's table is this plus its subnet's third octet (a driver of another kind of labs
+    # sets another base, so that two never share a table).
+    own_table_base = 20000
+
+    @property
+    def _own_table(self) -> str:
+        return str(self.own_table_base + self.cfg.network.network_address.packed[2])
+
+    def own_pod_routes(self) -> list[list[str]]:
+        """Route, from this lab's bridge, each pod CIDR the sim could not route in the main
+        table; the routes made ([cidr, via] each)."""
+        cfg = self.cfg
+        routed = {cidr for cidr, _ in cfg.routes}
+        wanted = [
+            [cfg.pod_cidr(n), str(cfg.address(n))]
+            for n in cfg.nodes
+            if cfg.pod_cidr(n) not in routed
+        ]
+        if wanted:
+            table = self._own_table
+            _ip("rule", "add", "iif", cfg.bridge, "lookup", table, "priority", table)
+            for cidr, via in wanted:
+                _ip("route", "add", cidr, "via", via, "dev", cfg.bridge, "table", table)
+        return wanted
+
+    def drop_own_pod_routes(self) -> None:
+        if not self.cfg:
+            return
+        table = self._own_table
+        for rule in json.loads(_ip("-j", "rule", "show").stdout or "[]"):
+            if str(rule.get("table")) == table and rule.get("iif") == self.bridge:
+                _ip("rule", "del", "priority", str(rule["priority"]))
+        _ip("route", "flush", "table", table)
+
     # The nodes, from inside.
 
     def leader(self, node: str) -> int | None:
@@ -165,3 +206,7 @@ class SimLab:
         return subprocess.run(
             ["nsenter", "-t", str(leader), "-a", "sh", "-c", script], capture_output=True, text=True
         )
+
+
+def _ip(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", *args], capture_output=True, text=True)

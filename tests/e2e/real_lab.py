@@ -13,7 +13,7 @@ the lab's own for its pod traffic.** Every lab routes the guide's pod CIDRs (10.
 through this machine, and a second lab up on the machine (the kwok session ``sim``, a user's
 sim) may already hold those routes in the main table, which ``sim up`` then leaves alone. Pod
 traffic that comes in from this lab's bridge is then routed by a table of its own (a rule on
-the incoming interface, ``own_pod_routes``), as a workstation of its own would. Only for the
+the incoming interface, ``SimLab.own_pod_routes`` in cilium_lab/sim/harness.py), as a workstation of its own would. Only for the
 CIDRs the sim could not route itself; what it does not hold still falls to the main table and
 the sim's FORWARD guard. A migration scenario that takes the host routes away takes these too
 (``drop_own_pod_routes``).
@@ -21,7 +21,6 @@ the sim's FORWARD guard. A migration scenario that takes the host routes away ta
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from pathlib import Path
@@ -33,12 +32,9 @@ from cilium_lab.sim import images
 from cilium_lab.sim.harness import CILIUM_LAB, E2E_SUBNETS, REPO, free_subnet
 
 DEFAULT_NODES = int(os.environ.get("CILIUM_LAB_E2E_REAL_NODES") or 2)
-# The first build of the node software and images is long; the lead's cache lock too.
+# The first build of the node software and images is long, and another session's build may
+# hold the cache's lock meanwhile.
 UP_TIMEOUT = float(os.environ.get("CILIUM_LAB_E2E_REAL_UP_TIMEOUT") or 3600)
-
-
-def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
 
 
 class RealLab(Sim):
@@ -50,7 +46,6 @@ class RealLab(Sim):
     def __init__(self, home: Path, bridge: str, subnet: str, nodes: int = DEFAULT_NODES):
         super().__init__(home, bridge, subnet)
         self.count = nodes
-        self.own_routes: list[list[str]] = []
 
     def up_real(self, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess:
         return self.run_cli(
@@ -83,42 +78,6 @@ class RealLab(Sim):
     def cilium_lab(self, *args: str, **kwargs) -> subprocess.CompletedProcess:
         """``cilium-lab ARGS`` in the lab's environment (kwargs go to subprocess.run)."""
         return subprocess.run([str(CILIUM_LAB), *args], env=self.env, cwd=REPO, **kwargs)
-
-    # The stand-in: a routing table of the lab's own (module docstring).
-
-    @property
-    def _table(self) -> str:
-        # One per lab: from its subnet's third octet (each lab has a /24 of 10.252.0.0/16).
-        return str(20000 + self.cfg.network.network_address.packed[2])
-
-    def own_pod_routes(self) -> list[list[str]]:
-        """Route, from this lab's bridge, each pod CIDR the sim could not route in the main table."""
-        cfg = self.cfg
-        routed = {cidr for cidr, _ in cfg.routes}
-        wanted = [
-            [cfg.pod_cidr(n), str(cfg.address(n))]
-            for n in cfg.nodes
-            if cfg.pod_cidr(n) not in routed
-        ]
-        if not wanted:
-            return []
-        table = self._table
-        _ip("rule", "add", "iif", cfg.bridge, "lookup", table, "priority", table)
-        for cidr, via in wanted:
-            _ip("route", "add", cidr, "via", via, "dev", cfg.bridge, "table", table)
-        self.own_routes = wanted
-        return wanted
-
-    def drop_own_pod_routes(self) -> None:
-        if not self.cfg:
-            return
-        table = self._table
-        rules = json.loads(_ip("-j", "rule", "show", check=False).stdout or "[]")
-        for rule in rules:
-            if str(rule.get("table")) == table and rule.get("iif") == self.bridge:
-                _ip("rule", "del", "priority", str(rule["priority"]), check=False)
-        _ip("route", "flush", "table", table, check=False)
-        self.own_routes = []
 
 
 @pytest.fixture(scope="session")
