@@ -20,23 +20,26 @@ from kubernetes.client.rest import ApiException
 from cilium_lab.cluster import ClusterError, helm, kube, pods, status, verify
 
 
-def cluster_options(function):
-    # A plain string: kube.load says in one line what is wrong with the file (click's own check
-    # of a path prints its usage too).
-    @click.option(
+def kubeconfig_options(function):
+    """--kubeconfig and --context. A plain string: kube.load says in one line what is wrong with
+    the file (click's own check of a path prints its usage too)."""
+    function = click.option(
+        "--context", default=None, help="kubeconfig context (default: its current one)."
+    )(function)
+    return click.option(
         "--kubeconfig",
         default=None,
         help="kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).",
-    )
-    @click.option("--context", default=None, help="kubeconfig context (default: its current one).")
-    @click.option(
-        "--namespace", default="kube-system", show_default=True, help="Cilium's namespace."
-    )
-    @functools.wraps(function)
-    def wrapper(*args, **kwargs):
-        return function(*args, **kwargs)
+    )(function)
 
-    return wrapper
+
+def cluster_options(function):
+    """The cluster and Cilium's namespace in it."""
+    return kubeconfig_options(
+        click.option(
+            "--namespace", default="kube-system", show_default=True, help="Cilium's namespace."
+        )(function)
+    )
 
 
 def clear_errors(function):

@@ -48,7 +48,7 @@ from kubernetes.client.rest import ApiException
 from kubernetes.stream import stream
 
 from cilium_lab.cluster import ClusterError, kube
-from cilium_lab.cluster.commands import clear_errors, output_option
+from cilium_lab.cluster.commands import clear_errors, kubeconfig_options, output_option
 from cilium_lab.cluster.kube import Cluster, one_line
 from cilium_lab.cluster.verify import condition, lookup, name
 
@@ -1146,13 +1146,7 @@ def _progress(line: str) -> None:
 
 
 @click.command("connectivity")
-@click.option(
-    "--kubeconfig",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).",
-)
-@click.option("--context", default=None, help="kubeconfig context (default: its current one).")
+@kubeconfig_options
 @output_option
 @click.option(
     "--namespace",
