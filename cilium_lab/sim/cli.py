@@ -163,13 +163,19 @@ def stop(names):
     lab.stop(list(names))
 
 
+def _with_control_plane():
+    """The running sim's configuration, or one line when it has no control plane."""
+    cfg = lab.load()
+    if not cfg.control_plane:
+        raise SimError("this sim has no control plane (it was brought up with --no-control-plane)")
+    return cfg
+
+
 @sim.command()
 @one_line_errors
 def kubeconfig():
     """Print the path of the workstation's kubeconfig for the sim's API server."""
-    cfg = lab.load()
-    if not cfg.control_plane:
-        raise SimError("this sim has no control plane (it was brought up with --no-control-plane)")
+    cfg = _with_control_plane()
     click.echo(str(cfg.kubeconfig))
 
 
@@ -182,9 +188,7 @@ def kubeconfig():
 def connectivity(args):
     """Run `cilium-lab connectivity` on the sim: its kubeconfig, its registry's test image, and
     the NodePorts probed over its bridge only; other options (-o json, --keep, ...) pass through."""
-    cfg = lab.load()
-    if not cfg.control_plane:
-        raise SimError("this sim has no control plane (it was brought up with --no-control-plane)")
+    cfg = _with_control_plane()
     if cfg.data_plane != "real":
         raise SimError(
             "the kwok lab runs no container, so nothing can be checked; bring the sim up with "

@@ -27,6 +27,11 @@ def group_data_value(group: str, key: str):
     return runpy.run_path(str(path)).get(key)
 
 
+def cilium_version() -> str:
+    """The Cilium the real data plane's agents run: the chart version the group data pins."""
+    return "v" + str(group_data_value("local", "cilium_chart_version")).removeprefix("v")
+
+
 def render(cfg: SimConfig) -> str:
     common = {
         "ssh_key": str(cfg.ssh_key),
@@ -39,8 +44,7 @@ def render(cfg: SimConfig) -> str:
         common["preflight_skip"] = ["api_port"]
     if cfg.data_plane == "real":
         # The lab's own keys on top of the chapter's values: its registry's images, no Envoy.
-        version = str(group_data_value("local", "cilium_chart_version"))
-        common["cilium_values_overrides"] = cilium_images.chart_overrides(cfg, "v" + version)
+        common["cilium_values_overrides"] = cilium_images.chart_overrides(cfg, cilium_version())
 
     def hosts(names: list[str]) -> str:
         rows = [

@@ -40,7 +40,12 @@ from cilium_lab.sim.config import (
     node_names,
     validate,
 )
-from cilium_lab.sim.inventory import default_inventory_path, group_data_value, write_inventory
+from cilium_lab.sim.inventory import (
+    cilium_version,
+    default_inventory_path,
+    group_data_value,
+    write_inventory,
+)
 from cilium_lab.sim.nodes import (
     booted,
     check_platform,
@@ -71,11 +76,6 @@ def load() -> SimConfig:
 
 def _components() -> list[binaries.Component]:
     return binaries.components(KUBERNETES_VERSION, ETCD_VERSION, KWOK_VERSION)
-
-
-def cilium_version() -> str:
-    """The Cilium the real data plane's agents run: the chart version the group data pins."""
-    return "v" + str(group_data_value("local", "cilium_chart_version")).removeprefix("v")
 
 
 def _node_components(cfg: SimConfig) -> list[binaries.Component]:
