@@ -25,11 +25,11 @@ test: venv $(VENV)/bin/helm
 	$(VENV)/bin/pytest -ra
 
 # The formatter and the linter (ruff, configured in pyproject.toml) over the whole tree; shellcheck
-# (Debian's shellcheck) over the facts' and operations' scripts and the shell left inline.
+# (Debian's shellcheck) over the facts', operations' and the lock's scripts and the shell left inline.
 lint: venv
 	$(VENV)/bin/ruff format --check --diff .
 	$(VENV)/bin/ruff check .
-	shellcheck facts/*.sh operations/*.sh
+	shellcheck facts/*.sh operations/*.sh deploys/support/*.sh
 	$(VENV)/bin/python scripts/shellcheck_inline.py
 
 # What the simulated lab needs from Debian, installed only when missing (as root).

@@ -15,12 +15,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cilium_lab.sim import cilium_images, realnode  # noqa: E402
-from deploys.support.lock import _SCRIPT as LOCK_SCRIPT  # noqa: E402
 from facts.routes import HostRoutes  # noqa: E402
 from operations.records import retired  # noqa: E402
 
 SNIPPETS = {
-    "deploys/support/lock.py (the lock)": LOCK_SCRIPT,
     "facts/routes.py HostRoutes": HostRoutes().command(),
     "operations/records.py retired()": retired("/var/backups/cilium lab/record"),
     "cilium_lab/sim/realnode.py RUNC_WRAPPER": realnode.RUNC_WRAPPER,

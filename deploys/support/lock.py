@@ -22,21 +22,9 @@ from __future__ import annotations
 import datetime
 import getpass
 import os
-import shlex
 import socket
 
-# $1: the lock file; $2: who we are. Prints "locked" and holds the lock until standard input
-# closes, or prints "busy <holder>", or "error <why>".
-_SCRIPT = r"""
-command -v flock >/dev/null || { echo "error flock is not installed (util-linux)"; exit 0; }
-exec 9>>"$1" 2>/dev/null || exec 9<"$1" 2>/dev/null || { echo "error cannot open $1"; exit 0; }
-if flock -n 9; then
-    printf '%s, node-pid %s\n' "$2" "$$" > "$1" 2>/dev/null
-    echo locked
-    exec cat >/dev/null
-fi
-echo "busy $(head -c 300 "$1" | tr -d '\n')"
-"""
+from facts.shell import script_command
 
 
 def holder() -> str:
@@ -60,9 +48,7 @@ class NodeLocks:
             return None
         channel = client.get_transport().open_session()
         channel.settimeout(timeout)
-        channel.exec_command(
-            f"sh -c {shlex.quote(_SCRIPT)} cilium-lab-lock {shlex.quote(path)} {shlex.quote(me)}"
-        )
+        channel.exec_command(script_command("deploys.support", "lock.sh", path, me))
         try:
             answer = channel.makefile("r").readline().strip()
         except TimeoutError:
