@@ -11,7 +11,7 @@ machine running pyinfra) do the workstation's part; all other hosts are Kubernet
 
 from pyinfra import host, state
 
-from deploys.support import data, interrupt, preflight, ssh
+from deploys.support import data, interrupt, node_facts, preflight, ssh
 from deploys.support.run import Run
 from operations.br_netfilter import br_netfilter_absent
 from operations.cluster_phase import (
@@ -36,29 +36,30 @@ interrupt.exit_non_zero_on_interrupt(state)
 ssh.no_delay(state)
 
 # What this run knows beyond pyinfra's State: the preflight's verdict, the node locks it holds,
-# and its one read of the cluster, which the cluster operations use until one changes it.
+# its one read of the cluster and of each node, which the operations use until one changes it.
 run = Run.of(state)
 
 # Before anything: every host can take the migration, or no host is touched.
 preflight.require(run)
 
+# Each node's state in one command, its lock held; its operations use it until one changes it.
+node_read = run.node_read(host, node_facts.migration(host)) if is_node else None
+
 # Removing stuff to be replaced with Cilium
 
 if is_node:
     unit_stopped_and_disabled(
-        name="Stop and disable kube-proxy",
-        unit=data.value(host, "kube_proxy_unit"),
-        record_dir=data.value(host, "units_record_dir"),
+        name="Stop and disable kube-proxy", **data.kube_proxy_unit(host), node_read=node_read
     )
 
     # Cilium's kube-proxy replacement guide: what kube-proxy leaves in iptables goes too.
-    kube_proxy_rules_absent(name="Remove kube-proxy's iptables leftovers")
+    kube_proxy_rules_absent(name="Remove kube-proxy's iptables leftovers", node_read=node_read)
 
     cni_configs_absent(
         name="Remove the old CNI configurations and restart kubelet",
-        conf_dir=data.value(host, "cni_conf_dir"),
-        backup_dir=data.value(host, "cni_backup_dir"),
+        **data.cni_dirs(host),
         restart_unit=data.value(host, "kubelet_unit"),
+        node_read=node_read,
     )
 
 # Installing Cilium, once no node runs kube-proxy or the old CNI any more
@@ -111,6 +112,7 @@ if is_node:
     br_netfilter_absent(
         name="Unload br_netfilter and stop loading it at boot",
         backup_dir=data.value(host, "modules_backup_dir"),
+        node_read=node_read,
         # Not while Cilium is not healthy (the workstation's part failed): kept for a re-run.
         _if=workstation_ok,
     )

@@ -18,16 +18,21 @@ from facts.br_netfilter import (
 )
 from facts.shell import script_argv
 from operations.log_once import log_once
+from operations.node_read import NodeRead, node_fact, reads_node
 from operations.records import retired, written_once
 
 
 @operation()
-def br_netfilter_absent(backup_dir: str = "/var/backups/cilium-lab/modules-load.d"):
+@reads_node
+def br_netfilter_absent(
+    backup_dir: str = "/var/backups/cilium-lab/modules-load.d", node_read: NodeRead | None = None
+):
     """
     Stop loading ``br_netfilter`` at boot and unload it.
 
     + backup_dir: where each persistence file is recorded and copied before a line is removed
       from it
+    + node_read: the run's read of the node, used while it holds; None to read the fact
 
     Only the lines that name the module alone go; other lines of the same file (``overlay``,
     comments) stay. A symlink stays a symlink: the file it points to is edited, once however
@@ -52,7 +57,7 @@ def br_netfilter_absent(backup_dir: str = "/var/backups/cilium-lab/modules-load.
         )
     """
 
-    state = host.get_fact(BrNetfilter)
+    state = node_fact(node_read, BrNetfilter)
     builtin = f"{MODULE} is built into the kernel and cannot be unloaded; it stays active"
 
     if state["status"] == "builtin" and state["persisted_in"]:

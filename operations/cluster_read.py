@@ -32,6 +32,8 @@ class ClusterRead:
         # Set once an operation installs or upgrades the release in this run: the wait for
         # Cilium then always runs, whatever was read before.
         self.release_changes = False
+        # Set once an operation changes the cluster in this run (the nodes' reads go stale).
+        self.cluster_changes = False
 
     def read(self, host) -> dict:
         """Read the cluster on ``host`` (one command), and keep the answer for the operations."""
@@ -49,5 +51,6 @@ class ClusterRead:
         """An operation changes the cluster (``release``: installs or upgrades the release): the
         kept answer is stale from here on."""
         self._answer = {}
+        self.cluster_changes = True
         if release:
             self.release_changes = True

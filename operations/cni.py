@@ -15,16 +15,19 @@ from pyinfra.api.exceptions import OperationValueError
 from facts.cni import CILIUM_BACKUP_SUFFIX, RECORD, RECORDED, RESTART_PENDING, CniState
 from facts.directories import directory_problems
 from operations.log_once import log_once
+from operations.node_read import NodeRead, node_fact, reads_node
 from operations.records import retired, text_written_once
 
 __all__ = ["RESTART_PENDING", "cni_configs_absent", "cni_configs_restored"]
 
 
 @operation()
+@reads_node
 def cni_configs_absent(
     conf_dir: str = "/etc/cni/net.d",
     backup_dir: str = "/var/backups/cilium-lab/cni",
     restart_unit: str | None = "kubelet.service",
+    node_read: NodeRead | None = None,
 ):
     """
     Move every CNI configuration that is not Cilium's out of the CNI directory, then restart
@@ -33,6 +36,7 @@ def cni_configs_absent(
     + conf_dir: the directory kubelet reads CNI configurations from
     + backup_dir: where the old configurations go; nothing is deleted
     + restart_unit: the unit to restart when a configuration was moved (None: none)
+    + node_read: the run's read of the node, used while it holds; None to read the fact
 
     A configuration is what kubelet would load: a file or a symlink named ``*.conf``,
     ``*.conflist`` or ``*.json``, whatever else is in its name. A symlink moves as the symlink it
@@ -58,7 +62,7 @@ def cni_configs_absent(
     """
 
     _check_dirs(conf_dir, backup_dir)
-    state = host.get_fact(CniState, conf_dir=conf_dir, backup_dir=backup_dir)
+    state = node_fact(node_read, CniState, conf_dir=conf_dir, backup_dir=backup_dir)
     old = sorted(name for name, config in state["configs"].items() if not config["cilium"])
 
     if not old and not (restart_unit and state["restart_pending"]):

@@ -9,10 +9,12 @@ from pyinfra import host
 from pyinfra.api import StringCommand, operation
 
 from facts.kube_proxy_rules import IPVS_INTERFACE, PROXY_LINE_AWK, KubeProxyRules
+from operations.node_read import NodeRead, node_fact, reads_node
 
 
 @operation()
-def kube_proxy_rules_absent():
+@reads_node
+def kube_proxy_rules_absent(node_read: NodeRead | None = None):
     """
     Remove every rule and chain kube-proxy left in iptables and ip6tables (``KUBE-*``), and
     its IPVS services and ``kube-ipvs0`` interface when it ran in IPVS mode. The kubelet's own
@@ -22,6 +24,7 @@ def kube_proxy_rules_absent():
     Each table that holds kube-proxy's lines is saved, stripped of them and restored in one
     ``iptables-restore``, which swaps the table atomically: other rules stay as they were.
     Run it after kube-proxy is stopped, or kube-proxy puts them back.
+    + node_read: the run's read of the node, used while it holds; None to read the fact
 
     **Example:**
 
@@ -30,7 +33,7 @@ def kube_proxy_rules_absent():
         kube_proxy_rules_absent(name="Remove kube-proxy's iptables leftovers")
     """
 
-    rules = host.get_fact(KubeProxyRules)
+    rules = node_fact(node_read, KubeProxyRules)
     changed = False
 
     for family in ("iptables", "ip6tables"):

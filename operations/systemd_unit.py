@@ -14,17 +14,20 @@ from pyinfra.api.exceptions import OperationValueError
 
 from facts.systemd_unit import RECORDED, UnitState, record_path
 from operations.log_once import log_once
+from operations.node_read import NodeRead, node_fact, reads_node
 from operations.records import retired, text_written_once
 
 
 @operation()
-def unit_stopped_and_disabled(unit: str, record_dir: str):
+@reads_node
+def unit_stopped_and_disabled(unit: str, record_dir: str, node_read: NodeRead | None = None):
     """
     Record a unit's state, then stop it and keep it from starting at boot.
 
     + unit: the unit's full name
     + record_dir: where the unit's state from before the first change is recorded, for
       :func:`unit_restored`
+    + node_read: the run's read of the node, used while it holds; None to read the fact
 
     The record (``<record_dir>/<unit>.json``: systemctl's ``LoadState``, ``UnitFileState`` and
     ``ActiveState``) is written once, before the first change, also when the unit needs none
@@ -45,7 +48,7 @@ def unit_stopped_and_disabled(unit: str, record_dir: str):
         )
     """
 
-    state = host.get_fact(UnitState, unit=unit, record_dir=record_dir)
+    state = node_fact(node_read, UnitState, unit=unit, record_dir=record_dir)
     # By get: a fact that could not be read (errors ignored) is the default, without records.
     was = state.get("record")
 

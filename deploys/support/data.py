@@ -59,6 +59,16 @@ def cluster(host) -> dict:
     )
 
 
+def kube_proxy_unit(host) -> dict:
+    """kube-proxy's unit and where its state from before is recorded: ``unit``, ``record_dir``."""
+    return dict(unit=value(host, "kube_proxy_unit"), record_dir=value(host, "units_record_dir"))
+
+
+def cni_dirs(host) -> dict:
+    """kubelet's CNI directory and where the old configurations go: ``conf_dir``, ``backup_dir``."""
+    return dict(conf_dir=value(host, "cni_conf_dir"), backup_dir=value(host, "cni_backup_dir"))
+
+
 def chart(host) -> dict:
     """Which chart, at which version, from which repository: ``chart``, ``version``,
     ``repo_name``, ``repo_url``."""
