@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # One run at a time on a node (deploys/support/lock.py), run as: sh -c "$script" lock.sh FILE WHO.
 # $1: the lock file; $2: who we are. Prints "locked" and holds the lock until standard input
 # closes, or prints "busy <holder>", or "error <why>".
