@@ -1,4 +1,4 @@
-"""pods: the API's pods, CiliumEndpoints, CiliumNodes, Nodes and helm's history as JSON in, the
+"""pods: the API's pods, CiliumEndpoints, CiliumNodes, Nodes and helm's records as JSON in, the
 pods the old CNI left (and what becomes of each) out; the restart's evictions against a fake
 API server that plays the controllers. No API server."""
 
@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import datetime
 import json
-import subprocess
 
 import pytest
+from helm_record_items import listing, record
 from kubernetes.client.rest import ApiException
 
-from cilium_lab.cluster import ClusterError, helm, pods
+from cilium_lab.cluster import ClusterError, pods
 
 DEPLOYED = "2026-11-26T11:40:00.123456789+01:00"  # helm's format: local time, nanoseconds
 FIRST = datetime.datetime(2026, 11, 26, 10, 40, 0, 123456, tzinfo=datetime.UTC)
@@ -285,44 +285,32 @@ class FakeApi:
         return answer
 
 
-def fake_helm(monkeypatch, returncode=0, stdout="", stderr=""):
-    calls = []
-
-    def run(helm_path, args, input=None):
-        calls.append(args)
-        return subprocess.CompletedProcess(args, returncode, stdout, stderr)
-
-    monkeypatch.setattr(helm, "find_helm", lambda: "/usr/bin/helm")
-    monkeypatch.setattr(helm, "run", run)
-    return calls
+SECRETS = "/api/v1/namespaces/kube-system/secrets"
 
 
-def test_without_ciliums_resources_the_release_dates_the_pods(monkeypatch):
-    calls = fake_helm(monkeypatch, stdout=json.dumps([{"revision": 1, "updated": DEPLOYED}]))
+def test_without_ciliums_resources_the_release_dates_the_pods():
     api = FakeApi(
         {
+            SECRETS: listing(
+                record(2, updated="2026-11-27T08:00:00Z"), record(1, updated=DEPLOYED)
+            ),
             "/apis/apps/v1/namespaces/kube-system/daemonsets/cilium": {
                 "metadata": {"creationTimestamp": "2026-11-26T10:41:00Z"}
-            }
+            },
         }
     )
     found = pods.signals(api, "cilium", "kube-system", "/k/config", "lab")
-    assert calls == [
-        [
-            "history", "cilium", "--namespace", "kube-system", "--output", "json",
-            "--kubeconfig", "/k/config", "--kube-context", "lab",
-        ]
-    ]  # fmt: skip
+    assert api.paths[0] == SECRETS  # helm's records, by label, in one request
     assert (found.deployed, found.endpoints) == (FIRST, None)
 
 
-def test_the_agents_daemonset_dates_a_release_whose_first_revisions_helm_pruned(monkeypatch):
-    fake_helm(monkeypatch, stdout=json.dumps([{"revision": 11, "updated": DEPLOYED}]))
+def test_the_agents_daemonset_dates_a_release_whose_first_revisions_helm_pruned():
     api = FakeApi(
         {
+            SECRETS: listing(record(11, updated=DEPLOYED)),
             "/apis/apps/v1/namespaces/kube-system/daemonsets/cilium": {
                 "metadata": {"creationTimestamp": "2026-11-01T08:00:00Z"}
-            }
+            },
         }
     )
     assert pods.signals(api, "cilium", "kube-system").deployed == datetime.datetime(
@@ -330,26 +318,25 @@ def test_the_agents_daemonset_dates_a_release_whose_first_revisions_helm_pruned(
     )
 
 
-def test_no_release_in_helms_history_reads_nothing_else(monkeypatch):
-    fake_helm(monkeypatch, returncode=1, stderr="Error: release: not found\n")
-    api = FakeApi({})
+def test_no_release_in_helms_records_reads_nothing_else():
+    api = FakeApi({SECRETS: listing()})
     assert pods.signals(api, "cilium", "kube-system").deployed is None
-    assert api.paths == []
+    assert api.paths == [SECRETS]
 
 
-def test_helm_failing_otherwise_is_one_line(monkeypatch):
-    fake_helm(monkeypatch, returncode=1, stderr="Error: Kubernetes cluster unreachable\n")
+def test_helms_records_unreadable_is_one_line():
     with pytest.raises(
         ClusterError,
-        match="^helm cannot read the history of kube-system/cilium: Kubernetes cluster unreachable$",
+        match="^helm's records of kube-system/cilium cannot be read on https://kubernetes:6443: "
+        "404 Not Found$",
     ):
         pods.signals(FakeApi({}), "cilium", "kube-system")
 
 
-def test_with_ciliums_resources_the_endpoints_and_cidrs_are_read(monkeypatch):
-    fake_helm(monkeypatch, stdout=json.dumps([{"revision": 1, "updated": DEPLOYED}]))
+def test_with_ciliums_resources_the_endpoints_and_cidrs_are_read():
     api = FakeApi(
         {
+            SECRETS: listing(record(1, updated=DEPLOYED)),
             "/apis/cilium.io/v2/ciliumendpoints": {"items": [endpoint("web-1")]},
             "/apis/cilium.io/v2/ciliumnodes": {"items": [ciliumnode("worker0", "10.0.1.0/24")]},
             "/api/v1/nodes": {"items": [node("worker0", "10.4.0.0/16")]},
@@ -360,13 +347,13 @@ def test_with_ciliums_resources_the_endpoints_and_cidrs_are_read(monkeypatch):
     assert list(found.cidrs) == ["worker0"]
 
 
-def test_an_api_error_listing_endpoints_is_one_line(monkeypatch):
-    fake_helm(monkeypatch, stdout=json.dumps([{"revision": 1, "updated": DEPLOYED}]))
+def test_an_api_error_listing_endpoints_is_one_line():
     api = FakeApi(
         {
+            SECRETS: listing(record(1, updated=DEPLOYED)),
             "/apis/cilium.io/v2/ciliumendpoints": ApiException(
                 status=500, reason="Internal Server Error"
-            )
+            ),
         }
     )
     with pytest.raises(

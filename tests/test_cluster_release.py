@@ -10,6 +10,7 @@ import subprocess
 import pytest
 
 from cilium_lab.cluster import ClusterError, helm, status
+from cilium_lab.cluster.helm_records import ReleaseRecords
 
 VALUES = {"kubeProxyReplacement": True, "k8sServiceHost": "kubernetes", "k8sServicePort": 6443}
 
@@ -140,7 +141,8 @@ def helm_reads(monkeypatch, tmp_path):
     done = []
     found = {"release": installed(), "history": [], "revision_values": {}}
     monkeypatch.setattr(helm, "find_helm", lambda: "/usr/bin/helm")
-    monkeypatch.setattr(helm, "release", lambda *a: found["release"])
+    # helm's records of the release (helm_records.py, with tests of its own): as given.
+    monkeypatch.setattr(ReleaseRecords, "release", lambda self: found["release"])
     monkeypatch.setattr(helm, "chart_source", lambda helm_path, chart, *a: [chart])
 
     def record(name, answer):
@@ -156,9 +158,9 @@ def helm_reads(monkeypatch, tmp_path):
         ),
     )
     monkeypatch.setattr(helm, "check_values", record("check_values", None))
-    monkeypatch.setattr(helm, "history", record("history", lambda: found["history"]))
+    monkeypatch.setattr(ReleaseRecords, "history", record("history", lambda: found["history"]))
     monkeypatch.setattr(
-        helm, "revision_values", record("revision_values", lambda: found["revision_values"])
+        ReleaseRecords, "values", record("revision_values", lambda: found["revision_values"])
     )
     return found, done
 

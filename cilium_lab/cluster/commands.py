@@ -18,6 +18,7 @@ import click
 from kubernetes.client.rest import ApiException
 
 from cilium_lab.cluster import ClusterError, helm, kube, pods, status, verify
+from cilium_lab.cluster.helm_records import ReleaseRecords
 
 
 def kubeconfig_options(function):
@@ -293,8 +294,12 @@ def status_command(
         cluster = kube.load(kubeconfig, context)
         # One cheap request first, so an unreachable server is named before helm says it its own way.
         status.reach(cluster)
-    # One `helm repo list` for the repository check and the release's chart source.
+    # One `helm repo list` for the repository check and the release's chart source, and one
+    # read of helm's records of the release for the release, installed and pods checks.
     known = helm.Repositories()
+    records = cluster and ReleaseRecords(
+        cluster, helm.find_helm(), release_name, namespace, kubeconfig, context
+    )
     readers = {
         "repo": lambda: status.repo(chart, chart_version, repo_name, repo_url, known),
         "release": lambda: status.release(
@@ -311,12 +316,15 @@ def status_command(
             takeover=takeover,
             create_namespace=create_namespace,
             known=known,
+            records=records,
         ),
         "installed": lambda: status.installed(
-            cluster, release_name, namespace, kubeconfig, context
+            cluster, release_name, namespace, kubeconfig, context, records
         ),
         "health": lambda: status.health(cluster, namespace),
-        "pods": lambda: status.old_pods(cluster, release_name, namespace, kubeconfig, context),
+        "pods": lambda: status.old_pods(
+            cluster, release_name, namespace, kubeconfig, context, records
+        ),
     }
     # Side by side: each waits on helm or the API server, not on this process.
     with ThreadPoolExecutor(max_workers=len(checks)) as pool:

@@ -53,7 +53,8 @@ from dataclasses import asdict, dataclass, field
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from cilium_lab.cluster import ClusterError, helm
+from cilium_lab.cluster import ClusterError
+from cilium_lab.cluster.helm_records import ReleaseRecords
 from cilium_lab.cluster.kube import Cluster
 from cilium_lab.cluster.verify import (
     AGENT_DAEMONSET,
@@ -237,13 +238,11 @@ def classify(pods, signals: Signals) -> list[OldPod]:
 # Reading the signals.
 
 
-def first_deployed(
-    release: str, namespace: str, kubeconfig=None, context=None
-) -> datetime.datetime | None:
-    """When helm's history says the release was first deployed; None when helm has no such
-    release."""
-    history = helm.history(helm.find_helm(), release, namespace, kubeconfig, context)
-    return oldest_revision(history) if history else None
+def first_deployed(records: ReleaseRecords) -> datetime.datetime | None:
+    """When helm's history says the release was first deployed (its oldest revision); None when
+    helm has no such release."""
+    first = records.first_revision()
+    return oldest_revision([first]) if first else None
 
 
 def oldest_revision(history) -> datetime.datetime | None:
@@ -300,8 +299,16 @@ def trusted_cidrs(ciliumnodes, nodes) -> tuple[dict[str, list], dict[str, str]]:
     return trusted, untrusted
 
 
-def signals(cluster: Cluster, release: str, namespace: str, kubeconfig=None, context=None):
-    deployed = first_deployed(release, namespace, kubeconfig, context)
+def signals(
+    cluster: Cluster,
+    release: str,
+    namespace: str,
+    kubeconfig=None,
+    context=None,
+    records: ReleaseRecords | None = None,
+):
+    records = records or ReleaseRecords(cluster, None, release, namespace, kubeconfig, context)
+    deployed = first_deployed(records)
     found = Signals(f"{namespace}/{release}", deployed)
     if deployed is None:
         return found
@@ -399,9 +406,14 @@ def find_after_rollback(
 
 
 def find(
-    cluster: Cluster, release: str, namespace: str, kubeconfig=None, context=None
+    cluster: Cluster,
+    release: str,
+    namespace: str,
+    kubeconfig=None,
+    context=None,
+    records: ReleaseRecords | None = None,
 ) -> list[OldPod]:
-    found = signals(cluster, release, namespace, kubeconfig, context)
+    found = signals(cluster, release, namespace, kubeconfig, context, records)
     return classify(cluster.get("/api/v1/pods")["items"], found)
 
 

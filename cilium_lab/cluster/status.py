@@ -1,7 +1,8 @@
 """
 The cluster's state as JSON, for the deploy's facts (``cilium-lab status --output json``):
 the helm repository, the release, Cilium's health, and the pods from the old CNI.
-Only reads: helm's list/get/history/search/show/template and the Kubernetes API's get/list.
+Only reads: helm's records of the release through the Kubernetes API (helm_records.py), helm's
+search/show/template, and the Kubernetes API's get/list.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from kubernetes.client.rest import ApiException
 
 from cilium_lab.cluster import ClusterError, chart_keys, helm, kube, pods, release_rules, verify
 from cilium_lab.cluster.helm_args import chart_kind, values_document
+from cilium_lab.cluster.helm_records import ReleaseRecords
 
 CHECKS = ("repo", "release", "installed", "health", "pods")
 
@@ -103,6 +105,7 @@ def release(
     takeover: bool = False,
     create_namespace: bool = False,
     known: helm.Repositories | None = None,
+    records: ReleaseRecords | None = None,
 ) -> dict:
     """The release against the wanted one. Everything that would make the install fail or do
     what the user did not declare is refused here, before any node changes: a pending release,
@@ -112,7 +115,8 @@ def release(
     if isinstance(values, dict) and values.get("k8sServiceHost") == "auto":
         require_cluster_info(cluster)
     helm_path = helm.find_helm()
-    installed = helm.release(helm_path, name, namespace, kubeconfig, context)
+    records = records or ReleaseRecords(cluster, helm_path, name, namespace, kubeconfig, context)
+    installed = records.release()
     # ``known``: the repository check's `helm repo list`, when the two run in one read.
     source = helm.chart_source(helm_path, chart, repo_name, repo_url, known)
     kind = chart_kind(chart)
@@ -121,8 +125,7 @@ def release(
     if kind == "path":
         chart_name, desired_version = helm.chart_metadata(helm_path, source, version)
 
-    def history() -> list[dict]:
-        return helm.history(helm_path, name, namespace, kubeconfig, context)
+    history = records.history
 
     @functools.cache
     def shape() -> dict:
@@ -150,11 +153,7 @@ def release(
             )
         if dropped and not (revisions and release_rules.ours(revisions[-1], revisions)):
             mine = release_rules.last_ours(revisions)
-            our_values = (
-                helm.revision_values(helm_path, name, namespace, mine, kubeconfig, context)
-                if mine
-                else None
-            )
+            our_values = records.values(mine) if mine else None
             hand = release_rules.hand_set(dropped, installed["values"], revisions, our_values)
             # A key the pinned chart does not know would do nothing if kept: dropping it loses
             # nothing (the seed's cgroup.automount, set by an older cilium-lab or by hand).
@@ -204,15 +203,17 @@ def release_changes(
 
 
 def installed(
-    cluster: kube.Cluster, name: str, namespace: str, kubeconfig=None, context=None
+    cluster: kube.Cluster,
+    name: str,
+    namespace: str,
+    kubeconfig=None,
+    context=None,
+    records: ReleaseRecords | None = None,
 ) -> dict:
     """The release as helm reports it, without the chart: what removing it needs to know."""
     helm_path = helm.find_helm()
-    return {
-        "helm": helm_path,
-        "server": cluster.server,
-        "installed": helm.release(helm_path, name, namespace, kubeconfig, context),
-    }
+    records = records or ReleaseRecords(cluster, helm_path, name, namespace, kubeconfig, context)
+    return {"helm": helm_path, "server": cluster.server, "installed": records.release()}
 
 
 def health(cluster: kube.Cluster, namespace: str) -> dict:
@@ -220,7 +221,12 @@ def health(cluster: kube.Cluster, namespace: str) -> dict:
 
 
 def old_pods(
-    cluster: kube.Cluster, release: str, namespace: str, kubeconfig=None, context=None
+    cluster: kube.Cluster,
+    release: str,
+    namespace: str,
+    kubeconfig=None,
+    context=None,
+    records: ReleaseRecords | None = None,
 ) -> dict:
     """The old CNI's pods: those a run restarts, and those it leaves, with why."""
-    return pods.split(pods.find(cluster, release, namespace, kubeconfig, context))
+    return pods.split(pods.find(cluster, release, namespace, kubeconfig, context, records))
