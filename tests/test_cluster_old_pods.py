@@ -12,6 +12,7 @@ from helm_record_items import listing, record
 from kubernetes.client.rest import ApiException
 
 from cilium_lab.cluster import ClusterError, pods
+from cilium_lab.cluster.helm_records import ReleaseRecords
 
 DEPLOYED = "2026-11-26T11:40:00.123456789+01:00"  # helm's format: local time, nanoseconds
 FIRST = datetime.datetime(2026, 11, 26, 10, 40, 0, 123456, tzinfo=datetime.UTC)
@@ -288,6 +289,10 @@ class FakeApi:
 SECRETS = "/api/v1/namespaces/kube-system/secrets"
 
 
+def records_of(api):
+    return ReleaseRecords(api, None, "cilium", "kube-system")
+
+
 def test_without_ciliums_resources_the_release_dates_the_pods():
     api = FakeApi(
         {
@@ -299,7 +304,7 @@ def test_without_ciliums_resources_the_release_dates_the_pods():
             },
         }
     )
-    found = pods.signals(api, "cilium", "kube-system", "/k/config", "lab")
+    found = pods.signals(api, records_of(api))
     assert api.paths[0] == SECRETS  # helm's records, by label, in one request
     assert (found.deployed, found.endpoints) == (FIRST, None)
 
@@ -313,24 +318,25 @@ def test_the_agents_daemonset_dates_a_release_whose_first_revisions_helm_pruned(
             },
         }
     )
-    assert pods.signals(api, "cilium", "kube-system").deployed == datetime.datetime(
+    assert pods.signals(api, records_of(api)).deployed == datetime.datetime(
         2026, 11, 1, 8, 0, tzinfo=datetime.UTC
     )
 
 
 def test_no_release_in_helms_records_reads_nothing_else():
     api = FakeApi({SECRETS: listing()})
-    assert pods.signals(api, "cilium", "kube-system").deployed is None
+    assert pods.signals(api, records_of(api)).deployed is None
     assert api.paths == [SECRETS]
 
 
 def test_helms_records_unreadable_is_one_line():
+    api = FakeApi({})
     with pytest.raises(
         ClusterError,
         match="^helm's records of kube-system/cilium cannot be read on https://kubernetes:6443: "
         "404 Not Found$",
     ):
-        pods.signals(FakeApi({}), "cilium", "kube-system")
+        pods.signals(api, records_of(api))
 
 
 def test_with_ciliums_resources_the_endpoints_and_cidrs_are_read():
@@ -342,7 +348,7 @@ def test_with_ciliums_resources_the_endpoints_and_cidrs_are_read():
             "/api/v1/nodes": {"items": [node("worker0", "10.4.0.0/16")]},
         }
     )
-    found = pods.signals(api, "cilium", "kube-system")
+    found = pods.signals(api, records_of(api))
     assert found.endpoints == {("default", "web-1"): {"10.0.1.5"}}
     assert list(found.cidrs) == ["worker0"]
 
@@ -359,7 +365,7 @@ def test_an_api_error_listing_endpoints_is_one_line():
     with pytest.raises(
         ClusterError, match="listing CiliumEndpoints on https://kubernetes:6443 failed: 500"
     ):
-        pods.signals(api, "cilium", "kube-system")
+        pods.signals(api, records_of(api))
 
 
 # Budgets.

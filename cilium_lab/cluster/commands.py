@@ -199,7 +199,8 @@ def restart_pods_command(
         whose = "Cilium"
         found, unranged = pods.find_after_rollback(cluster, pod_cidrs)
     else:
-        found = pods.find(cluster, release_name, namespace, kubeconfig, context)
+        records = ReleaseRecords(cluster, None, release_name, namespace, kubeconfig, context)
+        found = pods.find(cluster, records)
     if output != "json":
         for node in unranged:
             click.echo(
@@ -318,13 +319,9 @@ def status_command(
             known=known,
             records=records,
         ),
-        "installed": lambda: status.installed(
-            cluster, release_name, namespace, kubeconfig, context, records
-        ),
+        "installed": lambda: status.installed(cluster, records),
         "health": lambda: status.health(cluster, namespace),
-        "pods": lambda: status.old_pods(
-            cluster, release_name, namespace, kubeconfig, context, records
-        ),
+        "pods": lambda: status.old_pods(cluster, records),
     }
     # Side by side: each waits on helm or the API server, not on this process.
     with ThreadPoolExecutor(max_workers=len(checks)) as pool:

@@ -63,9 +63,9 @@ def run(helm: str, args: list[str], input: str | None = None) -> subprocess.Comp
         raise ClusterError(f"cannot run {helm}: {error.strerror}") from None
 
 
-def release(helm: str, name: str, namespace: str, kubeconfig=None, context=None) -> dict:
-    """The installed release as helm reports it: status, chart, version, revision, values."""
-    state = {
+def no_release() -> dict:
+    """The release's state when helm lists none (:func:`release`)."""
+    return {
         "exists": False,
         "status": None,
         "chart": None,
@@ -73,6 +73,11 @@ def release(helm: str, name: str, namespace: str, kubeconfig=None, context=None)
         "revision": None,
         "values": None,
     }
+
+
+def release(helm: str, name: str, namespace: str, kubeconfig=None, context=None) -> dict:
+    """The installed release as helm reports it: status, chart, version, revision, values."""
+    state = no_release()
     cluster = helm_cluster_flags(kubeconfig, context)
     listed = run(
         helm,

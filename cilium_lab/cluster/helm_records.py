@@ -130,14 +130,7 @@ class ReleaseRecords:
             return helm.release(
                 self._helm(), self.name, self.namespace, self.kubeconfig, self.context
             )
-        state = {
-            "exists": False,
-            "status": None,
-            "chart": None,
-            "version": None,
-            "revision": None,
-            "values": None,
-        }
+        state = helm.no_release()
         records = self._records()
         if not records:
             return state

@@ -299,17 +299,10 @@ def trusted_cidrs(ciliumnodes, nodes) -> tuple[dict[str, list], dict[str, str]]:
     return trusted, untrusted
 
 
-def signals(
-    cluster: Cluster,
-    release: str,
-    namespace: str,
-    kubeconfig=None,
-    context=None,
-    records: ReleaseRecords | None = None,
-):
-    records = records or ReleaseRecords(cluster, None, release, namespace, kubeconfig, context)
+def signals(cluster: Cluster, records: ReleaseRecords) -> Signals:
+    namespace = records.namespace
     deployed = first_deployed(records)
-    found = Signals(f"{namespace}/{release}", deployed)
+    found = Signals(records.where, deployed)
     if deployed is None:
         return found
     endpoints = _list(cluster, "/apis/cilium.io/v2/ciliumendpoints", "CiliumEndpoints")
@@ -405,15 +398,8 @@ def find_after_rollback(
     )
 
 
-def find(
-    cluster: Cluster,
-    release: str,
-    namespace: str,
-    kubeconfig=None,
-    context=None,
-    records: ReleaseRecords | None = None,
-) -> list[OldPod]:
-    found = signals(cluster, release, namespace, kubeconfig, context, records)
+def find(cluster: Cluster, records: ReleaseRecords) -> list[OldPod]:
+    found = signals(cluster, records)
     return classify(cluster.get("/api/v1/pods")["items"], found)
 
 

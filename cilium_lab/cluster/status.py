@@ -202,31 +202,15 @@ def release_changes(
     return changes
 
 
-def installed(
-    cluster: kube.Cluster,
-    name: str,
-    namespace: str,
-    kubeconfig=None,
-    context=None,
-    records: ReleaseRecords | None = None,
-) -> dict:
+def installed(cluster: kube.Cluster, records: ReleaseRecords) -> dict:
     """The release as helm reports it, without the chart: what removing it needs to know."""
-    helm_path = helm.find_helm()
-    records = records or ReleaseRecords(cluster, helm_path, name, namespace, kubeconfig, context)
-    return {"helm": helm_path, "server": cluster.server, "installed": records.release()}
+    return {"helm": helm.find_helm(), "server": cluster.server, "installed": records.release()}
 
 
 def health(cluster: kube.Cluster, namespace: str) -> dict:
     return verify.snapshot(cluster, namespace).as_dict()
 
 
-def old_pods(
-    cluster: kube.Cluster,
-    release: str,
-    namespace: str,
-    kubeconfig=None,
-    context=None,
-    records: ReleaseRecords | None = None,
-) -> dict:
+def old_pods(cluster: kube.Cluster, records: ReleaseRecords) -> dict:
     """The old CNI's pods: those a run restarts, and those it leaves, with why."""
-    return pods.split(pods.find(cluster, release, namespace, kubeconfig, context, records))
+    return pods.split(pods.find(cluster, records))
