@@ -7,6 +7,9 @@ configuration of its own per test.
 
 from __future__ import annotations
 
+import base64
+import gzip
+import json
 import os
 import shutil
 import subprocess
@@ -173,6 +176,51 @@ def no_release_afterwards(cluster, kubeconfig, helm_env):
         capture_output=True,
         timeout=120,
     )
+
+
+@pytest.fixture
+def helm(helm_env, kubeconfig):
+    """The real helm against the test's cluster, as a user runs it by hand (``env``: more of
+    helm's environment, such as its storage driver)."""
+
+    def run(*args: str, input: str | None = None, env=None) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            ["helm", *args, "--kubeconfig", str(kubeconfig)],
+            input=input,
+            env={**helm_env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert result.returncode == 0, result.stderr
+        return result
+
+    return run
+
+
+def set_status(
+    cluster, revision: int, status: str, namespace: str = "kube-system", kind: str = "secrets"
+) -> None:
+    """What a killed helm leaves: helm keeps each revision in a Secret (or a ConfigMap, with
+    ``kind="configmaps"``) whose ``release`` is the release as gzipped JSON in base64 (inside
+    a Secret's own base64) and whose ``status`` label repeats its status; both set here, as
+    helm writes them when it starts an upgrade."""
+    name = f"sh.helm.release.v1.cilium.v{revision}"
+    secret = kind == "secrets"
+    read = (
+        cluster.core.read_namespaced_secret if secret else cluster.core.read_namespaced_config_map
+    )
+    raw = base64.b64decode(read(name, namespace).data["release"])
+    body = json.loads(gzip.decompress(base64.b64decode(raw) if secret else raw))
+    body["info"]["status"] = status
+    encoded = base64.b64encode(gzip.compress(json.dumps(body).encode()))
+    if secret:
+        encoded = base64.b64encode(encoded)
+    patch = {"data": {"release": encoded.decode()}, "metadata": {"labels": {"status": status}}}
+    write = (
+        cluster.core.patch_namespaced_secret if secret else cluster.core.patch_namespaced_config_map
+    )
+    write(name, namespace, patch)
 
 
 def release_secrets(cluster, namespace: str = "kube-system") -> list[str]:

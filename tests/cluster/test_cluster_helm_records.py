@@ -9,13 +9,12 @@ do not depend on what the chart holds.
 from __future__ import annotations
 
 import base64
-import gzip
-import json
-import subprocess
 
 import pytest
+from conftest import set_status
 
-from cilium_lab.cluster import ClusterError, helm
+from cilium_lab.cluster import ClusterError
+from cilium_lab.cluster.helm import release as helm_release
 from cilium_lab.cluster.helm_records import ReleaseRecords
 
 NAME = "cilium"
@@ -35,23 +34,6 @@ def chart(tmp_path):
     return chart
 
 
-@pytest.fixture
-def run_helm(helm_bin, helm_env, kubeconfig, namespace):
-    def run(*args, driver=None):
-        env = dict(helm_env, **({"HELM_DRIVER": driver} if driver else {}))
-        result = subprocess.run(
-            [helm_bin, *args, "--namespace", namespace, "--kubeconfig", str(kubeconfig)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert result.returncode == 0, result.stderr
-        return result
-
-    return run
-
-
 def both(cluster, helm_bin, kubeconfig, namespace):
     """The API's reading and helm's, of the same release."""
     read = ReleaseRecords(cluster, helm_bin, NAME, namespace, str(kubeconfig))
@@ -68,30 +50,6 @@ def assert_same(read, through_helm, revisions=()):
         assert read.values(revision) == through_helm.values(revision)
 
 
-def set_status(cluster, namespace, revision, status, kind="secrets"):
-    """What a killed helm leaves: the revision's status in its body and its label."""
-    name = f"sh.helm.release.v1.{NAME}.v{revision}"
-    read = (
-        cluster.core.read_namespaced_secret
-        if kind == "secrets"
-        else cluster.core.read_namespaced_config_map
-    )
-    item = read(name, namespace)
-    raw = base64.b64decode(item.data["release"])
-    if kind == "secrets":
-        raw = base64.b64decode(raw)
-    body = json.loads(gzip.decompress(raw))
-    body["info"]["status"] = status
-    encoded = base64.b64encode(gzip.compress(json.dumps(body).encode()))
-    if kind == "secrets":
-        encoded = base64.b64encode(encoded)
-    patch = {"data": {"release": encoded.decode()}, "metadata": {"labels": {"status": status}}}
-    if kind == "secrets":
-        cluster.core.patch_namespaced_secret(name, namespace, patch)
-    else:
-        cluster.core.patch_namespaced_config_map(name, namespace, patch)
-
-
 def test_no_release_reads_as_helm_says(cluster, helm_bin, kubeconfig, namespace):
     read, through_helm = both(cluster, helm_bin, kubeconfig, namespace)
     assert_same(read, through_helm)
@@ -100,10 +58,20 @@ def test_no_release_reads_as_helm_says(cluster, helm_bin, kubeconfig, namespace)
 
 
 def test_installed_and_upgraded_read_as_helm_says(
-    cluster, helm_bin, kubeconfig, namespace, chart, run_helm
+    cluster, helm_bin, kubeconfig, namespace, chart, helm
 ):
-    run_helm("install", NAME, str(chart), "--set", "hubble=true")
-    run_helm("upgrade", NAME, str(chart), "--set", "hubble=false", "--set", "debug.enabled=true")
+    helm("install", NAME, str(chart), "--set", "hubble=true", "--namespace", namespace)
+    helm(
+        "upgrade",
+        NAME,
+        str(chart),
+        "--set",
+        "hubble=false",
+        "--set",
+        "debug.enabled=true",
+        "--namespace",
+        namespace,
+    )
     read, through_helm = both(cluster, helm_bin, kubeconfig, namespace)
     assert_same(read, through_helm, revisions=(1, 2))
     found = read.release()
@@ -119,12 +87,12 @@ def test_installed_and_upgraded_read_as_helm_says(
 
 
 def test_ten_revisions_sort_by_number_not_by_name(
-    cluster, helm_bin, kubeconfig, namespace, chart, run_helm
+    cluster, helm_bin, kubeconfig, namespace, chart, helm
 ):
     """v10 sorts before v2 as text: the last revision is the tenth."""
-    run_helm("install", NAME, str(chart))
+    helm("install", NAME, str(chart), "--namespace", namespace)
     for n in range(2, 11):
-        run_helm("upgrade", NAME, str(chart), "--set", f"n={n}")
+        helm("upgrade", NAME, str(chart), "--set", f"n={n}", "--namespace", namespace)
     read, through_helm = both(cluster, helm_bin, kubeconfig, namespace)
     assert_same(read, through_helm, revisions=(1, 10))
     assert read.release()["revision"] == 10 and read.release()["values"] == {"n": 10}
@@ -133,21 +101,21 @@ def test_ten_revisions_sort_by_number_not_by_name(
 
 @pytest.mark.parametrize("status", ["failed", "pending-upgrade", "pending-rollback"])
 def test_a_failed_or_pending_last_revision_reads_as_helm_says(
-    cluster, helm_bin, kubeconfig, namespace, chart, run_helm, status
+    cluster, helm_bin, kubeconfig, namespace, chart, helm, status
 ):
-    run_helm("install", NAME, str(chart))
-    run_helm("upgrade", NAME, str(chart), "--set", "hubble=false")
-    set_status(cluster, namespace, 2, status)
+    helm("install", NAME, str(chart), "--namespace", namespace)
+    helm("upgrade", NAME, str(chart), "--set", "hubble=false", "--namespace", namespace)
+    set_status(cluster, 2, status, namespace)
     read, through_helm = both(cluster, helm_bin, kubeconfig, namespace)
     assert_same(read, through_helm, revisions=(1, 2))
     assert read.release()["status"] == status
 
 
 def test_uninstalled_with_its_history_kept_is_no_release_but_keeps_its_history(
-    cluster, helm_bin, kubeconfig, namespace, chart, run_helm
+    cluster, helm_bin, kubeconfig, namespace, chart, helm
 ):
-    run_helm("install", NAME, str(chart))
-    run_helm("uninstall", NAME, "--keep-history")
+    helm("install", NAME, str(chart), "--namespace", namespace)
+    helm("uninstall", NAME, "--keep-history", "--namespace", namespace)
     read, through_helm = both(cluster, helm_bin, kubeconfig, namespace)
     assert_same(read, through_helm, revisions=(1,))
     assert read.release()["exists"] is False
@@ -155,11 +123,29 @@ def test_uninstalled_with_its_history_kept_is_no_release_but_keeps_its_history(
 
 
 def test_the_configmap_driver_is_read_where_helm_keeps_it(
-    cluster, helm_bin, kubeconfig, namespace, chart, run_helm, monkeypatch
+    cluster, helm_bin, kubeconfig, namespace, chart, helm, monkeypatch
 ):
-    run_helm("install", NAME, str(chart), "--set", "hubble=true", driver="configmap")
-    run_helm("upgrade", NAME, str(chart), "--set", "hubble=false", driver="configmap")
-    set_status(cluster, namespace, 2, "pending-upgrade", kind="configmaps")
+    helm(
+        "install",
+        NAME,
+        str(chart),
+        "--set",
+        "hubble=true",
+        "--namespace",
+        namespace,
+        env={"HELM_DRIVER": "configmap"},
+    )
+    helm(
+        "upgrade",
+        NAME,
+        str(chart),
+        "--set",
+        "hubble=false",
+        "--namespace",
+        namespace,
+        env={"HELM_DRIVER": "configmap"},
+    )
+    set_status(cluster, 2, "pending-upgrade", namespace, kind="configmaps")
     monkeypatch.setenv("HELM_DRIVER", "configmap")
     read, through_helm = both(cluster, helm_bin, kubeconfig, namespace)
     assert read.kind == "configmaps"
@@ -173,9 +159,9 @@ def test_the_configmap_driver_is_read_where_helm_keeps_it(
 
 
 def test_a_record_not_in_helms_encoding_is_one_line_naming_it(
-    cluster, helm_bin, kubeconfig, namespace, chart, run_helm
+    cluster, helm_bin, kubeconfig, namespace, chart, helm
 ):
-    run_helm("install", NAME, str(chart))
+    helm("install", NAME, str(chart), "--namespace", namespace)
     cluster.core.patch_namespaced_secret(
         f"sh.helm.release.v1.{NAME}.v1",
         namespace,
@@ -205,5 +191,5 @@ def test_a_driver_only_helm_reads_goes_through_helm(
             return str(error)
 
     assert answer(read.release) == answer(
-        lambda: helm.release(helm_bin, NAME, namespace, str(kubeconfig))
+        lambda: helm_release(helm_bin, NAME, namespace, str(kubeconfig))
     )

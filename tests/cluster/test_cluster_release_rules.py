@@ -8,8 +8,6 @@ is one line, exit 2, and leaves the release's revisions as they were.
 
 from __future__ import annotations
 
-import base64
-import gzip
 import json
 import os
 import runpy
@@ -19,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import release_secrets
+from conftest import release_secrets, set_status
 from test_cluster_deploy import pyinfra, write_inventory
 
 # The chapter's values, as the group data holds them.
@@ -36,25 +34,6 @@ def tgz(charts_dir):
         return str(path)
 
     return chart
-
-
-@pytest.fixture
-def helm(helm_env, kubeconfig):
-    """The real helm against the test's cluster, as a user runs it by hand."""
-
-    def run(*args: str, input: str | None = None) -> subprocess.CompletedProcess:
-        result = subprocess.run(
-            ["helm", *args, "--kubeconfig", str(kubeconfig)],
-            input=input,
-            env=helm_env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
-        assert result.returncode == 0, result.stderr
-        return result
-
-    return run
 
 
 def hand_install(helm, chart: str, values: dict) -> None:
@@ -241,22 +220,6 @@ def test_the_seeds_misspelt_key_left_by_an_earlier_migration_is_replaced_quietly
         "value cgroup.autoMount.enabled: (unset) -> false",
         "value cgroup.automount.enabled: false -> (the chart's default)",
     ]
-
-
-def set_status(cluster, revision: int, status: str) -> None:
-    """What a killed helm leaves: helm keeps each revision in a Secret whose ``release`` is the
-    release as gzipped JSON (base64, inside the Secret's own base64) and whose ``status`` label
-    repeats its status; both set here, as helm writes them when it starts an upgrade."""
-    name = f"sh.helm.release.v1.cilium.v{revision}"
-    secret = cluster.core.read_namespaced_secret(name, "kube-system")
-    body = json.loads(gzip.decompress(base64.b64decode(base64.b64decode(secret.data["release"]))))
-    body["info"]["status"] = status
-    encoded = base64.b64encode(base64.b64encode(gzip.compress(json.dumps(body).encode())))
-    cluster.core.patch_namespaced_secret(
-        name,
-        "kube-system",
-        {"data": {"release": encoded.decode()}, "metadata": {"labels": {"status": status}}},
-    )
 
 
 def test_a_pending_upgrade_is_refused_with_the_rollback_that_clears_it(
