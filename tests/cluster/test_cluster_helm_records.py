@@ -34,6 +34,15 @@ def chart(tmp_path):
     return chart
 
 
+def revisions(helm, chart, namespace, *sets, env=None):
+    """The release at one revision per entry of ``sets`` (its ``--set`` values): installed with
+    the first, upgraded with each next (``env``: more of helm's environment)."""
+    for n, values in enumerate(sets):
+        args = [arg for value in values for arg in ("--set", value)]
+        verb = "upgrade" if n else "install"
+        helm(verb, NAME, str(chart), *args, "--namespace", namespace, env=env)
+
+
 def both(cluster, helm_bin, kubeconfig, namespace):
     """The API's reading and helm's, of the same release."""
     read = ReleaseRecords(cluster, helm_bin, NAME, namespace, str(kubeconfig))
@@ -60,18 +69,7 @@ def test_no_release_reads_as_helm_says(cluster, helm_bin, kubeconfig, namespace)
 def test_installed_and_upgraded_read_as_helm_says(
     cluster, helm_bin, kubeconfig, namespace, chart, helm
 ):
-    helm("install", NAME, str(chart), "--set", "hubble=true", "--namespace", namespace)
-    helm(
-        "upgrade",
-        NAME,
-        str(chart),
-        "--set",
-        "hubble=false",
-        "--set",
-        "debug.enabled=true",
-        "--namespace",
-        namespace,
-    )
+    revisions(helm, chart, namespace, ["hubble=true"], ["hubble=false", "debug.enabled=true"])
     read, through_helm = both(cluster, helm_bin, kubeconfig, namespace)
     assert_same(read, through_helm, revisions=(1, 2))
     found = read.release()
@@ -90,9 +88,7 @@ def test_ten_revisions_sort_by_number_not_by_name(
     cluster, helm_bin, kubeconfig, namespace, chart, helm
 ):
     """v10 sorts before v2 as text: the last revision is the tenth."""
-    helm("install", NAME, str(chart), "--namespace", namespace)
-    for n in range(2, 11):
-        helm("upgrade", NAME, str(chart), "--set", f"n={n}", "--namespace", namespace)
+    revisions(helm, chart, namespace, [], *([f"n={n}"] for n in range(2, 11)))
     read, through_helm = both(cluster, helm_bin, kubeconfig, namespace)
     assert_same(read, through_helm, revisions=(1, 10))
     assert read.release()["revision"] == 10 and read.release()["values"] == {"n": 10}
@@ -103,8 +99,7 @@ def test_ten_revisions_sort_by_number_not_by_name(
 def test_a_failed_or_pending_last_revision_reads_as_helm_says(
     cluster, helm_bin, kubeconfig, namespace, chart, helm, status
 ):
-    helm("install", NAME, str(chart), "--namespace", namespace)
-    helm("upgrade", NAME, str(chart), "--set", "hubble=false", "--namespace", namespace)
+    revisions(helm, chart, namespace, [], ["hubble=false"])
     set_status(cluster, 2, status, namespace)
     read, through_helm = both(cluster, helm_bin, kubeconfig, namespace)
     assert_same(read, through_helm, revisions=(1, 2))
@@ -125,25 +120,8 @@ def test_uninstalled_with_its_history_kept_is_no_release_but_keeps_its_history(
 def test_the_configmap_driver_is_read_where_helm_keeps_it(
     cluster, helm_bin, kubeconfig, namespace, chart, helm, monkeypatch
 ):
-    helm(
-        "install",
-        NAME,
-        str(chart),
-        "--set",
-        "hubble=true",
-        "--namespace",
-        namespace,
-        env={"HELM_DRIVER": "configmap"},
-    )
-    helm(
-        "upgrade",
-        NAME,
-        str(chart),
-        "--set",
-        "hubble=false",
-        "--namespace",
-        namespace,
-        env={"HELM_DRIVER": "configmap"},
+    revisions(
+        helm, chart, namespace, ["hubble=true"], ["hubble=false"], env={"HELM_DRIVER": "configmap"}
     )
     set_status(cluster, 2, "pending-upgrade", namespace, kind="configmaps")
     monkeypatch.setenv("HELM_DRIVER", "configmap")
