@@ -124,18 +124,17 @@ def test_kwok_lab_pods_created_before_the_first_deploy_are_the_old_cnis():
 
 def test_the_first_revision_of_helms_history_dates_the_release():
     """Upgrades after it (a values change, a chart bump) do not move the date."""
-    history = [
-        {"revision": 1, "updated": DEPLOYED, "status": "superseded", "chart": "cilium-1.19.5"},
-        {"revision": 2, "updated": "2026-11-27T09:00:00.5+01:00", "status": "deployed"},
-    ]
-    assert pods.oldest_revision(history) == FIRST
-    assert pods.oldest_revision([]) is None
+    history = listing(
+        record(2, updated="2026-11-27T09:00:00.5+01:00"),
+        record(1, status="superseded", updated=DEPLOYED, version="1.19.5"),
+    )
+    assert pods.first_deployed(records_of(FakeApi({SECRETS: history}))) == FIRST
+    assert pods.first_deployed(records_of(FakeApi({SECRETS: listing()}))) is None
 
 
 def test_a_pod_cilium_manages_is_never_old_whatever_changed_since():
     """A values change makes a revision after the pod was created: it stays Cilium's."""
-    later = pods.oldest_revision([{"revision": 1, "updated": DEPLOYED}])
-    assert pods.classify([pod("web-new", created=AFTER)], kwok_lab(later)) == []
+    assert pods.classify([pod("web-new", created=AFTER)], kwok_lab(FIRST)) == []
 
 
 def test_a_ciliumendpoint_makes_a_pod_ciliums_whatever_its_address():

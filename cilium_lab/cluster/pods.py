@@ -242,13 +242,7 @@ def first_deployed(records: ReleaseRecords) -> datetime.datetime | None:
     """When helm's history says the release was first deployed (its oldest revision); None when
     helm has no such release."""
     first = records.first_revision()
-    return oldest_revision([first]) if first else None
-
-
-def oldest_revision(history) -> datetime.datetime | None:
-    """The ``updated`` time of the oldest revision in ``helm history -o json``'s list."""
-    times = [_time(r.get("updated")) for r in history or [] if isinstance(r, dict)]
-    return min(filter(None, times), default=None)
+    return _time(first.get("updated")) if first else None
 
 
 def _list(cluster: Cluster, path: str, what: str) -> list | None:
