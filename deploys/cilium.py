@@ -39,10 +39,9 @@ ssh.no_delay(state)
 # its one read of the cluster and of each node, which the operations use until one changes it.
 run = Run.of(state)
 
-# Before anything: every host can take the migration, or no host is touched.
-preflight.require(run)
-
-# Each node's state in one command, its lock held; its operations use it until one changes it.
+# Before anything: every host can take the migration, or no host is touched. Each node's state
+# is read in one command meanwhile, its lock held; its operations use it until one changes it.
+preflight.require(run, node_facts=node_facts.migration)
 node_read = run.node_read(host, node_facts.migration(host)) if is_node else None
 
 # Removing stuff to be replaced with Cilium

@@ -88,7 +88,9 @@ def test_overrides_that_are_not_a_mapping_are_one_line():
 @pytest.mark.parametrize(("verdict", "refused"), [({}, False), ({"worker0": ["no room"]}, True)])
 def test_the_verdict_is_computed_once_and_every_host_gets_it(monkeypatch, verdict, refused):
     computed = []
-    monkeypatch.setattr(preflight, "_verdict", lambda run, *checks: computed.append(run) or verdict)
+    monkeypatch.setattr(
+        preflight, "_verdict", lambda run, *checks, **options: computed.append(run) or verdict
+    )
     run = Run.of(State())
     for _ in range(3):  # the deploy file's pass for each of three hosts
         if refused:

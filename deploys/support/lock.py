@@ -39,12 +39,15 @@ class NodeLocks:
 
     def __init__(self):
         self._channels: list = []
+        # The names of the nodes whose lock this run holds, or that have nothing to hold it with.
+        self.held: set[str] = set()
 
     def take(self, host, path: str, me: str, timeout: float = 30) -> str | None:
         """Take the node's lock for the rest of this run; None when taken, else why not (one line)."""
         client = getattr(host.connector, "client", None)
         if client is None:
             # Not an SSH host (pyinfra's @local, a container connector): nothing to hold it with.
+            self.held.add(host.name)
             return None
         channel = client.get_transport().open_session()
         channel.settimeout(timeout)
@@ -55,6 +58,7 @@ class NodeLocks:
             answer = "error the node did not answer"
         if answer == "locked":
             self._channels.append(channel)
+            self.held.add(host.name)
             return None
         channel.close()
         kind, _, detail = answer.partition(" ")

@@ -11,7 +11,8 @@ that two runs never change one node at once (:mod:`deploys.support.lock`).
 The deploy file calls :func:`require` for each host while pyinfra prepares the run (so ``--dry``
 runs it too). The first call checks the whole inventory at once and every later call reuses the
 verdict: when any host fails, each problem is printed with its host and the run stops before
-its first change, on every host.
+its first change, on every host. A node that passes its checks is read as soon as its lock is
+held (:meth:`deploys.support.run.Run.node_read`), while the cluster read still runs.
 
 A node check can be skipped, for users who know better, with the data key ``preflight_skip`` (a
 list, or a comma-separated string on the command line: ``--data preflight_skip=kernel,cgroup``).
@@ -77,15 +78,19 @@ def _check_node(host, checks=NODE_CHECKS) -> list[str]:
     )
 
 
-def _cluster_facts_readable(host, read) -> list[str]:
+def _readable(host, read, what: str) -> list[str]:
     try:
         read()
     except PyinfraError:
         # pyinfra gives up when the last active host fails; the verdict below says why.
         pass
     if host in host.state.failed_hosts:
-        return ["the cluster checks failed (the line above says why): fix it before going on"]
+        return [f"{what} failed (the line above says why): fix it before going on"]
     return []
+
+
+def _cluster_facts_readable(host, read) -> list[str]:
+    return _readable(host, read, "the cluster checks")
 
 
 def _check_local(host, run) -> list[str]:
@@ -153,13 +158,16 @@ def _in_parallel(hosts, job) -> dict[str, list[str]]:
     return {name: job.value for name, job in jobs.items() if job.value}
 
 
-def _take_locks(run) -> dict[str, list[str]]:
-    """Every node's lock: the first node's (by name) alone, then the others side by side. Of two
-    runs started together, the one that takes the first node's goes on, and the other stops
-    there, holding none; the rest cost one round trip, however many nodes."""
+def _take_locks(run) -> dict[str, gevent.Greenlet]:
+    """Every node's lock, as one job a node whose value is ``[]`` once taken, else why not: the
+    first node's (by name) alone, then the others side by side. Of two runs started together,
+    the one that takes the first node's goes on, and the other stops there, holding none; the
+    rest cost one round trip, however many nodes."""
     me = lock.holder()
 
-    def take(host):
+    def take(host, after=None):
+        if after is not None and after.get() != []:
+            return None  # the first node's lock was refused: no other is taken (None: not tried)
         refused = run.locks.take(host, data.value(host, "node_lock_file"), me)
         return [refused] if refused else []
 
@@ -167,8 +175,11 @@ def _take_locks(run) -> dict[str, list[str]]:
         (h for h in run.state.inventory.get_active_hosts() if "local" not in h.groups),
         key=lambda h: h.name,
     )
-    first = _in_parallel(nodes[:1], take)
-    return first or _in_parallel(nodes[1:], take)
+    jobs = {}
+    for host in nodes:
+        first = jobs.get(nodes[0].name)
+        jobs[host.name] = gevent.spawn(_one_line, lambda h, first=first: take(h, first), host)
+    return jobs
 
 
 @contextlib.contextmanager
@@ -184,32 +195,45 @@ def _failures_left_to_the_verdict(state):
         state.config.FAIL_PERCENT = fail_percent
 
 
-def _verdict(run, check_node, check_local) -> dict[str, list[str]]:
-    # The locks are taken while the checks run (the workstation's cluster read is the longest):
-    # a run the checks refuse ends at once, and its locks with it.
+def _verdict(run, check_node, check_local, node_facts=None) -> dict[str, list[str]]:
     with _failures_left_to_the_verdict(run.state):
-        return _checked(run, check_node, check_local)
+        return _checked(run, check_node, check_local, node_facts)
 
 
-def _checked(run, check_node, check_local) -> dict[str, list[str]]:
-    locks = gevent.spawn(_take_locks, run)
+def _checked(run, check_node, check_local, node_facts) -> dict[str, list[str]]:
+    # The locks are taken while the checks run (the workstation's cluster read is the longest):
+    # a run the checks refuse ends at once, and its locks with it. Each node that passes its
+    # own checks is read as soon as its lock is held, beside the cluster read.
+    locks = _take_locks(run)
+
+    def node(host):
+        problems = check_node(host)
+        if problems or node_facts is None or locks[host.name].get() != []:
+            return problems  # a refused lock is the lock job's to report
+        return _readable(
+            host, lambda: run.node_read(host, node_facts(host)), "reading the node's state"
+        )
+
     verdict = _unreachable(run.state)
     verdict.update(
         _in_parallel(
             run.state.inventory.get_active_hosts(),
-            lambda host: check_local(host, run) if "local" in host.groups else check_node(host),
+            lambda host: check_local(host, run) if "local" in host.groups else node(host),
         )
     )
-    locks.join()
-    return verdict or locks.value
+    gevent.joinall(list(locks.values()))
+    refused = {name: job.value for name, job in locks.items() if job.value}
+    return verdict or refused
 
 
-def require(run, rollback: bool = False) -> None:
+def require(run, rollback: bool = False, node_facts=None) -> None:
     """Stop the run, before any change, unless every host passes its checks.
 
     ``run`` is the deploy's :class:`deploys.support.run.Run`: the first call computes its verdict
-    for every host (and takes the locks, and reads the cluster into its cluster read); later calls
-    reuse it. The rollback needs less: sudo and systemd on the nodes, and the migration's record there;
+    for every host (and takes the locks, reads the cluster into its cluster read, and each node,
+    once its lock is held, into its node read of ``node_facts(host)``); later calls reuse it. A
+    node whose read fails fails the verdict: a node the operations could not read would stop
+    the run half-way. The rollback needs less: sudo and systemd on the nodes, and the migration's record there;
     helm, the kubeconfig and the API server on ``local``.
     """
     if rollback:
@@ -224,7 +248,7 @@ def require(run, rollback: bool = False) -> None:
         checks = (_check_node, _check_local)
     with run.checking:
         if run.verdict is None:
-            run.verdict = _verdict(run, *checks)
+            run.verdict = _verdict(run, *checks, node_facts=node_facts)
             for name, problems in sorted(run.verdict.items()):
                 for problem in problems:
                     logger.error(f"[{name}] preflight: {problem}")

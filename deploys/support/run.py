@@ -5,8 +5,8 @@ holds, and what it knows of the cluster and of each node.
 pyinfra executes the deploy file once per host, each time afresh, in one process with one
 State. What must outlast one host's pass lives in this object: the verdict the first pass
 computes for every host, the SSH channels that hold the node locks until the run ends, the
-preflight's read of the cluster that the cluster operations use, and each node's read that its
-operations use. The deploy file gets it with
+preflight's read of the cluster that the cluster operations use, and the preflight's read of
+each node that its operations use. The deploy file gets it with
 ``Run.of(state)``, which keeps it as one attribute of that State, so it ends with the run; the
 deploy passes it to the preflight, its cluster read to the cluster operations and its node
 reads to the node operations.
@@ -56,10 +56,10 @@ class Run:
 
     def node_read(self, host, facts: list[tuple[type, dict]]) -> NodeRead:
         """This run's read of the node ``host``: ``facts`` read in one command, the first time
-        it is asked for. Only after the preflight, whose verdict holds the node's lock: a read
-        before it could see another run's changes half-made."""
-        if self.verdict is None or self.verdict:
-            raise RuntimeError("a node is read only after the preflight passed")
+        it is asked for (by the preflight, once the node's lock is held). Only while this run
+        holds the node's lock: a read before it could see another run's changes half-made."""
+        if host.name not in self.locks.held:
+            raise RuntimeError(f"{host.name} is read only while this run holds its lock")
         if host.name not in self._node_reads:
             read = NodeRead(facts, stale=self.cluster_changed)
             read.read(host)
