@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
@@ -155,25 +156,28 @@ def repository(
     known: Repositories | None = None,
 ) -> dict:
     """Whether the repository is there with this URL, and its cached index has the version."""
-    known = known(helm) if known else repositories(helm)
+    # A plain search (helm's --regexp also matches the description), filtered to the exact name.
+    args = ["search", "repo", chart, "--output", "json"]
+    if version:
+        args += ["--version", version]
+    # The search reads only helm's cached indexes, so it runs beside the listing instead of
+    # after it; its answer counts only for a repository listed with this URL.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        searched = pool.submit(run, helm, args)
+        listed = known(helm) if known else repositories(helm)
+        result = searched.result()
     state = {
         "name": name,
-        "url": known.get(name),
-        "present": name in known,
-        "url_matches": _same_url(known.get(name), url),
+        "url": listed.get(name),
+        "present": name in listed,
+        "url_matches": _same_url(listed.get(name), url),
         "version_cached": False,
     }
-    if state["present"] and state["url_matches"]:
-        # A plain search (helm's --regexp also matches the description), filtered to the exact name.
-        args = ["search", "repo", chart, "--output", "json"]
-        if version:
-            args += ["--version", version]
-        result = run(helm, args)
-        if result.returncode == 0:
-            state["version_cached"] = any(
-                r.get("name") == chart and (not version or r.get("version") == version)
-                for r in json.loads(result.stdout or "[]")
-            )
+    if state["present"] and state["url_matches"] and result.returncode == 0:
+        state["version_cached"] = any(
+            r.get("name") == chart and (not version or r.get("version") == version)
+            for r in json.loads(result.stdout or "[]")
+        )
     return state
 
 
