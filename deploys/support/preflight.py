@@ -5,14 +5,15 @@ First the data (one line a problem, naming the key), then every host at once: no
 for what :class:`NodePreflight` reads, the ``local`` host (the workstation) for helm, the
 kubeconfig, the API server, the chart and the values, through the cluster facts. A host of the
 inventory that pyinfra could not connect to is a failure too: a run without it would migrate
-the others and leave the cluster half on the old network. Last, each node's lock is taken, so
-that two runs never change one node at once (:mod:`deploys.support.lock`).
+the others and leave the cluster half on the old network. Meanwhile each node's lock is taken,
+so that two runs never change one node at once (:mod:`deploys.support.lock`).
 
 The deploy file calls :func:`require` for each host while pyinfra prepares the run (so ``--dry``
 runs it too). The first call checks the whole inventory at once and every later call reuses the
 verdict: when any host fails, each problem is printed with its host and the run stops before
 its first change, on every host. A node that passes its checks is read as soon as its lock is
-held (:meth:`deploys.support.run.Run.node_read`), while the cluster read still runs.
+held (:meth:`deploys.support.run.Run.node_read`), while the cluster read still runs; a read
+that fails is one more problem.
 
 A node check can be skipped, for users who know better, with the data key ``preflight_skip`` (a
 list, or a comma-separated string on the command line: ``--data preflight_skip=kernel,cgroup``).
@@ -159,7 +160,7 @@ def _in_parallel(hosts, job) -> dict[str, list[str]]:
 
 
 def _take_locks(run) -> dict[str, gevent.Greenlet]:
-    """Every node's lock, as one job a node whose value is ``[]`` once taken, else why not: the
+    """Every node's lock, one job per node, whose value is ``[]`` once taken, else why not: the
     first node's (by name) alone, then the others side by side. Of two runs started together,
     the one that takes the first node's goes on, and the other stops there, holding none; the
     rest cost one round trip, however many nodes."""
@@ -233,8 +234,8 @@ def require(run, rollback: bool = False, node_facts=None) -> None:
     for every host (and takes the locks, reads the cluster into its cluster read, and each node,
     once its lock is held, into its node read of ``node_facts(host)``); later calls reuse it. A
     node whose read fails fails the verdict: a node the operations could not read would stop
-    the run half-way. The rollback needs less: sudo and systemd on the nodes, and the migration's record there;
-    helm, the kubeconfig and the API server on ``local``.
+    the run half-way. The rollback needs less: sudo and systemd on the nodes, and the
+    migration's record there; helm, the kubeconfig and the API server on ``local``.
     """
     if rollback:
         checks = (
