@@ -166,21 +166,26 @@ def _take_locks(run) -> dict[str, gevent.Greenlet]:
     rest cost one round trip, however many nodes."""
     me = lock.holder()
 
-    def take(host, after=None):
-        if after is not None and after.get() != []:
-            return None  # the first node's lock was refused: no other is taken (None: not tried)
+    def take(host):
         refused = run.locks.take(host, data.value(host, "node_lock_file"), me)
         return [refused] if refused else []
+
+    def take_after_first(host):
+        if first.get() != []:
+            return None  # the first node's lock was refused: no other is taken (None: not tried)
+        return take(host)
 
     nodes = sorted(
         (h for h in run.state.inventory.get_active_hosts() if "local" not in h.groups),
         key=lambda h: h.name,
     )
-    jobs = {}
-    for host in nodes:
-        first = jobs.get(nodes[0].name)
-        jobs[host.name] = gevent.spawn(_one_line, lambda h, first=first: take(h, first), host)
-    return jobs
+    if not nodes:
+        return {}
+    first = gevent.spawn(_one_line, take, nodes[0])
+    return {
+        nodes[0].name: first,
+        **{host.name: gevent.spawn(_one_line, take_after_first, host) for host in nodes[1:]},
+    }
 
 
 @contextlib.contextmanager
